@@ -1,0 +1,105 @@
+"""The state folder (``.orchestrate/``) and where everything lives inside it.
+
+::
+
+    .orchestrate/
+      redis/                      embedded server: socket, pid file, append-only file
+      runs/<run>/plan.yaml        the plan as it was when the run started
+      runs/<run>/logs/<team>.<attempt>.log      agent output (full, never capped)
+      runs/<run>/logs/<team>.<attempt>.status   agent exit status (JSON, written atomically)
+      runs/<run>/prompts/<team>.<attempt>.md    the prompt each attempt got
+      runs/<run>/report.{md,json,html}
+      worktrees/<run>/<team>      a team's git worktree (``shared`` isolation: worktrees/<run>/_shared)
+
+The folder sits at the root of the plan's repository, is readable by the user
+alone (0700) and is listed in ``.git/info/exclude`` so ``git status`` never
+shows it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+STATE_DIR_NAME = ".orchestrate"
+SHARED_WORKTREE = "_shared"
+
+
+def find_state_dir(start: Path | None = None) -> Path | None:
+    """The nearest existing ``.orchestrate/`` from ``start`` (default: cwd) upward."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / STATE_DIR_NAME
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def default_state_dir(start: Path | None = None) -> Path:
+    """An existing state folder upward from ``start``, else one at the enclosing git root, else at ``start``."""
+    found = find_state_dir(start)
+    if found is not None:
+        return found
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / ".git").exists():
+            return folder / STATE_DIR_NAME
+    return here / STATE_DIR_NAME
+
+
+def _exclude_in_git(repo_root: Path) -> None:
+    git_dir = repo_root / ".git"
+    if not git_dir.is_dir():  # a worktree or submodule: .git is a file; nothing to do
+        return
+    exclude = git_dir / "info" / "exclude"
+    exclude.parent.mkdir(parents=True, exist_ok=True)
+    line = f"/{STATE_DIR_NAME}/"
+    existing = exclude.read_text() if exclude.exists() else ""
+    if line not in existing.splitlines():
+        with exclude.open("a") as fh:
+            if existing and not existing.endswith("\n"):
+                fh.write("\n")
+            fh.write(f"{line}\n")
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    """Paths inside one state folder. Pure: nothing is created until :meth:`ensure`."""
+
+    root: Path
+
+    def ensure(self) -> StateLayout:
+        """Create the folder (0700) and exclude it from git in the enclosing repository."""
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
+        _exclude_in_git(self.root.parent)
+        return self
+
+    @property
+    def redis_dir(self) -> Path:
+        return self.root / "redis"
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / "runs" / run_id
+
+    def plan_copy(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "plan.yaml"
+
+    def logs_dir(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "logs"
+
+    def log_file(self, run_id: str, team: str, attempt: int) -> Path:
+        return self.logs_dir(run_id) / f"{team}.{attempt}.log"
+
+    def status_file(self, run_id: str, team: str, attempt: int) -> Path:
+        return self.logs_dir(run_id) / f"{team}.{attempt}.status"
+
+    def prompt_file(self, run_id: str, team: str, attempt: int) -> Path:
+        return self.run_dir(run_id) / "prompts" / f"{team}.{attempt}.md"
+
+    def report_file(self, run_id: str, fmt: str) -> Path:
+        return self.run_dir(run_id) / f"report.{fmt}"
+
+    def worktree(self, run_id: str, team: str) -> Path:
+        return self.root / "worktrees" / run_id / team

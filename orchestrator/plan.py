@@ -1,0 +1,242 @@
+"""The plan format, ``plan.yaml`` version 1, as pydantic models.
+
+This module is the single definition of what a plan may contain: the loader
+(:mod:`orchestrator.planload`) turns YAML into these models and reports every
+problem with its line; ``orchestrate schema`` prints their JSON Schema.
+
+Models are frozen and refuse unknown keys. Durations are written ``90s``,
+``30m``, ``2h``, ``1h30m`` (or a bare number of seconds) and stored as seconds.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+)
+
+BUILTIN_AGENT_KINDS: tuple[str, ...] = (
+    "claude-code",
+    "codex",
+    "aider",
+    "gemini",
+    "opencode",
+    "command",
+)
+"""Agent kinds orchestrate knows how to start. A plan's ``agents:`` entries add named configurations."""
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+_DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
+_MAX_DURATION = 7 * 24 * 3600.0
+
+
+def parse_duration(value: Any) -> float:
+    """Parse ``90s``, ``30m``, ``2h``, ``1h30m`` or a number of seconds into seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 90s, 30m or 2h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        if re.fullmatch(r"\d+(?:\.\d+)?", text):
+            seconds = float(text)
+        else:
+            m = _DURATION_RE.match(text)
+            if not text or m is None or not any(m.groups()):
+                raise ValueError(f"{value!r} is not a duration such as 90s, 30m or 2h")
+            h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+            seconds = h * 3600 + mi * 60 + s
+    else:
+        raise ValueError("expected a duration such as 90s, 30m or 2h")
+    if seconds <= 0:
+        raise ValueError("a duration must be greater than zero")
+    if seconds > _MAX_DURATION:
+        raise ValueError("a duration may be at most 7 days (168h)")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """The inverse of :func:`parse_duration`, for display: ``5400`` -> ``1h30m``."""
+    total = round(seconds)
+    h, rest = divmod(total, 3600)
+    m, s = divmod(rest, 60)
+    parts = [f"{h}h" if h else "", f"{m}m" if m else "", f"{s}s" if s else ""]
+    return "".join(parts) or "0s"
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?\s*[hms]?\s*)+$"},
+                {"type": "number", "exclusiveMinimum": 0},
+            ],
+            "description": "A duration: 90s, 30m, 2h, 1h30m, or seconds as a number.",
+        }
+    ),
+]
+Identifier = Annotated[str, Field(pattern=ID_PATTERN, max_length=64)]
+Command = Annotated[
+    str | tuple[str, ...],
+    Field(description="A shell command as a string, or an argv list run without a shell."),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class Budget(_Model):
+    """Spending limit: once reached, no new team or attempt starts."""
+
+    usd: float | None = Field(default=None, gt=0, description="Dollars, as the agents report them.")
+    tokens: int | None = Field(default=None, gt=0, description="Input + output tokens.")
+
+
+class AgentConfig(_Model):
+    """A named agent configuration (an entry of ``agents:``)."""
+
+    kind: Literal["claude-code", "codex", "aider", "gemini", "opencode", "command"] | None = Field(
+        default=None,
+        description="Which adapter starts it. Default: the entry's own name, if that is a built-in kind.",
+    )
+    command: Command | None = Field(
+        default=None,
+        description=(
+            "The executable (default per kind). For kind 'command', the whole command with "
+            "placeholders {prompt_file} {workdir} {team} {attempt} {agent_id}."
+        ),
+    )
+    args: tuple[str, ...] = Field(default=(), description="Extra arguments appended to the argv.")
+    model: str | None = Field(default=None, description="Model name passed to the agent CLI.")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
+    resume_session: bool = Field(
+        default=True, description="On a retry, continue the agent's own session where the CLI can."
+    )
+
+
+class Defaults(_Model):
+    """Values every team gets unless it sets its own."""
+
+    agent: str = Field(default="claude-code", description="A built-in kind or an agents: entry.")
+    timeout: Duration = Field(default=30 * 60.0, description="Wall-clock limit of one attempt.")
+    stall_timeout: Duration | None = Field(
+        default=10 * 60.0, description="No output for this long counts as a failed attempt."
+    )
+    retries: int = Field(default=2, ge=0, le=20, description="Further attempts after the first.")
+    check_timeout: Duration = Field(default=10 * 60.0, description="Time limit of each check.")
+
+
+class Team(_Model):
+    """One team: an agent with a task, deliverables, checks and upstream teams."""
+
+    id: Identifier = Field(description="Unique id: letters, digits, '-' and '_'.")
+    name: str | None = Field(default=None, max_length=200, description="Human-readable name.")
+    role: str | None = Field(
+        default=None,
+        description="A role profile: agents/<role>.md (built in, in the repo, or .claude/agents/).",
+    )
+    agent: str | None = Field(default=None, description="Overrides defaults.agent.")
+    model: str | None = Field(default=None, description="Overrides the agent's model.")
+    task: str = Field(min_length=1, description="What the team must do; the heart of its prompt.")
+    deliverables: tuple[str, ...] = Field(
+        default=(), description="Paths or globs inside the repo that must exist, non-empty."
+    )
+    checks: tuple[Command, ...] = Field(
+        default=(), description="Go/no-go commands run in the team's worktree; all must pass."
+    )
+    acceptance: tuple[str, ...] = Field(
+        default=(),
+        description="Criteria in prose (go/no-go, definition of done), given to the agent.",
+    )
+    depends_on: tuple[Identifier, ...] = Field(default=(), description="Upstream team ids.")
+    estimate: Duration | None = Field(default=None, description="Expected duration, for `plan`.")
+    timeout: Duration | None = None
+    stall_timeout: Duration | None = None
+    retries: int | None = Field(default=None, ge=0, le=20)
+    budget: Budget | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    prompt_template: str | None = Field(
+        default=None, description="A Jinja2 template file (relative to the plan) for this team's prompt."
+    )
+
+    @property
+    def title(self) -> str:
+        return self.name or self.id
+
+
+class Integration(_Model):
+    """The integration phase: merge the team branches, resolve, test, fix."""
+
+    test: Command | tuple[Command, ...] | None = Field(
+        default=None, description="The test suite, run on the merged result."
+    )
+    timeout: Duration = Field(default=30 * 60.0, description="Time limit of the test suite.")
+    resolver: str | None = Field(default=None, description="Agent that resolves merge conflicts.")
+    fixer: str | None = Field(default=None, description="Agent that fixes a failing suite.")
+    retries: int = Field(default=1, ge=0, le=10, description="Fixer rounds.")
+    partial: bool = Field(default=False, description="Integrate the teams that succeeded even if others failed.")
+    bisect: bool = Field(default=True, description="Find the merge that broke the suite.")
+
+
+class Plan(_Model):
+    """A whole plan (``plan.yaml`` version 1)."""
+
+    version: Literal[1] = Field(description="The plan format version; 1.")
+    name: Identifier = Field(description="The plan's name; run ids start with it.")
+    description: str | None = None
+    repo: str = Field(default=".", description="The git repository, relative to the plan file.")
+    base: str | None = Field(default=None, description="Branch the teams start from (default: current).")
+    max_parallel: int = Field(default=4, ge=1, le=256, description="Agents running at once.")
+    isolation: Literal["worktree", "shared"] = Field(
+        default="worktree",
+        description="worktree: a worktree and branch per team; shared: one worktree for the run.",
+    )
+    budget: Budget | None = None
+    defaults: Defaults = Field(default_factory=Defaults)
+    agents: dict[Identifier, AgentConfig] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict, description="Environment added for every agent.")
+    env_allow: tuple[str, ...] | None = Field(
+        default=None,
+        description="If set, agents get only these variables of orchestrate's environment (globs).",
+    )
+    prompt_template: str | None = Field(
+        default=None, description="A Jinja2 template file (relative to the plan) for every team's prompt."
+    )
+    teams: tuple[Team, ...] = Field(min_length=1, description="The teams, in plan order.")
+    integration: Integration = Field(default_factory=Integration)
+
+    def team(self, team_id: str) -> Team:
+        for t in self.teams:
+            if t.id == team_id:
+                return t
+        raise KeyError(team_id)
+
+    def agent_name(self, team: Team) -> str:
+        return team.agent or self.defaults.agent
+
+    def agent_config(self, name: str) -> AgentConfig:
+        """The configuration of agent ``name``: its ``agents:`` entry or a bare built-in kind."""
+        if name in self.agents:
+            cfg = self.agents[name]
+            return cfg if cfg.kind else cfg.model_copy(update={"kind": name})
+        return AgentConfig(kind=name)  # type: ignore[arg-type]  # validated by planload
+
+    def timeout(self, team: Team) -> float:
+        return team.timeout or self.defaults.timeout
+
+    def stall_timeout(self, team: Team) -> float | None:
+        return team.stall_timeout or self.defaults.stall_timeout
+
+    def retries(self, team: Team) -> int:
+        return self.defaults.retries if team.retries is None else team.retries

@@ -1,0 +1,3 @@
+"""Test support: agents fixtures (see docstrings)."""
+
+from __future__ import annotations

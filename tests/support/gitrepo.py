@@ -1,0 +1,3 @@
+"""Test support: gitrepo fixtures (see docstrings)."""
+
+from __future__ import annotations

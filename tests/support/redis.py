@@ -1,0 +1,3 @@
+"""Test support: redis fixtures (see docstrings)."""
+
+from __future__ import annotations
