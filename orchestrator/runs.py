@@ -1,0 +1,93 @@
+"""Runs: their ids and what is recorded when one starts.
+
+A run id is ``<plan name>-<YYYYMMDD-HHMMSS>-<4 hex>`` (UTC), readable and
+sortable. Creating a run records, in Redis and on disk, everything a later
+``resume`` needs so it never depends on a plan file that was edited since:
+
+* the plan's text (Redis meta ``plan_text`` and ``.orchestrate/runs/<run>/plan.yaml``)
+  and its sha256;
+* the base ref and the base commit every team starts from;
+* the repository root and the plan file's path.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import UsageError
+from orchestrator.gitops import Git
+from orchestrator.paths import StateLayout
+from orchestrator.planload import LoadedPlan, load_plan_text
+
+
+def new_run_id(plan_name: str, *, now: datetime | None = None) -> str:
+    """``<plan name>-<YYYYMMDD-HHMMSS>-<4 hex>``."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
+    return f"{plan_name}-{stamp}-{secrets.token_hex(2)}"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run was started from."""
+
+    run_id: str
+    loaded: LoadedPlan
+    base_ref: str
+    base_commit: str
+
+    def meta(self) -> dict[str, str]:
+        return {
+            "plan_name": self.loaded.plan.name,
+            "plan_path": str(self.loaded.path),
+            "plan_sha256": self.loaded.sha256,
+            "plan_text": self.loaded.text,
+            "repo_root": str(self.loaded.repo_root),
+            "base_ref": self.base_ref,
+            "base_commit": self.base_commit,
+            "isolation": self.loaded.plan.isolation,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "pid": str(os.getpid()),
+        }
+
+
+async def base_of(git: Git, loaded: LoadedPlan) -> tuple[str, str]:
+    """The base ref (the plan's ``base``, else the current branch, else HEAD) and its commit."""
+    ref = loaded.plan.base or await git.current_branch() or "HEAD"
+    return ref, await git.rev_parse(ref)
+
+
+def write_plan_copy(layout: StateLayout, run_id: str, text: str) -> Path:
+    """Write the plan's text to ``runs/<run>/plan.yaml`` (readable by the user alone)."""
+    path = layout.plan_copy(run_id)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(text)
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return path
+
+
+async def create_run(store: Any, layout: StateLayout, loaded: LoadedPlan, git: Git) -> RunInfo:
+    """Make a new run: id, base commit, plan copy on disk and in Redis, teams pending."""
+    ref, commit = await base_of(git, loaded)
+    info = RunInfo(new_run_id(loaded.plan.name), loaded, ref, commit)
+    write_plan_copy(layout, info.run_id, loaded.text)
+    await store.create_run(
+        info.run_id, meta=info.meta(), team_ids=[t.id for t in loaded.plan.teams]
+    )
+    return info
+
+
+def plan_of_run(meta: Mapping[str, str], *, run_id: str) -> LoadedPlan:
+    """The plan a run was started with, from its recorded copy (for ``resume``)."""
+    text = meta.get("plan_text")
+    path = meta.get("plan_path")
+    if text is None or path is None:
+        raise UsageError(f"run {run_id} has no recorded plan; it cannot be resumed")
+    return load_plan_text(text, path=Path(path), check_repo=False)
