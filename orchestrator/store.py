@@ -1,0 +1,822 @@
+"""``Store``: runs, teams, attempts, transitions, the lease, events and logs in Redis.
+
+Open one with :func:`open_store`; with no Redis URL configured it starts (or
+finds) the embedded server of the state folder first::
+
+    async with open_store(settings, layout) as store:
+        async with store.lease(run_id) as lease:
+            await store.team_transition(run_id, "db", "running", epoch=lease.epoch, attempt=1)
+
+Every state change is one Lua script (:mod:`orchestrator.store_scripts`) that
+checks the writer's epoch and the state machine and appends its event in the
+same step. Connection errors are retried (tenacity, bounded backoff; the
+embedded server is restarted between tries if it died); what still fails
+becomes a :class:`~orchestrator.errors.StoreError` whose message names the
+server with its password redacted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from types import TracebackType
+from typing import Any, TypeVar
+
+import anyio
+import redis.asyncio as aioredis
+import redis.exceptions as rexc
+from pydantic import BaseModel, ConfigDict, Field
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from orchestrator import store_scripts as lua
+from orchestrator.errors import (
+    IllegalTransitionError,
+    LeaseHeldError,
+    StaleEpochError,
+    StoreError,
+    UsageError,
+)
+from orchestrator.keys import Keys
+from orchestrator.paths import StateLayout
+from orchestrator.redis_server import EmbeddedServer
+from orchestrator.settings import Settings
+
+T = TypeVar("T")
+
+TEAM_STATES = lua.TEAM_STATES
+RUN_STATES = lua.RUN_STATES
+TEAM_TRANSITIONS = lua.TEAM_TRANSITIONS
+RUN_TRANSITIONS = lua.RUN_TRANSITIONS
+MAX_BLOCK_MS = 5_000
+"""Blocking reads wait at most this long per call (callers loop)."""
+
+_RETRYABLE = (rexc.ConnectionError, rexc.TimeoutError, rexc.BusyLoadingError, OSError)
+
+
+def new_agent_id() -> str:
+    """A fresh agent id: 7 hex characters, like ``ab792f5``."""
+    return secrets.token_hex(4)[:7]
+
+
+def _f(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def _i(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Usage(_Frozen):
+    """Tokens and money one attempt, team or run spent."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    @classmethod
+    def from_hash(cls, h: Mapping[str, str]) -> Usage:
+        return cls(
+            input_tokens=_i(h.get("input_tokens")) or 0,
+            output_tokens=_i(h.get("output_tokens")) or 0,
+            cost_usd=_f(h.get("cost_usd")) or 0.0,
+        )
+
+
+class RunState(_Frozen):
+    run_id: str
+    status: str
+    epoch: int
+    created: float | None
+    updated: float | None
+    team_ids: list[str]
+    usage: Usage
+    meta: dict[str, str]
+    """Every field of the run's hash, as stored (plan path, plan hash, base commit, ...)."""
+
+
+class AttemptState(_Frozen):
+    team: str
+    attempt: int
+    status: str | None
+    agent_id: str | None
+    started: float | None
+    finished: float | None
+    exit_code: int | None
+    reason: str | None
+    session_id: str | None
+    usage: Usage
+    fields: dict[str, str]
+
+    @classmethod
+    def from_hash(cls, team: str, attempt: int, h: Mapping[str, str]) -> AttemptState:
+        return cls(
+            team=team,
+            attempt=attempt,
+            status=h.get("status"),
+            agent_id=h.get("agent_id"),
+            started=_f(h.get("started")),
+            finished=_f(h.get("finished")),
+            exit_code=_i(h.get("exit_code")),
+            reason=h.get("reason"),
+            session_id=h.get("session_id"),
+            usage=Usage.from_hash(h),
+            fields=dict(h),
+        )
+
+
+class TeamState(_Frozen):
+    run_id: str
+    team: str
+    status: str
+    attempt: int
+    agent_id: str | None
+    pid: int | None
+    branch: str | None
+    worktree: str | None
+    started: float | None
+    finished: float | None
+    exit_code: int | None
+    error: str | None
+    reason: str | None
+    session_id: str | None
+    usage: Usage
+    deliverables: dict[str, str | None]
+    """path -> content hash; ``None`` when the deliverable is missing."""
+    fields: dict[str, str]
+    """Every field of the team's hash, as stored."""
+
+
+class Event(_Frozen):
+    """One entry of a run's event stream."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    id: str
+    type: str
+    """``run``, ``team`` or ``lease``."""
+    team: str | None = None
+    from_: str | None = Field(default=None, alias="from")
+    to: str
+    attempt: int | None = None
+    epoch: int = 0
+    reason: str | None = None
+    ts: float
+
+
+class LogEntry(_Frozen):
+    id: str
+    team: str
+    attempt: int
+    line: str
+
+
+class LeaseHolder(_Frozen):
+    host: str
+    pid: int
+    since: float
+    token: str
+
+
+def _describe(settings: Settings, server: EmbeddedServer | None) -> str:
+    if server is not None:
+        return f"the embedded Redis ({server.socket_path})"
+    return f"Redis at {settings.redis_url_redacted}"
+
+
+class Store:
+    """Async access to orchestrate's state. Build it with :func:`open_store`."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        settings: Settings,
+        *,
+        server: EmbeddedServer | None = None,
+    ) -> None:
+        self._r = client
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self._server = server
+        self._where = _describe(settings, server)
+        self._closed = False
+        self._team_transition = client.register_script(lua.TEAM_TRANSITION)
+        self._run_transition = client.register_script(lua.RUN_TRANSITION)
+        self._create_run = client.register_script(lua.CREATE_RUN)
+        self._guarded = client.register_script(lua.GUARDED_WRITE)
+        self._lease_acquire = client.register_script(lua.LEASE_ACQUIRE)
+        self._lease_renew = client.register_script(lua.LEASE_RENEW)
+        self._lease_release = client.register_script(lua.LEASE_RELEASE)
+
+    @property
+    def _redis(self) -> Any:
+        """The client, untyped: with decode_responses it returns str where stubs say bytes | str."""
+        return self._r
+
+    @property
+    def where(self) -> str:
+        """Which server this store talks to, password redacted (for messages)."""
+        return self._where
+
+    async def aclose(self) -> None:
+        """Close the connections; safe to call twice. The embedded server keeps running."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._r.aclose()
+
+    # -- plumbing ------------------------------------------------------------------
+
+    async def _restart_server(self, state: RetryCallState) -> None:
+        if self._server is not None:
+            try:
+                await anyio.to_thread.run_sync(self._server.ensure)
+            except StoreError:
+                pass  # the next try fails and says why
+
+    async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run ``fn`` with retries on connection errors; convert redis errors to ours."""
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(_RETRYABLE),
+                stop=stop_after_attempt(self.settings.retry_attempts),
+                wait=wait_exponential(multiplier=0.05, max=self.settings.retry_max_delay),
+                before_sleep=self._restart_server,
+                reraise=True,
+            ):
+                with attempt:
+                    return await fn()
+        except rexc.ResponseError as exc:
+            raise self._refusal(exc) from exc
+        except rexc.AuthenticationError as exc:
+            raise StoreError(f"{self._where} refused the password") from exc
+        except (rexc.RedisError, OSError) as exc:
+            raise StoreError(f"{self._where} is unreachable: {_clean(exc, self.settings)}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _refusal(self, exc: rexc.ResponseError) -> StoreError:
+        text = str(exc)
+        word, _, rest = text.partition(" ")
+        if word == "STALE_EPOCH":
+            mine, _, current = rest.partition(" ")
+            return StaleEpochError(
+                f"this orchestrator's lease (epoch {mine}) is stale: another one took over "
+                f"(epoch {current})"
+            )
+        if word == "ILLEGAL":
+            return IllegalTransitionError(f"illegal transition: {rest}")
+        if word == "NO_TEAM":
+            return IllegalTransitionError(f"no team {rest!r} in this run")
+        if word == "NO_RUN":
+            return IllegalTransitionError("no such run")
+        return StoreError(f"{self._where} refused: {_clean(exc, self.settings)}")
+
+    # -- runs ------------------------------------------------------------------------
+
+    async def create_run(
+        self, run_id: str, *, meta: Mapping[str, str], team_ids: Sequence[str]
+    ) -> None:
+        """Create a run (status pending, every team pending at attempt 0). A no-op if it exists."""
+        now = time.time()
+        k = self.keys
+        keys = [k.meta(run_id), k.teams(run_id), k.events(run_id)]
+        keys += [k.team(run_id, t) for t in team_ids]
+        args = [repr(now), json.dumps({str(a): str(b) for a, b in meta.items()})]
+        args += [str(self.settings.event_stream_cap), *team_ids]
+
+        async def go() -> None:
+            await self._create_run(keys=keys, args=args)
+            await self._r.zadd(k.runs, {run_id: now}, nx=True)
+
+        await self._call(go)
+
+    async def list_runs(self) -> list[str]:
+        """Run ids, newest first."""
+        runs: list[str] = await self._call(lambda: self._redis.zrevrange(self.keys.runs, 0, -1))
+        return runs
+
+    async def get_run(self, run_id: str) -> RunState:
+        """The run's state; UsageError for an unknown run."""
+        k = self.keys
+
+        async def go() -> tuple[dict[str, str], str | None, list[str]]:
+            async with self._r.pipeline(transaction=False) as p:
+                p.hgetall(k.meta(run_id))
+                p.get(k.epoch(run_id))
+                p.lrange(k.teams(run_id), 0, -1)
+                meta, epoch, teams = await p.execute()
+            return meta, epoch, teams
+
+        meta, epoch, teams = await self._call(go)
+        if not meta:
+            raise UsageError(f"no run {run_id!r}")
+        return RunState(
+            run_id=run_id,
+            status=meta.get("status", "pending"),
+            epoch=int(epoch or 0),
+            created=_f(meta.get("created")),
+            updated=_f(meta.get("updated")),
+            team_ids=teams,
+            usage=Usage.from_hash(meta),
+            meta=meta,
+        )
+
+    async def run_transition(
+        self,
+        run_id: str,
+        to: str,
+        *,
+        epoch: int,
+        fields: Mapping[str, str] | None = None,
+        reason: str | None = None,
+    ) -> bool:
+        """Move the run to ``to``; False if it already was there (a repeat)."""
+        if to not in RUN_STATES:
+            raise IllegalTransitionError(f"unknown run state {to!r}")
+        k = self.keys
+        keys = [k.epoch(run_id), k.meta(run_id), k.events(run_id)]
+        args = [
+            str(epoch),
+            to,
+            repr(time.time()),
+            reason or "",
+            json.dumps({str(a): str(b) for a, b in (fields or {}).items()}),
+            str(self.settings.event_stream_cap),
+            lua.RUN_TRANSITIONS_JSON,
+        ]
+        done = await self._call(lambda: self._run_transition(keys=keys, args=args))
+        return bool(done)
+
+    # -- lease -----------------------------------------------------------------------
+
+    def lease(self, run_id: str, *, cancel_on_loss: bool = True) -> Lease:
+        """The run's lease as an async context manager (see :class:`Lease`)."""
+        return Lease(self, run_id, cancel_on_loss=cancel_on_loss)
+
+    async def lease_holder(self, run_id: str) -> LeaseHolder | None:
+        """Who holds the run's lease now, if anyone."""
+        raw: str | None = await self._call(lambda: self._redis.get(self.keys.lock(run_id)))
+        return _holder(raw) if raw else None
+
+    # -- teams -----------------------------------------------------------------------
+
+    async def get_team(self, run_id: str, team: str) -> TeamState:
+        teams = await self._get_teams(run_id, [team])
+        if team not in teams:
+            raise UsageError(f"no team {team!r} in run {run_id!r}")
+        return teams[team]
+
+    async def get_teams(self, run_id: str) -> dict[str, TeamState]:
+        """Every team of the run, in plan order."""
+        ids: list[str] = await self._call(
+            lambda: self._redis.lrange(self.keys.teams(run_id), 0, -1)
+        )
+        return await self._get_teams(run_id, ids)
+
+    async def _get_teams(self, run_id: str, ids: Sequence[str]) -> dict[str, TeamState]:
+        k = self.keys
+
+        async def go() -> list[Any]:
+            async with self._r.pipeline(transaction=False) as p:
+                for t in ids:
+                    p.hgetall(k.team(run_id, t))
+                    p.hgetall(k.deliverables(run_id, t))
+                got: list[Any] = await p.execute()
+                return got
+
+        raw = await self._call(go)
+        out: dict[str, TeamState] = {}
+        for i, t in enumerate(ids):
+            h, d = raw[2 * i], raw[2 * i + 1]
+            if not h:
+                continue
+            out[t] = TeamState(
+                run_id=run_id,
+                team=t,
+                status=h.get("status", "pending"),
+                attempt=_i(h.get("attempt")) or 0,
+                agent_id=h.get("agent_id"),
+                pid=_i(h.get("pid")),
+                branch=h.get("branch"),
+                worktree=h.get("worktree"),
+                started=_f(h.get("started")),
+                finished=_f(h.get("finished")),
+                exit_code=_i(h.get("exit_code")),
+                error=h.get("error"),
+                reason=h.get("reason"),
+                session_id=h.get("session_id"),
+                usage=Usage.from_hash(h),
+                deliverables={p: (v or None) for p, v in d.items()},
+                fields=h,
+            )
+        return out
+
+    async def team_transition(
+        self,
+        run_id: str,
+        team: str,
+        to: str,
+        *,
+        epoch: int,
+        attempt: int,
+        fields: Mapping[str, str] | None = None,
+        reason: str | None = None,
+    ) -> bool:
+        """Move a team to ``to`` at ``attempt``; False if it already was there (a repeat).
+
+        ``attempt`` is the team's attempt number after the transition (a retry
+        carries the next number). ``fields`` are written to the team's hash in
+        the same step. Raises IllegalTransitionError, StaleEpochError.
+        """
+        if to not in TEAM_STATES:
+            raise IllegalTransitionError(f"unknown team state {to!r}")
+        k = self.keys
+        keys = [
+            k.epoch(run_id),
+            k.team(run_id, team),
+            k.events(run_id),
+            k.attempt(run_id, team, attempt),
+        ]
+        args = [
+            str(epoch),
+            team,
+            to,
+            str(attempt),
+            repr(time.time()),
+            reason or "",
+            json.dumps({str(a): str(b) for a, b in (fields or {}).items()}),
+            str(self.settings.event_stream_cap),
+            lua.TEAM_TRANSITIONS_JSON,
+        ]
+        done = await self._call(lambda: self._team_transition(keys=keys, args=args))
+        return bool(done)
+
+    async def _guarded_write(
+        self, run_id: str, epoch: int, keys: Sequence[str], ops: Sequence[Sequence[Any]]
+    ) -> None:
+        all_keys = [self.keys.epoch(run_id), *keys]
+        args = [str(epoch), json.dumps(ops)]
+        await self._call(lambda: self._guarded(keys=all_keys, args=args))
+
+    async def update_attempt(
+        self, run_id: str, team: str, attempt: int, fields: Mapping[str, str], *, epoch: int
+    ) -> None:
+        """Write fields (agent_id, pid, exit_code, reason, session_id, ...) of one attempt.
+
+        The team's hash gets the same fields (it shows its latest attempt).
+        """
+        flat: list[str] = []
+        for a, b in fields.items():
+            flat += [str(a), str(b)]
+        k = self.keys
+        keys = [k.attempt(run_id, team, attempt), k.team(run_id, team)]
+        await self._guarded_write(run_id, epoch, keys, [["hset", 2, *flat], ["hset", 3, *flat]])
+
+    async def get_attempts(self, run_id: str, team: str) -> list[AttemptState]:
+        """Every attempt of a team so far, first to last."""
+        current = (await self.get_team(run_id, team)).attempt
+        k = self.keys
+
+        async def go() -> list[dict[str, str]]:
+            async with self._r.pipeline(transaction=False) as p:
+                for n in range(1, current + 1):
+                    p.hgetall(k.attempt(run_id, team, n))
+                got: list[Any] = await p.execute()
+                return got
+
+        raw = await self._call(go)
+        return [AttemptState.from_hash(team, n, h) for n, h in enumerate(raw, start=1) if h]
+
+    async def set_deliverables(
+        self, run_id: str, team: str, found: Mapping[str, str | None], *, epoch: int
+    ) -> None:
+        """Replace the team's deliverables: path -> content hash, ``None`` when missing."""
+        flat: list[str] = []
+        for path, digest in found.items():
+            flat += [path, digest or ""]
+        ops: list[list[Any]] = [["del", 2]]
+        if flat:
+            ops.append(["hset", 2, *flat])
+        await self._guarded_write(run_id, epoch, [self.keys.deliverables(run_id, team)], ops)
+
+    async def add_usage(
+        self, run_id: str, team: str, usage: Usage, *, epoch: int, attempt: int | None = None
+    ) -> None:
+        """Add tokens and cost to the team (and its attempt, if given) and the run's totals.
+
+        Not idempotent: a repeat after an ambiguous connection error may count twice.
+        """
+        k = self.keys
+        keys = [k.team(run_id, team), k.meta(run_id)]
+        if attempt is not None:
+            keys.append(k.attempt(run_id, team, attempt))
+        ops: list[list[Any]] = []
+        for idx in range(2, len(keys) + 2):
+            ops += [
+                ["hincrby", idx, "input_tokens", usage.input_tokens],
+                ["hincrby", idx, "output_tokens", usage.output_tokens],
+                ["hincrbyfloat", idx, "cost_usd", repr(usage.cost_usd)],
+            ]
+        await self._guarded_write(run_id, epoch, keys, ops)
+
+    # -- streams ---------------------------------------------------------------------
+
+    async def append_log(self, run_id: str, team: str, attempt: int, lines: Sequence[str]) -> None:
+        """Append agent output lines to the team's capped stream, in one round trip."""
+        if not lines:
+            return
+        key = self.keys.log(run_id, team)
+        cap = self.settings.log_stream_cap
+
+        async def go() -> None:
+            async with self._r.pipeline(transaction=False) as p:
+                for line in lines:
+                    p.xadd(key, {"a": str(attempt), "l": line}, maxlen=cap, approximate=True)
+                await p.execute()
+
+        await self._call(go)
+
+    async def read_log(
+        self,
+        run_id: str,
+        team: str,
+        *,
+        after: str = "0-0",
+        count: int = 1000,
+        block_ms: int | None = None,
+    ) -> list[LogEntry]:
+        """Log lines after the entry id ``after`` (``"0-0"``: from the oldest kept)."""
+        key = self.keys.log(run_id, team)
+        got = await self._xread(key, after, count, block_ms)
+        return [
+            LogEntry(id=i, team=team, attempt=_i(f.get("a")) or 0, line=f.get("l", ""))
+            for i, f in got
+        ]
+
+    async def read_events(
+        self, run_id: str, *, after: str = "0-0", block_ms: int | None = None, count: int = 1000
+    ) -> list[Event]:
+        """Events after the entry id ``after``; with ``block_ms``, wait (≤ 5 s) for new ones."""
+        got = await self._xread(self.keys.events(run_id), after, count, block_ms)
+        return [_event(i, f) for i, f in got]
+
+    async def _xread(
+        self, key: str, after: str, count: int, block_ms: int | None
+    ) -> list[tuple[str, dict[str, str]]]:
+        block = None if block_ms is None else max(1, min(block_ms, MAX_BLOCK_MS))
+
+        async def go() -> list[tuple[str, dict[str, str]]]:
+            r = self._redis
+            if block is None:
+                start = f"({after}" if after != "0-0" else "-"
+                entries: list[tuple[str, dict[str, str]]] = await r.xrange(key, start, count=count)
+                return entries
+            res = await r.xread({key: after}, count=count, block=block)
+            return res[0][1] if res else []
+
+        return await self._call(go)
+
+
+def _event(entry_id: str, f: Mapping[str, str]) -> Event:
+    return Event(
+        id=entry_id,
+        type=f.get("type", ""),
+        team=f.get("team") or None,
+        **{"from": f.get("from") or None},
+        to=f.get("to", ""),
+        attempt=_i(f.get("attempt")),
+        epoch=_i(f.get("epoch")) or 0,
+        reason=f.get("reason") or None,
+        ts=_f(f.get("ts")) or 0.0,
+    )
+
+
+def _holder(raw: str) -> LeaseHolder | None:
+    try:
+        return LeaseHolder.model_validate_json(raw)
+    except ValueError:
+        return None
+
+
+def _clean(exc: BaseException, settings: Settings) -> str:
+    """``str(exc)`` with the Redis password removed, whatever the library put in it."""
+    text = str(exc) or type(exc).__name__
+    if settings.redis_url is not None:
+        from urllib.parse import unquote, urlsplit
+
+        url = settings.redis_url.get_secret_value()
+        text = text.replace(url, settings.redis_url_redacted or "")
+        try:
+            password = urlsplit(url).password
+        except ValueError:
+            password = None
+        for secret in {password, unquote(password or "")}:
+            if secret:
+                text = text.replace(secret, "***")
+    return text
+
+
+class Lease:
+    """The live orchestrator's claim on a run: ``async with store.lease(run_id) as lease``.
+
+    Entering acquires it (SET NX PX) and bumps the run's epoch; ``lease.epoch``
+    is what every write of this orchestrator carries. A background task renews
+    it every third of the TTL. If another holder took it over (or renewal
+    failed for a whole TTL), ``lease.lost`` is set and, with
+    ``cancel_on_loss`` (the default), the body is cancelled and the block
+    raises LeaseHeldError. Leaving releases it. A second holder of the same run
+    gets LeaseHeldError naming the holder.
+    """
+
+    def __init__(self, store: Store, run_id: str, *, cancel_on_loss: bool = True) -> None:
+        self._store = store
+        self.run_id = run_id
+        self.cancel_on_loss = cancel_on_loss
+        self.epoch = 0
+        self.lost = anyio.Event()
+        self.holder = LeaseHolder(
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            since=time.time(),
+            token=secrets.token_hex(8),
+        )
+        self._value = self.holder.model_dump_json()
+        self._stack: AsyncExitStack | None = None
+        self._cancel: anyio.CancelScope | None = None
+        self._taken_by: str = ""
+
+    @property
+    def _ttl_ms(self) -> int:
+        return int(self._store.settings.lease_ttl * 1000)
+
+    async def __aenter__(self) -> Lease:
+        s, k = self._store, self._store.keys
+        keys = [k.lock(self.run_id), k.epoch(self.run_id), k.events(self.run_id)]
+        args = [
+            self._value,
+            str(self._ttl_ms),
+            repr(time.time()),
+            str(s.settings.event_stream_cap),
+            f"{self.holder.host} pid {self.holder.pid}",
+        ]
+        got = await s._call(lambda: s._lease_acquire(keys=keys, args=args))
+        if int(got[0]) != 1:
+            raise LeaseHeldError(_held_message(self.run_id, got[1], int(got[2])))
+        self.epoch = int(got[1])
+        stack = AsyncExitStack()
+        tg = await stack.enter_async_context(anyio.create_task_group())
+        self._cancel = tg.cancel_scope
+        tg.start_soon(self._renew_loop)
+        self._stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        stack, self._stack = self._stack, None
+        if stack is None:
+            return None
+        assert self._cancel is not None
+        self._cancel.cancel()  # stops the renewal task (and the body, if it is still running)
+        swallowed = await stack.__aexit__(exc_type, exc, tb)
+        if not self.lost.is_set():
+            await self._release()
+        if self.lost.is_set() and self.cancel_on_loss:
+            raise LeaseHeldError(self._lost_message())
+        return swallowed
+
+    async def _release(self) -> None:
+        s, k = self._store, self._store.keys
+        keys = [k.lock(self.run_id), k.events(self.run_id)]
+        args = [self._value, repr(time.time()), str(s.settings.event_stream_cap), str(self.epoch)]
+        with anyio.move_on_after(5, shield=True):
+            try:
+                await s._call(lambda: s._lease_release(keys=keys, args=args))
+            except StoreError:
+                pass  # the lease expires on its own
+
+    async def _renew_loop(self) -> None:
+        s, key = self._store, self._store.keys.lock(self.run_id)
+        interval = s.settings.lease_ttl / 3
+        last_ok = time.monotonic()
+        while True:
+            await anyio.sleep(interval)
+            try:
+                with anyio.fail_after(interval):
+                    ok = await s._lease_renew(keys=[key], args=[self._value, str(self._ttl_ms)])
+            except (TimeoutError, rexc.RedisError, OSError):
+                if time.monotonic() - last_ok < s.settings.lease_ttl:
+                    continue
+                ok = 0
+            if int(ok) == 1:
+                last_ok = time.monotonic()
+                continue
+            try:
+                self._taken_by = str(await s._r.get(key) or "")
+            except (rexc.RedisError, OSError):
+                self._taken_by = ""
+            self.lost.set()
+            if self.cancel_on_loss and self._cancel is not None:
+                self._cancel.cancel()
+            return
+
+    def _lost_message(self) -> str:
+        holder = _holder(self._taken_by) if self._taken_by else None
+        if holder is None:
+            return f"lost the lease of run {self.run_id} (it expired); stopping"
+        return (
+            f"lost the lease of run {self.run_id} to {holder.host} pid {holder.pid} "
+            f"(since {_when(holder.since)}); stopping"
+        )
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _held_message(run_id: str, raw: str, pttl: int) -> str:
+    holder = _holder(raw)
+    left = f", lease expires in {pttl / 1000:.0f}s unless renewed" if pttl > 0 else ""
+    if holder is None:
+        return f"run {run_id} is held by another orchestrator{left}"
+    return (
+        f"run {run_id} is already being run by {holder.host} pid {holder.pid} "
+        f"since {_when(holder.since)}{left}"
+    )
+
+
+@asynccontextmanager
+async def open_store(settings: Settings, layout: StateLayout) -> AsyncIterator[Store]:
+    """A connected :class:`Store`; starts or finds the embedded server when no URL is set."""
+    server: EmbeddedServer | None = None
+    if settings.redis_url is None:
+        server = EmbeddedServer(layout.redis_dir, settings)
+        sock = await anyio.to_thread.run_sync(server.ensure)
+        client = aioredis.Redis(
+            unix_socket_path=str(sock),
+            decode_responses=True,
+            socket_timeout=MAX_BLOCK_MS / 1000 + 5,
+            socket_connect_timeout=5,
+            retry=Retry(NoBackoff(), 0),
+        )
+    else:
+        try:
+            client = aioredis.Redis.from_url(
+                settings.redis_url.get_secret_value(),
+                decode_responses=True,
+                socket_timeout=MAX_BLOCK_MS / 1000 + 5,
+                socket_connect_timeout=5,
+                retry=Retry(NoBackoff(), 0),
+            )
+        except ValueError as exc:
+            raise StoreError(
+                f"bad Redis URL {settings.redis_url_redacted}: {_clean(exc, settings)}"
+            ) from exc
+    store = Store(client, settings, server=server)
+    try:
+        await store._call(client.ping)
+        yield store
+    finally:
+        with anyio.CancelScope(shield=True):
+            await store.aclose()
+
+
+def run_with_store(
+    settings: Settings, layout: StateLayout, fn: Callable[[Store], Awaitable[T]]
+) -> T:
+    """For sync CLI commands: open a store, run ``await fn(store)``, close it."""
+
+    async def main() -> T:
+        async with open_store(settings, layout) as store:
+            return await fn(store)
+
+    return anyio.run(main)
