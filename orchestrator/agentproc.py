@@ -1,0 +1,463 @@
+"""``AgentProcess``: start a supervised agent, follow its log, enforce its time limits.
+
+The agent runs under :mod:`orchestrator.supervisor` in a session of its own;
+we never read a pipe, we tail the log file the supervisor appends to and wait
+for the status file it writes at the end. So a new orchestrator can
+:meth:`AgentProcess.attach` to an agent an old one started and carry on from
+the log offset it had reached.
+
+::
+
+    async with await AgentProcess.start(launch) as proc:
+        outcome = await proc.run(timeout=1800, stall_timeout=600, on_lines=store_lines)
+
+Closing kills the agent's whole process group unless :meth:`detach` was
+called; it is safe to call twice. A timeout or stall sends SIGTERM to the
+group and SIGKILL after a grace period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import psutil
+
+from orchestrator.errors import AgentError
+
+POLL_INTERVAL = 0.05
+"""Seconds between looks at the log and status files when nothing is new."""
+READ_CHUNK = 1024 * 1024
+"""Bytes of log read at once: bounds our memory whatever the agent prints."""
+MAX_LINE = 64 * 1024
+"""A line longer than this is delivered in pieces."""
+MAX_BATCH = 1000
+"""Lines handed to ``on_lines`` at once."""
+DEFAULT_GRACE = 5.0
+"""Seconds between SIGTERM and SIGKILL."""
+_EXIT_WAIT = 5.0
+"""How long we wait for a supervisor that wrote its status to exit."""
+
+OnLines = Callable[[list[str]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What to start: the agent's argv, its cwd and full environment, and its two files."""
+
+    argv: Sequence[str]
+    cwd: Path
+    env: Mapping[str, str]
+    log: Path
+    status: Path
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an agent process ended.
+
+    ``exit_code`` is None when it was killed by ``signal`` or when its end is
+    unknown (``lost``: the supervisor vanished without writing a status).
+    ``limit`` is the timeout or stall timeout that was hit, in seconds.
+    """
+
+    exit_code: int | None
+    signal: int | None
+    timed_out: bool
+    stalled: bool
+    duration: float
+    lost: bool = False
+    limit: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not (self.timed_out or self.stalled or self.lost)
+
+
+def read_status(path: Path) -> dict[str, Any] | None:
+    """The supervisor's status file, or None while it is not written (or unreadable)."""
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _is_supervisor(proc: psutil.Process, status: Path | None, create_time: float | None) -> bool:
+    """Is ``proc`` the supervisor writing ``status`` (and not a process that reused its pid)?"""
+    if create_time is not None and abs(proc.create_time() - create_time) > 0.05:
+        return False
+    if status is None:
+        return True
+    try:
+        cmdline = proc.cmdline()
+        cwd = proc.cwd()
+    except psutil.AccessDenied:
+        return True
+    if "orchestrator.supervisor" not in cmdline or "--status" not in cmdline:
+        return False
+    index = cmdline.index("--status") + 1
+    if index >= len(cmdline):
+        return False
+    theirs = os.path.normpath(Path(cwd) / cmdline[index])
+    return theirs == os.path.normpath(status.absolute())
+
+
+def _alive(pid: int, status: Path | None = None, create_time: float | None = None) -> bool:
+    """Is ``pid`` still our supervisor (not a zombie, not a reused pid)?"""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return _is_supervisor(proc, status, create_time)
+    except psutil.Error:
+        return False
+
+
+def _leads_group(pid: int, status: Path, create_time: float | None) -> bool:
+    """May we signal process group ``pid``: is it the one our supervisor led?
+
+    While any member of a group lives, its id is not given to a new process; so
+    a group whose leader is gone (or a zombie) is still ours. A live process with
+    that pid must be our supervisor.
+    """
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return True
+        return _is_supervisor(proc, status, create_time)
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
+
+
+async def _wait_until(done: Callable[[], bool], limit: float) -> bool:
+    """Poll ``done`` every POLL_INTERVAL for at most ``limit`` seconds; its last answer."""
+    with anyio.move_on_after(limit):
+        while True:
+            if done():
+                return True
+            await anyio.sleep(POLL_INTERVAL)
+    return done()
+
+
+def _group_alive(pgid: int) -> bool:
+    """Does any process of group ``pgid`` remain (zombies excepted)?"""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # killpg also reaches zombies: look closer.
+    for proc in psutil.process_iter(["status"]):
+        with contextlib.suppress(psutil.Error):
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+    return False
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+class _LineSplitter:
+    """Bytes in, complete decoded lines out; a partial line waits (bounded by MAX_LINE)."""
+
+    def __init__(self) -> None:
+        self.partial = b""
+
+    def feed(self, data: bytes) -> list[tuple[str, int]]:
+        """Lines with the number of bytes each consumed (its newline included)."""
+        data = self.partial + data
+        out: list[tuple[str, int]] = []
+        start, size = 0, len(data)
+        while start < size:
+            end = data.find(b"\n", start, start + MAX_LINE + 1)
+            if end >= 0:
+                out.append((_decode(data[start:end]), end + 1 - start))
+                start = end + 1
+            elif size - start > MAX_LINE:  # an overlong line: deliver a piece of it
+                out.append((_decode(data[start : start + MAX_LINE]), MAX_LINE))
+                start += MAX_LINE
+            else:
+                break
+        self.partial = data[start:]
+        return out
+
+    def finish(self) -> list[tuple[str, int]]:
+        """The partial last line, once no more output will come."""
+        rest, self.partial = self.partial, b""
+        return [(_decode(rest), len(rest))] if rest else []
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace").removesuffix("\r")
+
+
+class AgentProcess:
+    """One supervised agent process. Use :meth:`start` or :meth:`attach`, then :meth:`run`."""
+
+    def __init__(
+        self,
+        *,
+        pid: int,
+        log: Path,
+        status: Path,
+        offset: int,
+        popen: subprocess.Popen[bytes] | None,
+        create_time: float | None,
+    ) -> None:
+        self.pid = pid
+        """The supervisor's pid, which is also the process group id of the agent."""
+        self.log = log
+        self.status = status
+        self.offset = offset
+        """Bytes of LOG consumed so far. Inside ``on_lines``: the end of the batch's last line."""
+        self.create_time = create_time
+        """The supervisor's start time (psutil), to tell it from a reused pid on attach."""
+        self._popen = popen
+        self._read_pos = offset
+        self._splitter = _LineSplitter()
+        self._closed = False
+        self._detached = False
+        self._started = time.monotonic()
+
+    # -- starting ---------------------------------------------------------------------------
+
+    @classmethod
+    async def start(cls, launch: Launch) -> AgentProcess:
+        """Start ``launch.argv`` under a supervisor in a new session. Raises :class:`AgentError`."""
+        return await anyio.to_thread.run_sync(cls._start_sync, launch)
+
+    @classmethod
+    def _start_sync(cls, launch: Launch) -> AgentProcess:
+        if not launch.argv:
+            raise AgentError("the agent's command line is empty")
+        try:
+            launch.log.parent.mkdir(parents=True, exist_ok=True)
+            launch.status.parent.mkdir(parents=True, exist_ok=True)
+            launch.status.unlink(missing_ok=True)
+            fd = os.open(launch.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            offset = os.fstat(fd).st_size
+            os.close(fd)
+            popen = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-P",  # never import an ``orchestrator`` package from the agent's cwd
+                    "-m",
+                    "orchestrator.supervisor",
+                    "--log",
+                    str(launch.log),
+                    "--status",
+                    str(launch.status),
+                    "--",
+                    *launch.argv,
+                ],
+                cwd=launch.cwd,
+                env=dict(launch.env),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            raise AgentError(f"cannot start the agent {launch.argv[0]!r}: {exc}") from exc
+        try:
+            create_time: float | None = psutil.Process(popen.pid).create_time()
+        except psutil.Error:
+            create_time = None
+        return cls(
+            pid=popen.pid,
+            log=launch.log,
+            status=launch.status,
+            offset=offset,
+            popen=popen,
+            create_time=create_time,
+        )
+
+    @classmethod
+    async def attach(
+        cls, pid: int, log: Path, status: Path, offset: int, *, create_time: float | None = None
+    ) -> AgentProcess:
+        """Reconnect to a supervisor another orchestrator started (after its crash).
+
+        Works whether the supervisor is still running, has already written its
+        status, or is gone without one (then :meth:`run` reports ``lost``).
+        ``create_time`` (from the starting side) guards against a reused pid.
+        """
+        return cls(
+            pid=pid, log=log, status=status, offset=offset, popen=None, create_time=create_time
+        )
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """The supervisor is alive and has not written its status yet."""
+        return not self.status.exists() and self._supervisor_alive()
+
+    def _supervisor_alive(self) -> bool:
+        if self._popen is not None:
+            return self._popen.poll() is None
+        return _alive(self.pid, self.status, self.create_time)
+
+    # -- running ----------------------------------------------------------------------------
+
+    async def run(
+        self,
+        *,
+        timeout: float,  # noqa: ASYNC109 (the agent's limit, not this call's deadline)
+        stall_timeout: float | None,
+        on_lines: OnLines,
+        grace: float = DEFAULT_GRACE,
+    ) -> Outcome:
+        """Follow the log into ``on_lines`` until the agent ends; kill it at a limit.
+
+        ``timeout`` counts from this call; ``stall_timeout`` is the longest time
+        without any output. Lines reach ``on_lines`` in order, in batches of
+        at most :data:`MAX_BATCH`.
+        """
+        began = time.monotonic()
+        last_output = began
+        timed_out = stalled = False
+        limit: float | None = None
+        with self._open_log() as fd:
+            while True:
+                got = await self._pump(fd, on_lines)
+                now = time.monotonic()
+                if got:
+                    last_output = now
+                if self.status.exists() or not self._supervisor_alive():
+                    break
+                if now - began >= timeout:
+                    timed_out, limit = True, timeout
+                elif stall_timeout is not None and now - last_output >= stall_timeout:
+                    stalled, limit = True, stall_timeout
+                if timed_out or stalled:
+                    await self.terminate(grace)
+                    break
+                if got == READ_CHUNK:
+                    await anyio.lowlevel.checkpoint()  # more is waiting: catch up
+                else:
+                    await anyio.sleep(POLL_INTERVAL)
+            await _wait_until(lambda: not self._supervisor_alive(), _EXIT_WAIT)
+            while await self._pump(fd, on_lines):
+                pass
+            await self._deliver(self._splitter.finish(), on_lines)
+        return self._outcome(timed_out, stalled, limit, time.monotonic() - began)
+
+    @contextlib.contextmanager
+    def _open_log(self) -> Iterator[int]:
+        try:
+            fd = os.open(self.log, os.O_RDONLY | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise AgentError(f"cannot read the agent log {self.log}: {exc}") from exc
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    async def _pump(self, fd: int, on_lines: OnLines) -> int:
+        """Read up to READ_CHUNK new bytes and deliver the complete lines; bytes read."""
+        data = os.pread(fd, READ_CHUNK, self._read_pos)
+        if not data:
+            return 0
+        self._read_pos += len(data)
+        await self._deliver(self._splitter.feed(data), on_lines)
+        return len(data)
+
+    async def _deliver(self, lines: list[tuple[str, int]], on_lines: OnLines) -> None:
+        for i in range(0, len(lines), MAX_BATCH):
+            batch = lines[i : i + MAX_BATCH]
+            self.offset += sum(n for _, n in batch)
+            await on_lines([text for text, _ in batch])
+
+    def _outcome(
+        self, timed_out: bool, stalled: bool, limit: float | None, elapsed: float
+    ) -> Outcome:
+        status = read_status(self.status)
+        if status is None:
+            returncode = self._popen.returncode if self._popen is not None else None
+            sig = -returncode if returncode is not None and returncode < 0 else None
+            return Outcome(
+                exit_code=None,
+                signal=sig,
+                timed_out=timed_out,
+                stalled=stalled,
+                duration=elapsed,
+                lost=not (timed_out or stalled),
+                limit=limit,
+            )
+        duration = elapsed
+        with contextlib.suppress(TypeError, ValueError):
+            duration = float(status["ended"]) - float(status["started"])
+        return Outcome(
+            exit_code=status.get("exit_code"),
+            signal=status.get("signal"),
+            timed_out=timed_out,
+            stalled=stalled,
+            duration=duration,
+            limit=limit,
+        )
+
+    # -- stopping ---------------------------------------------------------------------------
+
+    async def terminate(self, grace: float = DEFAULT_GRACE) -> None:
+        """SIGTERM the agent's process group; SIGKILL it after ``grace`` seconds. Waits for it."""
+        with anyio.CancelScope(shield=True):
+            if not self._group_alive():
+                return
+            _killpg(self.pid, signal.SIGTERM)
+            if not await _wait_until(lambda: not self._group_alive(), grace):
+                _killpg(self.pid, signal.SIGKILL)
+                await _wait_until(lambda: not self._group_alive(), _EXIT_WAIT)
+
+    def _group_alive(self) -> bool:
+        if self._popen is not None:
+            self._popen.poll()  # reap our supervisor so it is not counted as a zombie
+        elif not _leads_group(self.pid, self.status, self.create_time):
+            return False
+        return _group_alive(self.pid)
+
+    def detach(self) -> None:
+        """Leave the agent running when this object closes (another orchestrator may attach)."""
+        self._detached = True
+
+    async def aclose(self) -> None:
+        """Kill the agent's process group (unless detached) and reap the supervisor. Safe twice."""
+        if self._closed:
+            return
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            if not self._detached:
+                await self.terminate(grace=DEFAULT_GRACE)
+            popen = self._popen
+            if popen is not None and not self._detached:
+                await _wait_until(lambda: popen.poll() is not None, _EXIT_WAIT)
+
+    async def __aenter__(self) -> AgentProcess:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

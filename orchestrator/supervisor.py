@@ -1,0 +1,281 @@
+"""The small process that runs one agent: ``python -m orchestrator.supervisor``.
+
+::
+
+    python -m orchestrator.supervisor --log LOG --status STATUS -- ARGV...
+
+The orchestrator starts one supervisor per agent attempt, in a session of its
+own, so the agent outlives a crash of the orchestrator. The supervisor:
+
+- runs ARGV as its child in its own process group (killing the group ``-pid``
+  kills both), stdin from ``/dev/null``, stdout and stderr merged into a pipe;
+- appends that output to LOG (``O_APPEND``) line by line as it comes: a
+  complete line is written at once, a partial line after a short quiet moment
+  or once it reaches 64 KiB, so memory stays bounded whatever the agent prints.
+  Values of secret-looking environment variables (``*_API_KEY``, ``*_TOKEN``,
+  ``*_SECRET``, ``*PASSWORD*``) are replaced by ``***``;
+- forwards SIGTERM, SIGINT and SIGHUP to the agent;
+- when the agent has ended, kills what the agent left behind in the group
+  (a background grandchild), then writes STATUS atomically (write, fsync,
+  rename)::
+
+      {"exit_code": int | null, "signal": int | null, "pid": agent pid | null,
+       "supervisor_pid": int, "started": epoch, "ended": epoch}
+
+  An agent that cannot be started gets ``exit_code`` 127 (not found) or 126
+  (not executable) and the reason as a line in LOG.
+
+It imports the standard library only: it starts once per agent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+MAX_LINE = 64 * 1024
+"""A line longer than this is written in pieces of this size."""
+READ_CHUNK = 64 * 1024
+QUIET_FLUSH = 0.2
+"""A partial line is written after this many seconds without more output."""
+DRAIN_AFTER_EXIT = 0.5
+"""After the agent exits, keep reading output left in the pipe for at most this long."""
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_SECRET_MIN_LEN = 6
+PREFIX = b"[orchestrate] "
+
+
+def secret_values(env: dict[str, str]) -> list[bytes]:
+    """The values to redact: those of ``*_API_KEY``, ``*_TOKEN``, ``*_SECRET``, ``*PASSWORD*``."""
+    found: set[bytes] = set()
+    for name, value in env.items():
+        upper = name.upper()
+        if (upper.endswith(("_API_KEY", "_TOKEN", "_SECRET")) or "PASSWORD" in upper) and len(
+            value
+        ) >= _SECRET_MIN_LEN:
+            found.add(value.encode("utf-8", "surrogateescape"))
+    return sorted(found, key=len, reverse=True)
+
+
+class LogWriter:
+    """Appends output to the log file line by line, redacted, with a bounded buffer."""
+
+    def __init__(self, path: Path, secrets: list[bytes]) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self.secrets = secrets
+        self.partial = b""
+
+    def _write(self, data: bytes) -> None:
+        for secret in self.secrets:
+            data = data.replace(secret, b"***")
+        view = memoryview(data)
+        while view:
+            written = os.write(self.fd, view)
+            view = view[written:]
+
+    def feed(self, data: bytes) -> None:
+        """Write every complete line of ``partial + data``; keep the rest (at most MAX_LINE)."""
+        data = self.partial + data
+        cut = data.rfind(b"\n") + 1
+        if cut:
+            self._write(data[:cut])
+        rest = data[cut:]
+        while len(rest) >= MAX_LINE:
+            self._write(rest[:MAX_LINE] + b"\n")
+            rest = rest[MAX_LINE:]
+        self.partial = rest
+
+    def flush_partial(self) -> None:
+        """Write the partial line as it is (no newline added: the rest may follow)."""
+        if self.partial:
+            self._write(self.partial)
+            self.partial = b""
+
+    def note(self, text: str) -> None:
+        """A line of our own in the log, on a line of its own."""
+        self.flush_partial()
+        self._write(b"\n" if self._ends_mid_line() else b"")
+        self._write(PREFIX + text.encode("utf-8", "replace") + b"\n")
+
+    def _ends_mid_line(self) -> bool:
+        try:
+            size = os.fstat(self.fd).st_size
+            return size > 0 and os.pread(self.fd, 1, size - 1) != b"\n"
+        except OSError:
+            return False
+
+    def close(self) -> None:
+        self.flush_partial()
+        os.close(self.fd)
+
+
+def write_status(path: Path, status: dict[str, object]) -> None:
+    """Write ``status`` as JSON to ``path`` atomically: a temporary file, fsync, rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, json.dumps(status).encode() + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    tmp.replace(path)
+    with contextlib.suppress(OSError):
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def group_members(pgid: int) -> list[int] | None:
+    """Pids in process group ``pgid`` other than ours (Linux ``/proc``); None when unknown."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        return None
+    me = os.getpid()
+    members = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            stat = (entry / "stat").read_bytes()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
+            members.append(int(entry.name))
+    return members
+
+
+def kill_leftovers(pgid: int, pipe_open: bool) -> None:
+    """SIGKILL whatever the agent left running in our process group."""
+    members = group_members(pgid)
+    if members is None:
+        if pipe_open:  # someone still holds the output pipe; no /proc to find them
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            with contextlib.suppress(OSError):
+                os.killpg(pgid, signal.SIGTERM)
+        return
+    for pid in members:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def supervise(argv: list[str], log: Path, status: Path) -> int:
+    """Run ``argv`` to its end, logging its output; write ``status``. Returns our exit code."""
+    if os.getsid(0) != os.getpid():
+        with contextlib.suppress(OSError):
+            os.setsid()  # never share a group with whoever started us
+    pgid = os.getpgrp()
+    writer = LogWriter(log, secret_values(dict(os.environ)))
+    started = time.time()
+    child: subprocess.Popen[bytes] | None = None
+    pending: list[int] = []
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        if child is None:
+            pending.append(signum)
+            return
+        with contextlib.suppress(OSError):
+            child.send_signal(signum)
+
+    for sig in FORWARDED:
+        signal.signal(sig, forward)
+    try:
+        child = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            close_fds=True,
+        )
+    except OSError as exc:
+        code = 127 if isinstance(exc, FileNotFoundError) else 126
+        writer.note(f"cannot start the agent: {exc.strerror or exc}: {argv[0] if argv else ''}")
+        writer.close()
+        write_status(
+            status,
+            {
+                "exit_code": code,
+                "signal": None,
+                "pid": None,
+                "supervisor_pid": os.getpid(),
+                "started": started,
+                "ended": time.time(),
+            },
+        )
+        return 0
+    for signum in pending:
+        forward(signum, None)
+    assert child.stdout is not None
+    fd = child.stdout.fileno()
+    eof = pump(child, fd, writer)
+    returncode = child.wait()
+    kill_leftovers(pgid, pipe_open=not eof)
+    writer.close()
+    child.stdout.close()
+    write_status(
+        status,
+        {
+            "exit_code": returncode if returncode >= 0 else None,
+            "signal": -returncode if returncode < 0 else None,
+            "pid": child.pid,
+            "supervisor_pid": os.getpid(),
+            "started": started,
+            "ended": time.time(),
+        },
+    )
+    return 0
+
+
+def pump(child: subprocess.Popen[bytes], fd: int, writer: LogWriter) -> bool:
+    """Copy the pipe to the log until EOF (True) or until the agent exited and a grace passed.
+
+    The pipe may stay open after the agent exited when a grandchild holds it.
+    """
+    last_data = time.monotonic()
+    exited_at: float | None = None
+    while True:
+        ready, _, _ = select.select([fd], [], [], QUIET_FLUSH)
+        now = time.monotonic()
+        if ready:
+            data = os.read(fd, READ_CHUNK)
+            if not data:
+                return True
+            writer.feed(data)
+            last_data = now
+        elif writer.partial and now - last_data >= QUIET_FLUSH:
+            writer.flush_partial()
+        if exited_at is None and child.poll() is not None:
+            exited_at = now
+        if exited_at is not None and now - exited_at > DRAIN_AFTER_EXIT:
+            return False
+
+
+def main(args: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m orchestrator.supervisor",
+        description="Run one agent: log its output, write its exit status.",
+    )
+    parser.add_argument("--log", required=True, type=Path, help="file the output is appended to")
+    parser.add_argument("--status", required=True, type=Path, help="exit status (JSON) at the end")
+    parser.add_argument("argv", nargs=argparse.REMAINDER, help="-- the agent's command line")
+    ns = parser.parse_args(args)
+    argv = ns.argv[1:] if ns.argv[:1] == ["--"] else ns.argv
+    if not argv:
+        parser.error("no agent command given after --")
+    return supervise(argv, ns.log, ns.status)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
