@@ -202,3 +202,102 @@ def simulate(plan: Plan, default_estimate: float = DEFAULT_ESTIMATE) -> list[Slo
 def may_overlap_in_time(plan: Plan, a: str, b: str) -> bool:
     """Whether teams ``a`` and ``b`` may run at the same time (neither is upstream of the other)."""
     return a != b and a not in upstream(plan, b) and b not in upstream(plan, a)
+
+
+# --- deliverable overlap ----------------------------------------------------
+
+_ANY, _STAR, _DSTAR = "\x00?", "\x00*", "\x00**"
+
+
+def _tokens(pattern: str) -> tuple[str, ...]:
+    """A glob as tokens: literal characters, ``?``/``[..]`` (one char), ``*``, ``**``."""
+    text = pattern.replace("\\", "/").removeprefix("./")
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if text.startswith("**/", i):
+            out.append(_DSTAR)
+            i += 3
+        elif text.startswith("**", i):
+            out.append(_DSTAR)
+            i += 2
+        elif text[i] == "*":
+            out.append(_STAR)
+            i += 1
+        elif text[i] == "?":
+            out.append(_ANY)
+            i += 1
+        elif text[i] == "[" and "]" in text[i + 2 :]:
+            out.append(_ANY)  # a character class: conservatively, any one character
+            i = text.index("]", i + 2) + 1
+        else:
+            out.append(text[i])
+            i += 1
+    return tuple(out)
+
+
+def globs_overlap(a: str, b: str) -> bool:
+    """Whether some path could match both deliverables ``a`` and ``b`` (paths or globs).
+
+    ``*`` and ``?`` stay within one folder, ``**`` crosses folders. Character
+    classes count as any character, so the answer errs on the side of "yes".
+    """
+    p, q = _tokens(a), _tokens(b)
+    memo: dict[tuple[int, int], bool] = {}
+
+    def single_ok(x: str, y: str) -> bool:
+        if x == _ANY:
+            return y != "/"
+        if y == _ANY:
+            return x != "/"
+        return x == y
+
+    def f(i: int, j: int) -> bool:
+        key = (i, j)
+        if key in memo:
+            return memo[key]
+        memo[key] = False
+        result = False
+        if i == len(p) and j == len(q):
+            result = True
+        elif i < len(p) and p[i] in (_STAR, _DSTAR):
+            result = f(i + 1, j) or (
+                j < len(q)
+                and (q[j] in (_STAR, _DSTAR) or p[i] == _DSTAR or q[j] != "/")
+                and f(i, j + 1)
+            )
+        elif j < len(q) and q[j] in (_STAR, _DSTAR):
+            result = f(i, j + 1) or (i < len(p) and (q[j] == _DSTAR or p[i] != "/") and f(i + 1, j))
+        elif i < len(p) and j < len(q):
+            result = single_ok(p[i], q[j]) and f(i + 1, j + 1)
+        memo[key] = result
+        return result
+
+    return f(0, 0)
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """Two teams that may run at the same time and may write the same file."""
+
+    team_a: str
+    deliverable_a: str
+    team_b: str
+    deliverable_b: str
+
+
+def deliverable_overlaps(plan: Plan) -> list[Overlap]:
+    """Pairs of teams, neither upstream of the other, whose deliverables may name one file."""
+    ups = {t.id: set(upstream(plan, t.id)) for t in plan.teams}
+    out: list[Overlap] = []
+    teams = list(plan.teams)
+    for i, a in enumerate(teams):
+        for b in teams[i + 1 :]:
+            if a.id in ups[b.id] or b.id in ups[a.id]:
+                continue
+            for da in a.deliverables:
+                hit = next((db for db in b.deliverables if globs_overlap(da, db)), None)
+                if hit is not None:
+                    out.append(Overlap(a.id, da, b.id, hit))
+                    break
+    return out
