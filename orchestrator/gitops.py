@@ -13,13 +13,19 @@ What orchestrate promises the user, and how this module keeps it:
   and ``delete_branch`` refuses branches outside ``orchestrate/``.
 - Commits are authored and committed by ``orchestrate <orchestrate@localhost>``
   whatever the user's git configuration says (or lacks), unsigned, and made
-  with ``--no-verify``: these are machine commits in orchestrate's own
-  worktrees; the plan's ``checks`` are their quality gate, and a user's
-  pre-commit hook (linters that rewrite files, prompts, slow test runs) would
-  make them fail or hang for reasons no agent can see. The user's hooks run
-  as usual when they merge the result into their own branches.
+  without the repository's hooks (``--no-verify`` and, because that flag
+  leaves ``prepare-commit-msg`` and ``post-*`` hooks running,
+  ``core.hooksPath=/dev/null``): these are machine commits in orchestrate's
+  own worktrees; the plan's ``checks`` are their quality gate, and a user's
+  hook (linters that rewrite files, prompts read from ``/dev/tty``, slow test
+  runs) would make them fail or hang for reasons no agent can see. The user's
+  hooks run as usual when they merge the result into their own branches.
+  ``git worktree add`` keeps the ``post-checkout`` hook (tools such as git-lfs
+  rely on it to prepare a checkout).
 - ``git gc --auto`` is off for our commands (``gc.auto=0``), so a background
-  gc never takes the repository's locks while several teams work at once.
+  gc never takes the repository's locks while several teams work at once;
+  ``rerere`` and signature checks are off so merges behave the same on every
+  machine.
 
 Concurrency: several teams add and remove worktrees in one repository at the
 same time. Those commands share the main repository's administrative files, so
@@ -63,7 +69,11 @@ _CONFIG: tuple[str, ...] = (
     "-c", "commit.gpgsign=false",
     "-c", "gc.auto=0",
     "-c", "maintenance.auto=false",
+    "-c", "rerere.enabled=false",
+    "-c", "merge.verifySignatures=false",
 )  # fmt: skip
+# For the commands that make commits: none of the repository's hooks (see above).
+_NO_HOOKS: tuple[str, ...] = ("-c", "core.hooksPath=/dev/null")
 
 # Inherited variables that would redirect git away from the repository we name.
 _SCRUB = (
@@ -147,8 +157,8 @@ def _first_lines(data: bytes, count: int = 3) -> str:
 
 
 def _is_lock_contention(exc: BaseException) -> bool:
-    text = str(exc)
-    return isinstance(exc, GitError) and ".lock" in text and "exists" in text
+    # git: "Unable to create '<path>.lock': File exists." (LC_ALL=C keeps it English)
+    return isinstance(exc, GitError) and ".lock': File exists" in str(exc)
 
 
 async def _resolve(path: Path) -> Path:
@@ -162,14 +172,14 @@ def _check_ref(ref: str) -> str:
 
 
 async def _run(
-    args: Sequence[str], *, cwd: Path, ok_codes: Sequence[int] = (0,)
+    args: Sequence[str], *, cwd: Path, ok_codes: Sequence[int] = (0,), hooks: bool = True
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ``git -C cwd ARGS``; raise GitError unless the exit code is in ``ok_codes``.
 
     Retries (briefly) when another git process holds one of the repository's locks:
     git takes the lock before changing anything, so the failed attempt did nothing.
     """
-    argv = ["git", *_CONFIG, "-C", str(cwd), *args]
+    argv = ["git", *_CONFIG, *(() if hooks else _NO_HOOKS), "-C", str(cwd), *args]
     shown = f"git {' '.join(args)}"
 
     async def once() -> subprocess.CompletedProcess[bytes]:
@@ -379,7 +389,7 @@ class Git:
             text = message.replace("{branch}", branch)
             proc = await _run(
                 ["merge", "--no-ff", "--no-edit", "--no-verify", "-m", text, _check_ref(branch)],
-                cwd=worktree, ok_codes=(0, 1),
+                cwd=worktree, ok_codes=(0, 1), hooks=False,
             )  # fmt: skip
             if proc.returncode == 0:
                 merged.append(branch)
@@ -453,14 +463,15 @@ class Git:
         Returns the new commit's sha, or None when there was nothing to commit:
         a clean tree is never committed again, so redoing a commit after a crash
         creates no second commit. A merge left in progress (resolved by an
-        agent) is concluded as the merge commit.
+        agent) is concluded as the merge commit: check :meth:`conflict_markers`
+        first, since ``git add -A`` takes the files as they are.
         """
         worktree = await self._require_linked(worktree)
         await _run(["add", "-A"], cwd=worktree)
         staged = await _run(["diff", "--cached", "--quiet"], cwd=worktree, ok_codes=(0, 1))
         if staged.returncode == 0 and not await self._merging(worktree):
             return None
-        await _run(["commit", "--quiet", "--no-verify", "-m", message], cwd=worktree)
+        await _run(["commit", "--quiet", "--no-verify", "-m", message], cwd=worktree, hooks=False)
         return await self.head(worktree)
 
     async def reset_hard(self, worktree: Path, ref: str, *, clean: bool = True) -> None:

@@ -393,3 +393,29 @@ async def test_repo_helpers(git_repo: GitRepo, tmp_path: Path) -> None:
     assert not await is_git_repo(tmp_path / "missing")
     with pytest.raises(GitError):
         await repo_root(outside)
+
+
+async def test_commits_ignore_the_users_hooks_and_merge_settings(
+    git_repo: GitRepo, git_env: Path
+) -> None:
+    """A user's failing hooks, signing and ff-only settings cannot break or hang team commits."""
+    (git_env / ".gitconfig").write_text(
+        "[commit]\n\tgpgsign = true\n[gpg]\n\tprogram = false\n"
+        "[merge]\n\tff = only\n[rerere]\n\tenabled = true\n"
+    )
+    a = team_branch(RUN, "a")
+    git_repo.make_branch(a, {"a.txt": "a\n"})
+    hooks = git_repo.path / ".git" / "hooks"
+    marker = git_repo.path.parent / "hook-ran"
+    for hook in ("pre-commit", "prepare-commit-msg", "commit-msg", "pre-merge-commit"):
+        (hooks / hook).write_text(f"#!/bin/sh\necho {hook} >> '{marker}'\nexit 1\n")
+        (hooks / hook).chmod(0o755)
+    git = Git(git_repo.path)
+    path = wt(git_repo, "b")
+    await git.add_worktree(path, team_branch(RUN, "b"), "main")
+
+    assert (await git.merge(path, [a], message="merge {branch}")).ok
+    git_repo.write({"b.txt": "b\n"}, cwd=path)
+    assert await git.commit_all(path, "b done") is not None
+    assert not marker.exists()
+    assert len(git_repo.git("log", "-2", "--format=%P", cwd=path).splitlines()[1].split()) == 2
