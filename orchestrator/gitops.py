@@ -35,6 +35,22 @@ they are serialised with one ``anyio.Lock`` per repository (shared by every
 
 Every failing command raises :class:`~orchestrator.errors.GitError` with one
 line: the command, where it ran, its exit code and git's own first lines.
+
+How the engine and the integration use it::
+
+    git = Git(repo_root)                       # one per repository
+    # isolation: worktree -- a team starts from the base plus its upstream work
+    await git.add_worktree(layout.worktree(run, team), team_branch(run, team), base_sha)
+    result = await git.merge(wt, [team_branch(run, u) for u in upstream_in_order],
+                             message=f"{team}: merge upstream {{branch}}")
+    if not result.ok: fail the team with str(result)   # worktree left clean
+    sha = await git.commit_all(wt, "db: attempt 2 by agent a1b2")   # None: nothing changed
+    # isolation: shared -- one worktree for the run, one commit per successful team
+    await git.add_worktree(layout.worktree(run, SHARED_WORKTREE), shared_branch(run), base_sha)
+    # integration -- leave conflicts for a resolver, then commit its work as the merge
+    result = await git.merge(iwt, branches, message="integrate {branch}",
+                             abort_on_conflict=False)
+    await git.conflict_markers(iwt, result.conflicts)  # [] once resolved
 """
 
 from __future__ import annotations
