@@ -1,5 +1,62 @@
-"""Commands: (to be filled)."""
+"""Command: import (a Markdown coordination plan -> plan.yaml)."""
 
 from __future__ import annotations
 
-from orchestrator.cli import app  # noqa: F401
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator.cli import app
+
+
+@app.command(name="import")
+def import_plan(
+    markdown: Annotated[
+        Path,
+        typer.Argument(help="The Markdown plan (PLAN.md).", dir_okay=False, show_default=False),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Where to write the plan (default: PLAN.yaml beside it)."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
+    agent: Annotated[
+        str | None,
+        typer.Option(
+            "--agent",
+            help="Have this agent kind (claude-code, codex, ...) convert the plan instead of the "
+            "offline reader.",
+        ),
+    ] = None,
+) -> None:
+    """Convert a Markdown coordination plan into plan.yaml and print what was understood.
+
+    Offline by default: teams, dependencies, deliverables, roles, estimates and
+    criteria are read from the document's structure; every guessed value gets a
+    comment in the YAML. Exit 2 if the document names no team.
+    """
+    from orchestrator.errors import UsageError
+    from orchestrator.mdimport import load_markdown_plan, summary_lines
+
+    if not markdown.is_file():
+        raise UsageError(f"no such file: {markdown}")
+    target = output or markdown.with_suffix(".yaml")
+    if target.resolve() == markdown.resolve():
+        raise UsageError(f"the output would overwrite the Markdown plan {markdown}; give -o")
+    if target.exists() and not force:
+        raise UsageError(f"{target} exists; pass --force to overwrite it")
+    if agent is not None:
+        from orchestrator.mdimport.agentconvert import convert_with_agent
+
+        result = convert_with_agent(markdown, kind=agent, output=target)
+    else:
+        result = load_markdown_plan(markdown)
+    for line in summary_lines(result):
+        typer.echo(line)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(result.yaml_text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {target}: {exc}") from exc
+    typer.echo(f"wrote {target}")
