@@ -1,0 +1,202 @@
+"""The supervisor process: runs one agent, appends its output to a log, writes its status."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from tests.support.agents import FakeAgent, python_agent
+
+
+def supervise(
+    tmp_path: Path, argv: list[str], *, env: dict[str, str] | None = None, timeout: float = 30
+) -> tuple[str, dict[str, Any]]:
+    """Run the supervisor to its end; the log text and the status."""
+    log, status = tmp_path / "agent.log", tmp_path / "agent.status"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator.supervisor",
+            "--log",
+            str(log),
+            "--status",
+            str(status),
+            "--",
+            *argv,
+        ],
+        check=True,
+        timeout=timeout,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    return log.read_text(), json.loads(status.read_text())
+
+
+def start(tmp_path: Path, argv: list[str]) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    log, status = tmp_path / "agent.log", tmp_path / "agent.status"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator.supervisor",
+            "--log",
+            str(log),
+            "--status",
+            str(status),
+            "--",
+            *argv,
+        ],
+        start_new_session=True,
+    )
+    return proc, log, status
+
+
+def wait_for_text(path: Path, text: str, limit: float = 10.0) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{text!r} never appeared in {path}")
+
+
+def test_output_lines_in_order_and_exit_code(tmp_path: Path) -> None:
+    """Everything the agent prints, stdout and stderr, lands in the log in order; its exit code
+    and start/end times are in the status file."""
+    argv = python_agent(
+        tmp_path / "a.py",
+        "import sys\nprint('one', flush=True)\nsys.stderr.write('two\\n'); sys.stderr.flush()\n"
+        "print('three', flush=True)\nsys.exit(3)\n",
+    )
+    text, status = supervise(tmp_path, argv)
+    assert text == "one\ntwo\nthree\n"
+    assert status["exit_code"] == 3
+    assert status["signal"] is None
+    assert isinstance(status["pid"], int)
+    assert status["started"] <= status["ended"]
+
+
+def test_partial_last_line_is_kept(tmp_path: Path) -> None:
+    """A last line without a newline is not lost."""
+    text, status = supervise(
+        tmp_path, FakeAgent(lines=["a"], partial="no newline").write(tmp_path / "a.py")
+    )
+    assert text == "a\nno newline"
+    assert status["exit_code"] == 0
+
+
+def test_killed_by_signal_is_reported(tmp_path: Path) -> None:
+    """An agent killed by a signal has that signal in its status and no exit code."""
+    _, status = supervise(tmp_path, FakeAgent(kill_self=signal.SIGKILL).write(tmp_path / "a.py"))
+    assert status == status | {"exit_code": None, "signal": signal.SIGKILL}
+
+
+def test_missing_executable_is_127_with_a_line(tmp_path: Path) -> None:
+    """A command that does not exist gives exit code 127 and says why in the log."""
+    text, status = supervise(tmp_path, [str(tmp_path / "no-such-agent"), "--flag"])
+    assert status["exit_code"] == 127
+    assert status["pid"] is None
+    assert "cannot start the agent" in text
+    assert "no-such-agent" in text
+
+
+def test_log_is_appended_not_truncated(tmp_path: Path) -> None:
+    """A log that already holds text keeps it: the supervisor appends."""
+    (tmp_path / "agent.log").write_text("earlier\n")
+    text, _ = supervise(tmp_path, FakeAgent(lines=["later"]).write(tmp_path / "a.py"))
+    assert text == "earlier\nlater\n"
+
+
+def test_stdin_is_closed(tmp_path: Path) -> None:
+    """An agent reading stdin gets end-of-file at once instead of hanging."""
+    text, _ = supervise(tmp_path, FakeAgent(read_stdin=True).write(tmp_path / "a.py"), timeout=10)
+    assert text == "stdin=''\n"
+
+
+def test_overlong_line_is_split(tmp_path: Path) -> None:
+    """A line of 200 KiB is written in 64 KiB pieces, all of it."""
+    argv = python_agent(tmp_path / "a.py", "print('x' * 200_000)\n")
+    text, _ = supervise(tmp_path, argv)
+    pieces = text.splitlines()
+    assert [len(p) for p in pieces] == [65536, 65536, 65536, 200_000 - 3 * 65536]
+
+
+def test_secret_values_are_redacted(tmp_path: Path) -> None:
+    """The value of an API key in the environment never reaches the log file."""
+    env = dict(os.environ, MY_API_KEY="sk-very-secret-value", HARMLESS="visible-value")
+    argv = FakeAgent(print_env=["MY_API_KEY", "HARMLESS"]).write(tmp_path / "a.py")
+    text, _ = supervise(tmp_path, argv, env=env)
+    assert "sk-very-secret-value" not in text
+    assert "MY_API_KEY=***" in text
+    assert "HARMLESS=visible-value" in text
+
+
+def test_sigterm_is_forwarded_to_the_agent(tmp_path: Path) -> None:
+    """SIGTERM sent to the supervisor alone reaches the agent; the status says so."""
+    proc, log, status = start(tmp_path, FakeAgent(lines=["up"], hang=True).write(tmp_path / "a.py"))
+    try:
+        wait_for_text(log, "up")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    data = json.loads(status.read_text())
+    assert data["signal"] == signal.SIGTERM
+    assert not psutil.pid_exists(data["pid"]) or psutil.Process(data["pid"]).status() == "zombie"
+
+
+def test_leftover_grandchild_is_killed(tmp_path: Path) -> None:
+    """A background process the agent leaves behind dies when the agent ends, even one holding
+    the agent's output open; the status is still written."""
+    for keeps in (False, True):
+        pid_file = tmp_path / f"grandchild-{keeps}"
+        agent = FakeAgent(
+            grandchild=True, grandchild_pid_file=pid_file, grandchild_keeps_output=keeps
+        )
+        _, status = supervise(tmp_path, agent.write(tmp_path / "a.py"))
+        assert status["exit_code"] == 0
+        grandchild = int(pid_file.read_text())
+        deadline = time.monotonic() + 5
+        while psutil.pid_exists(grandchild) and time.monotonic() < deadline:
+            if psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE:
+                break
+            time.sleep(0.02)
+        alive = psutil.pid_exists(grandchild)
+        assert not alive or psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE
+
+
+def test_status_written_atomically(tmp_path: Path) -> None:
+    """Only the final status file remains: no temporary file next to it."""
+    supervise(tmp_path, FakeAgent().write(tmp_path / "a.py"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.py", "agent.log", "agent.status"]
+
+
+def test_without_a_command_it_refuses(tmp_path: Path) -> None:
+    """Started without a command after ``--``, the supervisor says so and exits 2."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator.supervisor",
+            "--log",
+            str(tmp_path / "l"),
+            "--status",
+            str(tmp_path / "s"),
+            "--",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "no agent command" in result.stderr
