@@ -112,6 +112,14 @@ class _Resolver:
         return out, missing, False
 
 
+def _why(g: Group) -> str:
+    if g.mode == "sequential":
+        return f"{g.title!r} runs in sequence"
+    if g.mode == "parallel":
+        return f"{g.title!r} runs in parallel after the phase before"
+    return f"{g.title!r} says neither sequential nor parallel: parallel after the phase before"
+
+
 def _reaches(deps: dict[str, list[str]], start: str, goal: str) -> bool:
     seen: set[str] = set()
     todo = [start]
@@ -226,21 +234,18 @@ def build(found: Findings, *, source: str) -> Draft:
                     reverse.append((u, cell.text, where))
     # phases: sequential = each after the one before; otherwise each after the end of the phase before
     prev_end: list[Unit] = []
-    for g in (g for g in found.groups if g.phase):
-        before = prev_end
+    for g in found.groups:
+        if not g.phase and g.mode != "sequential":
+            continue
+        before = prev_end if g.phase else []
         for u in g.units:
             if u.id not in explicit:
-                ups = before
-                why = f"phase {g.title!r} runs in sequence" if g.mode == "sequential" else (
-                    f"phase {g.title!r} runs in parallel after the phase before" if g.mode
-                    else f"phase {g.title!r} says neither sequential nor parallel: parallel after the phase before"
-                )  # fmt: skip
-                deps[u.id] = [x.id for x in ups]
-                if ups:
-                    note(("teams", index[u.id], "depends_on"), f"guess: {why}")
+                deps[u.id] = [x.id for x in before]
+                if before:
+                    note(("teams", index[u.id], "depends_on"), f"guess: {_why(g)}")
             if g.mode == "sequential":
                 before = [u]
-        if g.units:
+        if g.units and g.phase:
             prev_end = _ends(g)
     for u in units:
         for text in _texts(u.fields.get("blocks", [])):

@@ -116,6 +116,11 @@ def _has_fields(blocks: list[Block], names: set[str]) -> bool:
     return False
 
 
+def _is_unit_section(sec: Section) -> bool:
+    kind, key, ticket = split_title(sec.title)[:3]
+    return bool(kind and key) or bool(ticket) or _has_fields(sec.blocks, _STRONG_FIELDS)
+
+
 def split_title(
     text: str,
 ) -> tuple[str | None, str | None, str | None, str, str | None, str | None]:
@@ -278,11 +283,9 @@ class _Walker:
         is_group = bool(words.PHASE.search(title)) or bool(
             words.UNIT_LIST.match(re.sub(r"\s+", " ", heading))
         )
-        if (
-            bool(kind and key)
-            or bool(ticket)
-            or (not is_group and _has_fields(sec.blocks, _STRONG_FIELDS))
-        ):
+        holds_units = not is_group and any(_is_unit_section(c) for c in sec.children)
+        is_group = is_group or holds_units  # "## Stream A" over "### Work item FOO-1" sections
+        if not is_group and _is_unit_section(sec):
             unit = self.new_unit(title, group)
             self.blocks(sec.blocks, unit.source, group=group, owner=unit, listing=False)
             for child in sec.children:  # "#### Deliverables" under a team heading
@@ -293,19 +296,16 @@ class _Walker:
                 else:
                     unit.prose.extend(ln.text for ln in lines)
             return
-        heading = _PAREN.sub(" ", title).strip(" -:")
+        intro = " ".join(ln.text for b in sec.blocks[:1] if isinstance(b, Para) for ln in b.lines)
+        probe = f"{title} {intro}"
+        mode = (
+            "sequential"
+            if words.SEQUENTIAL.search(probe)
+            else "parallel"
+            if words.PARALLEL.search(probe)
+            else None
+        )
         if words.PHASE.search(title):
-            intro = " ".join(
-                ln.text for b in sec.blocks[:1] if isinstance(b, Para) for ln in b.lines
-            )
-            probe = f"{title} {intro}"
-            mode = (
-                "sequential"
-                if words.SEQUENTIAL.search(probe)
-                else "parallel"
-                if words.PARALLEL.search(probe)
-                else None
-            )
             phase = Group(title=title, phase=True, mode=mode)
             self.found.groups.append(phase)
             self.blocks(sec.blocks, title, group=phase, owner=None, listing=True)
@@ -313,8 +313,8 @@ class _Walker:
                 self.section(child, phase)
             return
         listing = bool(words.UNIT_LIST.match(re.sub(r"\s+", " ", heading)))
-        if listing and group is None:
-            group = Group(title=title, phase=False, mode=None)
+        if (listing or holds_units) and group is None:
+            group = Group(title=title, phase=False, mode=mode)
             self.found.groups.append(group)
         self.blocks(sec.blocks, title, group=group, owner=None, listing=listing)
         for child in sec.children:
@@ -351,7 +351,8 @@ class _Walker:
         visit(sec)
 
     def run(self) -> Findings:
-        self.field_lines(None, _item_lines(self.doc.preamble), self.doc.title or "preamble", None)
+        where = self.doc.title or "preamble"
+        self.blocks(self.doc.preamble, where, group=None, owner=None, listing=False)
         for sec in self.doc.sections:
             self.section(sec, None)
         return self.found

@@ -30,6 +30,10 @@ _UNIT_HEAD = re.compile(
 )
 TICKET = r"[A-Za-z][A-Za-z0-9]*-(?=[A-Za-z0-9]*\d)[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*"
 _TICKET_HEAD = re.compile(rf"^(?P<ticket>{TICKET})\s*(?:[:.\-\u2013\u2014]+\s*(?P<title>.*))?$")
+_KIND_TICKET_HEAD = re.compile(
+    rf"^(?P<kind>{UNIT_WORDS})\s+(?P<ticket>{TICKET})\s*(?:[:.\-\u2013\u2014]+\s*(?P<title>.*))?$",
+    re.IGNORECASE,
+)
 # headings/labels that introduce a list of units
 UNIT_LIST = re.compile(
     rf"^(?:(?:the\s+)?(?:{UNIT_WORDS})s?|teams|work\s*items|tasks|streams|sessions|workstreams|tickets|stories|"
@@ -105,6 +109,10 @@ def unit_head(text: str) -> tuple[str | None, str | None, str | None, str]:
     ``"SRCH-101: Config"`` -> (None, None, "SRCH-101", "Config");
     anything else -> (None, None, None, text).
     """
+    m = _KIND_TICKET_HEAD.match(text)
+    if m:
+        kind = re.sub(r"[\s-]+", "", m.group("kind").lower())
+        return kind, None, m.group("ticket"), (m.group("title") or "").strip()
     m = _UNIT_HEAD.match(text)
     if m:
         kind = re.sub(r"[\s-]+", "", m.group("kind").lower())
