@@ -172,6 +172,15 @@ def _first_lines(data: bytes, count: int = 3) -> str:
     return " / ".join(lines[:count])
 
 
+def _show(args: Sequence[str]) -> str:
+    """The command for an error message: one line, long arguments (commit messages) cut."""
+    shown = []
+    for arg in args:
+        first = arg.splitlines()[0] if arg else arg
+        shown.append(first[:60] + "…" if first != arg or len(first) > 60 else arg)
+    return "git " + " ".join(shown)
+
+
 def _is_lock_contention(exc: BaseException) -> bool:
     # git: "Unable to create '<path>.lock': File exists." (LC_ALL=C keeps it English)
     return isinstance(exc, GitError) and ".lock': File exists" in str(exc)
@@ -196,7 +205,7 @@ async def _run(
     git takes the lock before changing anything, so the failed attempt did nothing.
     """
     argv = ["git", *_CONFIG, *(() if hooks else _NO_HOOKS), "-C", str(cwd), *args]
-    shown = f"git {' '.join(args)}"
+    shown = _show(args)
 
     async def once() -> subprocess.CompletedProcess[bytes]:
         try:

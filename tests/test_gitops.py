@@ -8,6 +8,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from orchestrator import gitops
 from orchestrator.errors import GitError
 from orchestrator.gitops import (
     Git,
@@ -349,7 +350,9 @@ async def test_branch_helpers(git_repo: GitRepo) -> None:
     assert not await git.branch_exists(name)
 
 
-async def test_git_failures_are_one_line_git_errors(git_repo: GitRepo) -> None:
+async def test_git_failures_are_one_line_git_errors(
+    git_repo: GitRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A failing git command reaches the user as one line naming the command and git's reason."""
     git = Git(git_repo.path)
     with pytest.raises(GitError) as info:
@@ -361,6 +364,21 @@ async def test_git_failures_are_one_line_git_errors(git_repo: GitRepo) -> None:
         await git.rev_parse("--output=/tmp/x")
     with pytest.raises(GitError):
         await git.add_worktree(wt(git_repo, "x"), team_branch(RUN, "x"), "no-such-base")
+    path = wt(git_repo, "y")
+    await git.add_worktree(path, team_branch(RUN, "y"), "main")
+    with pytest.raises(GitError) as info:
+        await git.merge(path, ["no-such-branch"], message="a long\n\nmulti-line message")
+    assert "\n" not in str(info.value) and "no-such-branch" in str(info.value)
+    (path / "README.md").write_text("edited\n")
+    monkeypatch.setattr(gitops, "LOCK_RETRY_SECONDS", 0.3)  # fault: a lock that stays held
+    lock = git_repo.path / ".git" / "refs" / "heads" / "orchestrate" / RUN / "y.lock"
+    lock.write_text("")
+    with pytest.raises(GitError) as info:
+        await git.commit_all(path, "first line of a long message\n\nbody")
+    message = str(info.value)
+    assert "\n" not in message and "body" not in message
+    assert "git commit" in message and "first line of a long message…" in message
+    assert "File exists" in message
 
 
 async def test_branch_lock_held_by_another_process_is_waited_out(git_repo: GitRepo) -> None:
