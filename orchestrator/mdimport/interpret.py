@@ -222,9 +222,15 @@ class _Walker:
                         self.list_units(nxt, where, group)
                     else:
                         name = words.field_name(label)
-                        value = [
-                            ln for item in nxt.items for ln in item.lines + _item_lines(item.blocks)
-                        ]
+                        value = []
+                        for item in nxt.items:
+                            value.extend(item.lines[:1])
+                            for ln in item.lines[1:]:  # a label line lazily glued to the item
+                                if ln.label and words.field_name(ln.label):
+                                    self.field_lines(owner, [ln], where, group)
+                                else:
+                                    value.append(ln)
+                            value.extend(_item_lines(item.blocks))
                         if name is None and owner is not None:
                             owner.prose.append(f"{label}: " + "; ".join(v.text for v in value))
                         elif name is None:
