@@ -52,6 +52,13 @@ _EXIT_WAIT = 5.0
 
 OnLines = Callable[[list[str]], Awaitable[None]]
 
+_released: list[subprocess.Popen[bytes]] = []
+"""Supervisors we started and let go: reaped whenever we look at processes, never waited for."""
+
+
+def _reap_released() -> None:
+    _released[:] = [popen for popen in _released if popen.poll() is None]
+
 
 @dataclass(frozen=True)
 class Launch:
@@ -235,7 +242,6 @@ class AgentProcess:
         self._splitter = _LineSplitter()
         self._closed = False
         self._detached = False
-        self._started = time.monotonic()
 
     # -- starting ---------------------------------------------------------------------------
 
@@ -253,31 +259,35 @@ class AgentProcess:
             launch.status.parent.mkdir(parents=True, exist_ok=True)
             launch.status.unlink(missing_ok=True)
             fd = os.open(launch.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            offset = os.fstat(fd).st_size
-            os.close(fd)
-            popen = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-P",  # never import an ``orchestrator`` package from the agent's cwd
-                    "-m",
-                    "orchestrator.supervisor",
-                    "--log",
-                    str(launch.log),
-                    "--status",
-                    str(launch.status),
-                    "--",
-                    *launch.argv,
-                ],
-                cwd=launch.cwd,
-                env=dict(launch.env),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-                close_fds=True,
-            )
+            try:
+                offset = os.fstat(fd).st_size
+                popen = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-P",  # never import an ``orchestrator`` package from the agent's cwd
+                        "-m",
+                        "orchestrator.supervisor",
+                        "--log",
+                        str(launch.log),
+                        "--status",
+                        str(launch.status),
+                        "--",
+                        *launch.argv,
+                    ],
+                    cwd=launch.cwd,
+                    env=dict(launch.env),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=fd,  # should the supervisor itself fail, its traceback is in the log
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            finally:
+                os.close(fd)
         except OSError as exc:
-            raise AgentError(f"cannot start the agent {launch.argv[0]!r}: {exc}") from exc
+            raise AgentError(
+                f"cannot start the agent {launch.argv[0]!r} in {launch.cwd}: {exc.strerror or exc}"
+            ) from exc
         try:
             create_time: float | None = psutil.Process(popen.pid).create_time()
         except psutil.Error:
@@ -301,6 +311,7 @@ class AgentProcess:
         status, or is gone without one (then :meth:`run` reports ``lost``).
         ``create_time`` (from the starting side) guards against a reused pid.
         """
+        _reap_released()
         return cls(
             pid=pid, log=log, status=status, offset=offset, popen=None, create_time=create_time
         )
@@ -429,6 +440,7 @@ class AgentProcess:
                 await _wait_until(lambda: not self._group_alive(), _EXIT_WAIT)
 
     def _group_alive(self) -> bool:
+        _reap_released()
         if self._popen is not None:
             self._popen.poll()  # reap our supervisor so it is not counted as a zombie
         elif not _leads_group(self.pid, self.status, self.create_time):
@@ -438,6 +450,9 @@ class AgentProcess:
     def detach(self) -> None:
         """Leave the agent running when this object closes (another orchestrator may attach)."""
         self._detached = True
+        if self._popen is not None:
+            _released.append(self._popen)  # still ours to reap, once it ends
+            self._popen = None
 
     async def aclose(self) -> None:
         """Kill the agent's process group (unless detached) and reap the supervisor. Safe twice."""

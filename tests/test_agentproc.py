@@ -313,3 +313,31 @@ async def test_agent_outlives_a_killed_orchestrator(tmp_path: Path) -> None:
     assert log.read_text().splitlines() == [*before, *got.lines]
     assert group_left(info["pid"]) == []
     assert gone(info["pid"])
+
+
+async def test_detached_agent_keeps_running_until_terminated(tmp_path: Path) -> None:
+    """A detached agent survives closing its handle (a graceful hand-over); a later attach can
+    stop it, group and all."""
+    argv = FakeAgent(lines=["up"], hang=True).write(tmp_path / "agent.py")
+    spec = launch(tmp_path, argv)
+    async with await AgentProcess.start(spec) as first:
+        first.detach()
+    assert first.running
+    second = await AgentProcess.attach(first.pid, spec.log, spec.status, 0)
+    async with second:
+        assert second.running
+        await second.terminate(grace=1.0)
+    assert group_left(first.pid) == []
+
+
+async def test_error_in_on_lines_stops_the_agent(tmp_path: Path) -> None:
+    """If handling output fails, the error surfaces and the agent does not run on unseen."""
+    argv = FakeAgent(lines=["boom"], hang=True).write(tmp_path / "agent.py")
+
+    async def on_lines(batch: list[str]) -> None:
+        raise RuntimeError("store down")
+
+    with pytest.raises(RuntimeError, match="store down"):
+        async with await AgentProcess.start(launch(tmp_path, argv)) as proc:
+            await proc.run(timeout=30, stall_timeout=None, on_lines=on_lines)
+    assert group_left(proc.pid) == []
