@@ -7,6 +7,7 @@ the same teams, dependencies, deliverables, roles, estimates and criteria.
 
 from __future__ import annotations
 
+import itertools
 import re
 import subprocess
 import sys
@@ -97,7 +98,7 @@ def _reverse_blocks(text: str, start: str) -> str:
     while end < len(lines) and (lines[end].startswith(" ") or not lines[end].strip()):
         end += 1
     bounds = [*firsts, end]
-    blocks = ["\n".join(lines[a:b]).rstrip("\n") for a, b in zip(bounds, bounds[1:], strict=False)]
+    blocks = ["\n".join(lines[a:b]).rstrip("\n") for a, b in itertools.pairwise(bounds)]
     middle = "\n\n".join(reversed(blocks))
     return "\n".join([*lines[: firsts[0]], middle, "", *lines[end:]])
 
@@ -113,8 +114,14 @@ def _add_emoji(text: str) -> str:
 
 
 RENAMES: dict[str, list[tuple[str, str]]] = {
-    "payments-teams": [(r"### Team (\d)", r"### Squad \1"), ("## Integration Phase", "## Final Integration")],
-    "search-matrix": [("## Work Items", "## Tickets"), ("## Task Dependency Matrix", "## Who needs whom")],
+    "payments-teams": [
+        (r"### Team (\d)", r"### Squad \1"),
+        ("## Integration Phase", "## Final Integration"),
+    ],
+    "search-matrix": [
+        ("## Work Items", "## Tickets"),
+        ("## Task Dependency Matrix", "## Who needs whom"),
+    ],
     "mobile-phases": [
         ("## Execution Plan", "## Schedule"),
         (r"### Phase (\d)", r"### Stage \1"),
@@ -238,7 +245,7 @@ def test_tricky_text_survives_the_yaml_writer() -> None:
 
 
 def test_dependency_phrasings() -> None:
-    """"Teams 1, 3", "Teams 1-2", "Team 2 (Core)", "None" and ticket ids all resolve."""
+    """ "Teams 1, 3", "Teams 1-2", "Team 2 (Core)", "None" and ticket ids all resolve."""
     doc = "# P\n\n" + "".join(
         f"### Team {n}: T{n}\n**Task:** do {n}\n**Dependencies:** {deps}\n\n"
         for n, deps in [(1, "None"), (2, "Team 1 (T1)"), (3, "Teams 1-2"), (4, "Teams 1, 3")]
@@ -285,7 +292,7 @@ def test_cli_writes_a_valid_plan_and_never_overwrites_without_force(tmp_path: Pa
     assert proc.returncode == 0, proc.stderr
     assert "schema-storage" in proc.stdout and "wrote plan.yaml" in proc.stdout
     loaded = load_plan(tmp_path / "plan.yaml", check_repo=False)
-    assert [t.id for t in loaded.plan.teams][0] == "schema-storage"
+    assert loaded.plan.teams[0].id == "schema-storage"
 
     (tmp_path / "plan.yaml").write_text("mine\n")
     again = _run("import", "PLAN.md", "-o", "plan.yaml", cwd=tmp_path)

@@ -18,9 +18,13 @@ def import_plan(
     ],
     output: Annotated[
         Path | None,
-        typer.Option("-o", "--output", help="Where to write the plan (default: PLAN.yaml beside it)."),
+        typer.Option(
+            "-o", "--output", help="Where to write the plan (default: PLAN.yaml beside it)."
+        ),
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite an existing output file.")
+    ] = False,
     agent: Annotated[
         str | None,
         typer.Option(

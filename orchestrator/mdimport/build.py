@@ -203,7 +203,7 @@ def build(found: Findings, *, source: str) -> Draft:
             deps[u.id].extend(h.id for h in hits if h.id not in deps[u.id])
             for m in missing:
                 draft.unplaced.append(f"{u.id}: dependency {m!r} names no team")
-    # matrix tables: a row per unit, "Uses" / "Depends on" columns upstream, "Blocks" / "Enables" downstream
+    # matrix tables: a row per unit; "Uses" / "Depends on" upstream, "Blocks" / "Enables" down
     reverse: list[tuple[Unit, str, str]] = []  # (unit, text of teams it blocks, from)
     for where, table in found.tables:
         names = [words.field_name(h) for h in table.header]
@@ -232,7 +232,7 @@ def build(found: Findings, *, source: str) -> Draft:
                         draft.unplaced.append(f"{where}: {row[0].text}: {m!r} names no team")
                 elif name == "blocks":
                     reverse.append((u, cell.text, where))
-    # phases: sequential = each after the one before; otherwise each after the end of the phase before
+    # phases: sequential = each after the one before; else each after the end of the phase before
     prev_end: list[Unit] = []
     for g in found.groups:
         if not g.phase and g.mode != "sequential":

@@ -70,7 +70,7 @@ def import_markdown(
     if not found.units:
         raise UsageError(
             f"{source}: no teams found: expected sections or list items such as '### Team 1: ...', "
-            "'## Stream A', a 'Tasks:' list under a phase, or fields like **Task:** / **Deliverables:**"
+            "'## Stream A', a 'Tasks:' list under a phase, or **Task:** / **Deliverables:** lines"
         )
     draft = build(found, source=source)
     header = [
@@ -94,7 +94,7 @@ def load_markdown_plan(path: Path) -> ImportResult:
 
 
 def summary_lines(result: ImportResult) -> list[str]:
-    """What the importer understood, for the terminal: one line per team, then guesses and leftovers."""
+    """What the importer understood: one line per team, then the guesses and the leftovers."""
     plan = result.plan
     out = [f"plan {plan.name}: {len(plan.teams)} team(s)"]
     for team in plan.teams:
@@ -114,7 +114,7 @@ def summary_lines(result: ImportResult) -> list[str]:
             out.append(f"      {path}")
     test = plan.integration.test
     if test:
-        out.append(f"integration test: {test if isinstance(test, str) else test!r}")
+        out.append(f"integration test: {test!r}")
     if result.notes:
         out.append(f"guessed ({len(result.notes)}):")
         out.extend(f"  {n}" for n in result.notes)

@@ -267,7 +267,7 @@ class _Walker:
             name = words.field_name(line.label) if line.label else None
             if name is not None:
                 value = [Line(text=line.value, codes=line.value_codes)] if line.value else []
-                value += [ln for ln in item.lines[1:]] + _item_lines(item.blocks)
+                value += list(item.lines[1:]) + _item_lines(item.blocks)
                 self.put(owner, name, line.label or "", value, where, group)
             elif owner is None and _has_fields(item.blocks, _ANY_FIELDS):
                 unit = self.new_unit(line.text, group)
@@ -281,7 +281,7 @@ class _Walker:
     # ------------------------------------------------------------ sections
     def section(self, sec: Section, group: Group | None) -> None:
         title = sec.title
-        kind, key, ticket = split_title(title)[:3]
+        kind, _key, ticket = split_title(title)[:3]
         if INTEGRATION_SECTION(title) and not (kind or ticket):
             self.integration(sec)
             return
@@ -377,7 +377,7 @@ def walk(doc: Document) -> Findings:
 
 
 def path_of(code: str) -> str | None:
-    """A deliverable path from a code span (leading '/' = repo root), or None if it is not a path."""
+    """A deliverable path from a code span (leading '/' = repo root), or None."""
     code = code.strip()
     if not code or " " in code or "://" in code or not _PATH.match(code.lstrip("/")):
         return None

@@ -65,25 +65,29 @@ FIELDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
         (
             "depends",
-            r"dependencies|dependency|depends(?: on)?|requires|prerequisites?|after|blocked by|needs|"
+            r"dependencies|dependency|depends(?: on)?|requires|prerequisites?|after|blocked by|"
+            r"needs|"
             r"uses|upstream|waits? (?:on|for)",
         ),
         ("blocks", r"blocks|blocking|enables|unblocks|downstream|feeds|required by"),
         (
             "role",
-            r"owners?|roles?|assignee|assigned(?: to)?|agent(?: role| type)?|specialist|lead|persona",
+            r"owners?|roles?|assignee|assigned(?: to)?|agent(?: role| type)?|specialist|lead|"
+            r"persona",
         ),
         (
             "estimate",
-            r"estimates?|est\.?(?: completion| time| duration| effort)?|estimated(?: time| duration| effort)?|"
+            r"estimates?|est\.?(?: completion| time| duration| effort)?|"
+            r"estimated(?: time| duration| effort)?|"
             r"effort|duration|time|eta|time ?box|expected duration",
         ),
         ("test", r"test(?: command| suite| cmd)?|tests|test with|run tests"),
         ("checks", r"checks?|check commands?|go/no-go commands?"),
         (
             "acceptance",
-            r"go ?/ ?no[- ]go(?: criteria)?|success criteria|acceptance(?: criteria)?|completion signals?|"
-            r"definition of done|done when|exit criteria|criteria|done|completion criteria|verification",
+            r"go ?/ ?no[- ]go(?: criteria)?|success criteria|acceptance(?: criteria)?|"
+            r"completion signals?|definition of done|done when|exit criteria|criteria|done|"
+            r"completion criteria|verification",
         ),
         (
             "ignore",
@@ -167,7 +171,8 @@ _SYNONYMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         (r"\bsecurity\b|\bappsec\b", "security-engineer"),
         (
-            r"\bdevops\b|\brelease[- ]engineer|\bsre\b|\bplatform engineer|\binfrastructure engineer|"
+            r"\bdevops\b|\brelease[- ]engineer|\bsre\b|\bplatform engineer|"
+            r"\binfrastructure engineer|"
             r"\bbuild engineer|\bci ?/ ?cd\b",
             "devops-engineer",
         ),
@@ -183,7 +188,7 @@ _SYNONYMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 
 
 def looks_like_role(text: str) -> bool:
-    """Whether a parenthesised phrase names a role ("android-expert", "DBA") rather than a remark."""
+    """Whether a parenthesised phrase names a role ("android-expert", "DBA"), not a remark."""
     text = text.strip()
     return bool(_KEBAB.match(text) or _ROLE_WORDS.search(text) or resolve_role(text)[0])
 
