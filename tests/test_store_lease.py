@@ -1,0 +1,93 @@
+"""The run lease: one live orchestrator per run, renewed while it works, lost loudly."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import anyio
+import pytest
+
+from orchestrator.errors import LeaseHeldError, StaleEpochError
+from orchestrator.paths import StateLayout
+from orchestrator.settings import Settings
+from orchestrator.store import Store, open_store
+from tests.support.redis import make_run
+
+pytest_plugins = ["tests.support.redis"]
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def short(settings: Settings) -> Settings:
+    return settings.model_copy(update={"lease_ttl": 0.6})
+
+
+async def test_a_second_orchestrator_for_the_same_run_is_refused_by_name(store: Store) -> None:
+    """`orchestrate resume RUN` while RUN is running says who runs it (host, pid, since)."""
+    await make_run(store)
+    async with store.lease("r1"):
+        with pytest.raises(LeaseHeldError) as caught:
+            async with store.lease("r1"):
+                pytest.fail("two holders")
+        assert await store.lease_holder("r1") is not None
+    message = str(caught.value)
+    assert socket.gethostname() in message and f"pid {os.getpid()}" in message
+    assert "since" in message and "\n" not in message
+    assert await store.lease_holder("r1") is None
+
+
+async def test_the_lease_outlives_its_ttl_while_renewed(short: Settings, tmp_path: Path) -> None:
+    """A long run keeps its lease: the background renewal keeps other orchestrators out."""
+    async with open_store(short, StateLayout(tmp_path)) as store:
+        await make_run(store)
+        async with store.lease("r1") as lease:
+            await anyio.sleep(short.lease_ttl * 2)
+            assert not lease.lost.is_set()
+            with pytest.raises(LeaseHeldError):
+                async with store.lease("r1"):
+                    pass
+        async with store.lease("r1") as again:  # released on exit: the next one gets it at once
+            assert again.epoch == lease.epoch + 1
+
+
+async def test_a_holder_whose_lease_was_taken_over_stops(short: Settings, tmp_path: Path) -> None:
+    """A frozen orchestrator that wakes up after another took over stops instead of writing on."""
+    async with open_store(short, StateLayout(tmp_path)) as store:
+        await make_run(store)
+        reached_end = False
+        with pytest.raises(LeaseHeldError, match="lost the lease") as caught:
+            async with store.lease("r1") as old:
+                # Fault: the lease expires as if this process had been frozen for a TTL.
+                await store._redis.pexpire(store.keys.lock("r1"), 1)
+                await anyio.sleep(0.01)
+                async with store.lease("r1", cancel_on_loss=False) as new:
+                    assert new.epoch == old.epoch + 1
+                    await anyio.sleep(short.lease_ttl)  # the old holder's renewal notices
+                    assert old.lost.is_set()
+                reached_end = True
+        assert not reached_end
+        assert socket.gethostname() in str(caught.value)
+        with pytest.raises(StaleEpochError):
+            await store.run_transition("r1", "running", epoch=old.epoch)
+
+
+async def test_an_error_in_the_lease_block_comes_out_unchanged(store: Store) -> None:
+    """A failure inside the run is reported as itself (not wrapped) and the lease is released."""
+    await make_run(store)
+    with pytest.raises(KeyError, match="boom"):
+        async with store.lease("r1"):
+            raise KeyError("boom")
+    assert await store.lease_holder("r1") is None
+
+
+async def test_leaving_the_lease_twice_is_safe(store: Store) -> None:
+    """Closing a resource twice (cleanup paths) never fails."""
+    await make_run(store)
+    lease = store.lease("r1")
+    await lease.__aenter__()
+    await lease.__aexit__(None, None, None)
+    await lease.__aexit__(None, None, None)
+    await store.aclose()
+    await store.aclose()
