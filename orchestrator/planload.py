@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
+import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -360,6 +361,9 @@ class _Checker:
             self.add(("repo",), f"{repo!r}: no such directory ({target})")
             return
         top = _git(target, "rev-parse", "--show-toplevel")
+        if top is None and shutil.which("git") is None:
+            self.add(("repo",), "git is not installed (no 'git' on PATH)")
+            return
         if top is None:
             self.add(("repo",), f"{repo!r} is not a git repository ({target})")
             return
