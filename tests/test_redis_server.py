@@ -12,7 +12,6 @@ from pathlib import Path
 
 import anyio
 import psutil
-import pytest
 
 from orchestrator.paths import StateLayout
 from orchestrator.redis_server import EmbeddedServer, server_binary
@@ -49,8 +48,8 @@ def test_the_server_listens_on_a_private_socket_only(embedded_state_dir: StateLa
     status = srv.status()
     assert status.running and status.appendfsync == "always"
     assert status.version and status.version.startswith("8.")
-    assert stat.S_IMODE(os.stat(srv.dir).st_mode) == 0o700
-    assert stat.S_IMODE(os.stat(status.socket).st_mode) & 0o077 == 0
+    assert stat.S_IMODE(Path(srv.dir).stat().st_mode) == 0o700
+    assert stat.S_IMODE(Path(status.socket).stat().st_mode) & 0o077 == 0
     assert status.pid is not None
     assert not [c for c in psutil.Process(status.pid).net_connections() if c.status == "LISTEN"]
 
@@ -67,7 +66,8 @@ def test_concurrent_starts_make_exactly_one_server(tmp_path: Path) -> None:
     """Two commands started at the same moment share one server instead of fighting."""
     redis_dir = tmp_path / ".orchestrate" / "redis"
     code = (
-        "import sys; from pathlib import Path; from orchestrator.redis_server import EmbeddedServer;"
+        "import sys; from pathlib import Path;"
+        "from orchestrator.redis_server import EmbeddedServer;"
         "s = EmbeddedServer(Path(sys.argv[1])); s.ensure(); print(s.status().pid)"
     )
     procs = [
@@ -143,7 +143,7 @@ def test_a_deep_state_folder_gets_a_short_private_socket(tmp_path: Path) -> None
     try:
         sock = srv.ensure()
         assert len(os.fsencode(sock)) < 100
-        assert stat.S_IMODE(os.stat(sock.parent).st_mode) == 0o700
+        assert stat.S_IMODE(Path(sock.parent).stat().st_mode) == 0o700
         assert (srv.dir / "socket").read_text().strip() == str(sock)
         assert srv.status().running
     finally:

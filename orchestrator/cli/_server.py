@@ -52,7 +52,7 @@ def status(state_dir: StateDirOpt = None) -> None:
 
 @server_app.command("stop")
 def stop(state_dir: StateDirOpt = None) -> None:
-    """Stop the embedded server (its data is flushed to disk first; the next command restarts it)."""
+    """Stop the embedded server (data flushed to disk first; the next command restarts it)."""
     from orchestrator.redis_server import EmbeddedServer
 
     srv = _server(state_dir)
