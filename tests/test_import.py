@@ -301,3 +301,53 @@ def test_cli_writes_a_valid_plan_and_never_overwrites_without_force(tmp_path: Pa
     forced = _run("import", "PLAN.md", "-o", "plan.yaml", "--force", cwd=tmp_path)
     assert forced.returncode == 0, forced.stderr
     assert (tmp_path / "plan.yaml").read_text().startswith("# Imported from PLAN.md")
+
+
+# ------------------------------------------------------------------ --agent
+
+_SCRIPTED_AGENT = """\
+import pathlib, sys
+prompt = pathlib.Path(sys.argv[1]).read_text()
+answer = pathlib.Path(sys.argv[2]) / "plan.yaml"
+good = "version: 1\\nname: demo\\nteams:\\n  - id: db\\n    task: set up the database\\n"
+bad = good + "  - id: api\\n    task: the API\\n    depends_on: [nope]\\n"
+mode = sys.argv[3]
+retry = "did not validate" in prompt
+if mode == "fix-on-retry" and retry:
+    assert "nope" in prompt, "the validation problems must reach the agent"
+    answer.write_text(good)
+else:
+    answer.write_text(bad)
+print("wrote", answer)
+"""
+
+
+def _agent_import(tmp_path: Path, mode: str) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "agent.py"
+    script.write_text(_SCRIPTED_AGENT)
+    (tmp_path / "PLAN.md").write_text((FIXTURES / "payments-teams.md").read_text())
+    command = f"{sys.executable} {script} {{prompt_file}} {{workdir}} {mode}"
+    return _run(
+        "import", "PLAN.md", "-o", "plan.yaml", "--agent", "command", "--agent-command", command,
+        cwd=tmp_path,
+    )  # fmt: skip
+
+
+def test_agent_conversion_gets_validation_errors_back_and_fixes_them(tmp_path: Path) -> None:
+    """With --agent, a plan that fails validation goes back to the agent with the problems;
+    its corrected second answer is written."""
+    proc = _agent_import(tmp_path, "fix-on-retry")
+    assert proc.returncode == 0, proc.stderr
+    assert "try 2 of 3" in proc.stdout
+    assert yaml.safe_load((tmp_path / "plan.yaml").read_text())["teams"] == [
+        {"id": "db", "task": "set up the database"}
+    ]
+
+
+def test_agent_conversion_gives_up_after_three_tries(tmp_path: Path) -> None:
+    """An agent that never produces a valid plan is stopped after 3 tries: the last
+    problems are printed, exit 2, nothing written."""
+    proc = _agent_import(tmp_path, "always-bad")
+    assert proc.returncode == 2
+    assert "nope" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "plan.yaml").exists()

@@ -33,6 +33,14 @@ def import_plan(
             "offline reader.",
         ),
     ] = None,
+    agent_command: Annotated[
+        str | None,
+        typer.Option(
+            "--agent-command",
+            help="The agent's command line (default: the kind's own executable); "
+            "for --agent command: the whole command, with {prompt_file} and {workdir}.",
+        ),
+    ] = None,
 ) -> None:
     """Convert a Markdown coordination plan into plan.yaml and print what was understood.
 
@@ -52,8 +60,11 @@ def import_plan(
         raise UsageError(f"{target} exists; pass --force to overwrite it")
     if agent is not None:
         from orchestrator.mdimport.agentconvert import convert_with_agent
+        from orchestrator.plan import BUILTIN_AGENT_KINDS
 
-        result = convert_with_agent(markdown, kind=agent, output=target)
+        if agent not in BUILTIN_AGENT_KINDS:
+            raise UsageError(f"--agent: unknown kind {agent!r} ({', '.join(BUILTIN_AGENT_KINDS)})")
+        result = convert_with_agent(markdown, kind=agent, output=target, command=agent_command)
     else:
         result = load_markdown_plan(markdown)
     for line in summary_lines(result):

@@ -98,10 +98,8 @@ def summary_lines(result: ImportResult) -> list[str]:
     plan = result.plan
     out = [f"plan {plan.name}: {len(plan.teams)} team(s)"]
     for team in plan.teams:
-        bits = [f"  {team.id}"]
-        if team.name:
-            bits.append(f"({team.name})")
-        bits.append("after " + ", ".join(team.depends_on) if team.depends_on else "first")
+        head = f"  {team.id}" + (f" ({team.name})" if team.name else "")
+        bits = ["after " + ", ".join(team.depends_on) if team.depends_on else "first"]
         if team.role:
             bits.append(f"role {team.role}")
         if team.estimate:
@@ -109,7 +107,7 @@ def summary_lines(result: ImportResult) -> list[str]:
         bits.append(f"{len(team.deliverables)} deliverable(s)")
         if team.acceptance:
             bits.append(f"{len(team.acceptance)} criteria")
-        out.append(" ".join(bits[:2]) + ": " + "; ".join(bits[2:]))
+        out.append(f"{head}: {'; '.join(bits)}")
         for path in team.deliverables:
             out.append(f"      {path}")
     test = plan.integration.test
