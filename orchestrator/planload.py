@@ -239,6 +239,7 @@ class _Checker:
         self.problems: list[Problem] = []
         self._seen: set[tuple[str, int | None, int | None]] = set()
         self.repo_root = plan_dir
+        self._roles: dict[str, str | None] = {}
 
     def add(self, loc: Loc, message: str, *, key: bool = False, where: Loc | None = None) -> None:
         """Record a problem at the YAML node of ``loc`` (its key node if ``key``)."""
@@ -436,10 +437,15 @@ class _Checker:
     def _check_role(self, loc: Loc, role: str) -> None:
         from orchestrator.roles import RoleError, resolve_role
 
-        try:
-            resolve_role(role, self.repo_root)
-        except RoleError as exc:
-            self.add(loc, str(exc))
+        if role not in self._roles:  # many teams share a role: resolve each once
+            try:
+                resolve_role(role, self.repo_root)
+                self._roles[role] = None
+            except RoleError as exc:
+                self._roles[role] = str(exc)
+        problem = self._roles[role]
+        if problem is not None:
+            self.add(loc, problem)
 
     def _check_deliverables(self, i: int, deliverables: Any) -> None:
         if not isinstance(deliverables, list):

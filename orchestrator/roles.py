@@ -70,7 +70,7 @@ def parse_profile(path: Path) -> RoleProfile:
     if m is None:
         raise RoleError(f"role profile {path}: no YAML front matter (--- name/description ---)")
     try:
-        meta = yaml.safe_load(m.group(1))
+        meta = yaml.load(m.group(1), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         raise RoleError(f"role profile {path}: front matter is not valid YAML") from exc
     if not isinstance(meta, dict):
