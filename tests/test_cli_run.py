@@ -1,0 +1,140 @@
+"""`orchestrate run` as a user runs it: a real subprocess, a real Redis, fake agents."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import redis
+
+from tests.support.gitrepo import GitRepo
+from tests.test_engine_support import SEVEN, files_for, plan_yaml, write_agent
+
+ORCHESTRATE = [sys.executable, "-m", "orchestrator"]
+
+
+def _env(redis_url: str, prefix: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["ORCHESTRATE_REDIS_URL"] = redis_url
+    env["ORCHESTRATE_KEY_PREFIX"] = prefix
+    return env
+
+
+def _plan(git_repo: GitRepo, text: str) -> Path:
+    plan_file = git_repo.path.parent / "plan.yaml"
+    plan_file.write_text(text + f"repo: {git_repo.path.name}\n")
+    return plan_file
+
+
+def _run(plan_file: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*ORCHESTRATE, "run", str(plan_file), *extra],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_run_succeeds_and_prints_events_and_summary(
+    git_repo: GitRepo, redis_url: str, tmp_path: Path
+) -> None:
+    """`orchestrate run` on a good plan exits 0, prints timestamped events and a summary."""
+    teams = SEVEN[:3]
+    command, _ = write_agent(tmp_path / "agent", files_for(teams, api={"fail_attempts": 1}))
+    plan_file = _plan(git_repo, plan_yaml(command, teams))
+    env = _env(redis_url, f"t{uuid.uuid4().hex[:8]}")
+    proc = _run(plan_file, env, "--max-parallel", "2", "--backoff", "0.05")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert re.search(r"^\d\d:\d\d:\d\d db +running +attempt 1/3  agent [0-9a-f]{7}$", out, re.M)
+    assert re.search(r"^\d\d:\d\d:\d\d api +retrying +exit code 1", out, re.M)
+    assert "run demo-" in out and " succeeded" in out
+    assert "branches: git -C" in out
+    assert "Traceback" not in proc.stderr
+
+
+def test_failing_plan_exits_1(git_repo: GitRepo, redis_url: str, tmp_path: Path) -> None:
+    """A plan whose team fails for good makes `orchestrate run` exit 1 naming the team."""
+    teams = SEVEN[:2]
+    command, _ = write_agent(tmp_path / "agent", files_for(teams, db={"fail_attempts": 9}))
+    plan_file = _plan(git_repo, plan_yaml(command, teams, defaults={"retries": 0}))
+    proc = _run(plan_file, _env(redis_url, f"t{uuid.uuid4().hex[:8]}"), "--backoff", "0.05")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "failed: db" in proc.stdout
+    assert "blocked" in proc.stdout and "upstream team db failed" in proc.stdout
+
+
+def test_bad_plan_exits_2(git_repo: GitRepo, redis_url: str, tmp_path: Path) -> None:
+    """A plan with an unknown dependency is refused before anything runs (exit 2)."""
+    command, _ = write_agent(tmp_path / "agent", {})
+    plan_file = _plan(git_repo, plan_yaml(command, [("db", ["nope"])]))
+    proc = _run(plan_file, _env(redis_url, f"t{uuid.uuid4().hex[:8]}"))
+    assert proc.returncode == 2
+    assert "nope" in proc.stderr
+    assert not (git_repo.path / ".orchestrate" / "runs").exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return not stat.split(") ", 1)[1].startswith("Z")
+
+
+def test_ctrl_c_interrupts_the_run(git_repo: GitRepo, redis_url: str, tmp_path: Path) -> None:
+    """SIGINT stops the run: exit 130, run marked interrupted, no agent process left."""
+    teams = [*SEVEN[:1], ("other", [])]
+    pids = {t: tmp_path / f"{t}.pid" for t, _ in teams}
+    spec = files_for(teams, **{t: {"hang": True, "pidfile": str(p)} for t, p in pids.items()})
+    command, _ = write_agent(tmp_path / "agent", spec)
+    plan_file = _plan(git_repo, plan_yaml(command, teams))
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen(
+        [*ORCHESTRATE, "run", str(plan_file)],
+        env=_env(redis_url, prefix),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not all(p.exists() and p.read_text() for p in pids.values()):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the agents never started"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, out + err
+    assert "interrupted" in out
+    for path in pids.values():
+        assert not _alive(int(path.read_text())), "an agent survived Ctrl-C"
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        (run_id,) = client.zrange(f"{prefix}:runs", 0, -1)
+        meta = client.hgetall(f"{prefix}:{{{run_id}}}:meta")
+        assert meta["status"] == "interrupted"
+        statuses = {t: client.hget(f"{prefix}:{{{run_id}}}:team:{t}", "status") for t, _ in teams}
+        assert set(statuses.values()) == {"cancelled"}
+    finally:
+        client.close()
+    assert json.dumps(meta)  # the run is recorded and readable
