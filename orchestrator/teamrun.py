@@ -34,7 +34,7 @@ import structlog
 from orchestrator import graph
 from orchestrator.agentproc import AgentProcess, Launch, Outcome
 from orchestrator.agents import adapter_for
-from orchestrator.agents.base import AgentContext, AgentEvent, Verdict
+from orchestrator.agents.base import AgentContext, AgentEvent, Verdict, exit_reason
 from orchestrator.envs import agent_env
 from orchestrator.errors import OrchestrateError
 from orchestrator.gitops import Git, team_branch
@@ -138,7 +138,7 @@ class Judged:
     retry_after: float | None = None
 
     @classmethod
-    def of(cls, verdict: Verdict, tail: Sequence[str]) -> Judged:
+    def of(cls, verdict: Verdict, outcome: Outcome, tail: Sequence[str]) -> Judged:
         final = verdict.result
         if final is None:  # a plain-text agent: the end of what it printed
             final = "\n".join(line for line in tail[-10:] if line.strip()) or None
@@ -150,7 +150,8 @@ class Judged:
         return cls(
             success=verdict.success,
             reason=verdict.reason,
-            error=verdict.reason if not verdict.success else None,
+            # What the agent itself said went wrong (the exit code is shown on its own).
+            error=verdict.reason if verdict.reason != exit_reason(outcome) else None,
             usage=usage,
             session_id=verdict.session_id,
             final_message=final,
@@ -429,7 +430,7 @@ class TeamRunner:
                 on_lines=on_lines,
                 grace=ctx.options.kill_grace,
             )
-        judged = Judged.of(adapter.judge(outcome, events), list(tail))
+        judged = Judged.of(adapter.judge(outcome, events), outcome, list(tail))
         self.final_message = judged.final_message
         if judged.session_id:
             self.session_id = judged.session_id

@@ -10,9 +10,10 @@ from typing import Any
 import anyio
 import pytest
 
-from orchestrator.engine import EngineOptions, RunResult, start_run
+from orchestrator.engine import Budget, EngineOptions, RunResult, start_run
+from orchestrator.plan import Plan
 from orchestrator.planload import load_plan
-from orchestrator.store import Store
+from orchestrator.store import Store, Usage
 from orchestrator.teamrun import Notice
 from tests.support.gitrepo import GitRepo
 from tests.test_engine_support import (
@@ -298,3 +299,55 @@ async def test_agent_gets_its_environment_without_orchestrate_secrets(
     assert len(env["ORCHESTRATE_AGENT_ID"]) == 7
     prompt = await anyio.Path(env["ORCHESTRATE_PROMPT_FILE"]).read_text()
     assert prompt.startswith("# Your assignment")
+
+
+async def test_conflicting_upstream_branches_fail_the_team_naming_files(
+    git_repo: GitRepo, store: Store, tmp_path: Path
+) -> None:
+    """When upstream teams changed the same file differently, the downstream team fails
+    naming the file, instead of running on a half-merged tree."""
+    teams = [("left", []), ("right", []), ("join", ["left", "right"])]
+    spec = files_for(
+        teams,
+        left={"files": {"src/left.txt": "l\n", "shared.txt": "left\n"}},
+        right={"files": {"src/right.txt": "r\n", "shared.txt": "right\n"}},
+    )
+    command, times = write_agent(tmp_path / "agent", spec)
+    result, _ = await _run(git_repo, store, plan_yaml(command, teams))
+    assert result.teams["left"].status == "succeeded"
+    assert result.teams["right"].status == "succeeded"
+    assert result.teams["join"].status == "failed"
+    assert "shared.txt" in (result.teams["join"].reason or "")
+    assert "join" not in {t["team"] for t in read_times(times)}
+
+
+def test_budget_stops_runs_and_teams() -> None:
+    """Once spent, the run's or a team's budget stops new attempts, saying which and how much."""
+    plan = Plan.model_validate(
+        {
+            "version": 1,
+            "name": "b",
+            "budget": {"tokens": 1000},
+            "teams": [
+                {"id": "a", "task": "x", "budget": {"usd": 1.0}},
+                {"id": "b", "task": "y"},
+            ],
+        }
+    )
+    budget = Budget(plan)
+    a, b = plan.team("a"), plan.team("b")
+    assert budget.exhausted(a) is None
+    budget.add("a", Usage(input_tokens=10, output_tokens=10, cost_usd=1.5))
+    assert budget.exhausted(a) == "the team's budget is spent: $1.50 of $1.00"
+    assert budget.exhausted(b) is None
+    budget.add("b", Usage(input_tokens=900, output_tokens=100))
+    assert budget.exhausted(None) == "the run's budget is spent: 1020 of 1000 tokens"
+    assert budget.exhausted(b) is not None
+
+
+def test_backoff_grows_and_stays_bounded() -> None:
+    """Retries wait longer each time (with jitter), never beyond the maximum."""
+    options = EngineOptions(backoff_initial=1.0, backoff_max=5.0, backoff_jitter=0.0)
+    assert [options.backoff(n) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 5.0]
+    jittery = EngineOptions(backoff_initial=1.0, backoff_max=100.0, backoff_jitter=1.0)
+    assert all(1.0 <= jittery.backoff(1) <= 2.0 for _ in range(20))
