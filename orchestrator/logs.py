@@ -1,0 +1,370 @@
+"""Reading agent output: what ``orchestrate logs`` shows, during a run and after it.
+
+Where lines come from:
+
+- the team's Redis stream ``orch:{run}:log:<team>``: the human lines the engine
+  appended (each agent output line through its adapter's ``parse()`` and
+  ``AgentEvent.display()``), each entry ``{a: attempt, l: line}``, its id the
+  time it was added. The stream is capped (``log_stream_cap``);
+- the attempt's log file ``runs/<run>/logs/<team>.<attempt>.log``: everything
+  the agent printed, never capped (redacted by the supervisor).
+
+Nothing is lost: ``XINFO STREAM`` tells how many entries were ever added and
+how many are kept; the difference was trimmed, and those first lines are
+rebuilt from the files (the same line splitting and the same adapter as the
+engine). ``raw`` mode reads the files only.
+
+Ordering: one team's lines are in the order the agent printed them; several
+teams are interleaved by stream id (the time each line was stored). Lines
+rebuilt from a file sort just before the team's oldest kept entry.
+
+Following (:func:`follow`) waits on blocking ``XREAD`` s (one per team, and one
+on the run's events to see it end), so a line shows a few milliseconds after
+the engine stored it; it returns once the run's status is terminal and every
+stream is drained.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from orchestrator.agents.base import AgentAdapter
+from orchestrator.errors import OrchestrateError
+from orchestrator.paths import StateLayout
+from orchestrator.redact import Redactor
+
+if TYPE_CHECKING:
+    from orchestrator.plan import Plan
+    from orchestrator.store import Store
+
+RUN_DONE = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
+"""Run statuses after which no agent writes any more."""
+FOLLOW_BLOCK_MS = 1_000
+"""One blocking read waits at most this long (then checks again)."""
+_PAGE = 1_000
+_LOG_NAME = re.compile(r"^(?P<team>.+)\.(?P<attempt>\d+)\.log$")
+
+_COLORS = (36, 33, 35, 32, 34, 91, 96, 93, 95, 92, 94)
+"""ANSI foreground colours given to teams in turn."""
+
+
+@dataclass(frozen=True, order=True)
+class LogLine:
+    """One line to show: its sort key, then who printed it and what."""
+
+    key: tuple[int, int, int]
+    """(milliseconds, sequence, sub): the stream id; file lines sort before the oldest entry."""
+    team: str = field(compare=False)
+    attempt: int = field(compare=False)
+    text: str = field(compare=False)
+
+    @property
+    def ts(self) -> float:
+        return self.key[0] / 1000
+
+
+def parse_id(entry_id: str) -> tuple[int, int]:
+    """``"1700000000000-3"`` -> ``(1700000000000, 3)``."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _split(data: bytes, max_line: int) -> Iterator[str]:
+    """Lines of ``data`` exactly as the engine received them (see agentproc's splitter)."""
+    start, size = 0, len(data)
+    while start < size:
+        end = data.find(b"\n", start, start + max_line + 1)
+        if end < 0:
+            end = min(size, start + max_line)
+            nxt = end
+        else:
+            nxt = end + 1
+        yield data[start:end].decode("utf-8", errors="replace").removesuffix("\r")
+        start = nxt
+
+
+def attempt_files(layout: StateLayout, run_id: str, team: str) -> list[tuple[int, Path]]:
+    """The team's log files, ``(attempt, path)``, first attempt first."""
+    folder = layout.logs_dir(run_id)
+    found: list[tuple[int, Path]] = []
+    try:
+        names = [p.name for p in folder.iterdir()]
+    except OSError:
+        return []
+    for name in names:
+        m = _LOG_NAME.match(name)
+        if m and m["team"] == team:
+            found.append((int(m["attempt"]), folder / name))
+    return sorted(found)
+
+
+class FileTail:
+    """Complete lines appended to one file since the last call (a partial line waits)."""
+
+    def __init__(self, path: Path, max_line: int = 64 * 1024) -> None:
+        self.path = path
+        self.offset = 0
+        self._max = max_line
+
+    def read(self, *, final: bool = False) -> list[str]:
+        try:
+            with self.path.open("rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+        except OSError:
+            return []
+        cut = data.rfind(b"\n") + 1
+        if final:
+            cut = len(data)
+        elif len(data) - cut >= self._max:  # an overlong partial line: its pieces now
+            cut += (len(data) - cut) // self._max * self._max
+        self.offset += cut
+        return list(_split(data[:cut], self._max))
+
+
+def display(adapter: AgentAdapter, lines: Sequence[str]) -> Iterator[str]:
+    """The human lines of raw output lines, as the engine stores them."""
+    for line in lines:
+        for event in adapter.parse(line):
+            yield event.display()
+
+
+def adapter_of(plan: Plan | None, team: str) -> AgentAdapter:
+    """The team's agent adapter; the plain-text one when the plan or kind is unknown."""
+    from orchestrator.agents import adapter_for
+
+    if plan is not None:
+        try:
+            config = plan.agent_config(plan.agent_name(plan.team(team)))
+            return adapter_for(config.kind or "command")
+        except (KeyError, OrchestrateError):
+            pass
+    return adapter_for("command")
+
+
+async def _stream_counts(store: Store, key: str) -> tuple[int, int]:
+    """``(entries ever added, entries kept)`` of a stream; ``(0, 0)`` when it does not exist.
+
+    Uses the store's client directly: the Store has no public call for XINFO yet.
+    """
+    client: Any = store._redis
+
+    async def go() -> tuple[int, int]:
+        if not await client.exists(key):
+            return 0, 0
+        info = await client.xinfo_stream(key)
+        length = int(info.get("length", 0))
+        return int(info.get("entries-added", length)), length
+
+    result: tuple[int, int] = await store._call(go)
+    return result
+
+
+async def last_line(store: Store, run_id: str, team: str) -> str | None:
+    """The newest human line of a team (``XREVRANGE`` ``COUNT 1``), if any."""
+    client: Any = store._redis
+    key = store.keys.log(run_id, team)
+    got: list[tuple[str, dict[str, str]]] = await store._call(
+        lambda: client.xrevrange(key, count=1)
+    )
+    return got[0][1].get("l", "") if got else None
+
+
+@dataclass
+class TeamLog:
+    """What :func:`history` found for one team: its lines and where the stream stops."""
+
+    lines: list[LogLine]
+    last_id: str
+
+
+async def history(
+    store: Store,
+    layout: StateLayout,
+    run_id: str,
+    team: str,
+    *,
+    adapter: AgentAdapter,
+    attempt: int | None = None,
+    since: float | None = None,
+) -> TeamLog:
+    """Every human line of ``team`` so far: trimmed ones rebuilt from the files, then the stream.
+
+    ``since`` (epoch seconds) keeps stream lines stored at or after it; lines
+    that only the files hold have no time and are left out when it is given.
+    """
+    entries = []
+    after = "0-0"
+    while True:
+        page = await store.read_log(run_id, team, after=after, count=_PAGE)
+        entries += page
+        if len(page) < _PAGE:
+            break
+        after = page[-1].id
+    if entries:
+        after = entries[-1].id
+    added, kept = await _stream_counts(store, store.keys.log(run_id, team))
+    trimmed = max(0, added - kept) if entries else 0
+    out: list[LogLine] = []
+    if trimmed and since is None:
+        first_ms, first_seq = parse_id(entries[0].id)
+        rebuilt: list[tuple[int, str]] = []
+        for number, path in attempt_files(layout, run_id, team):
+            if len(rebuilt) >= trimmed:
+                break
+            tail = FileTail(path)
+            for text in display(adapter, tail.read(final=True)):
+                rebuilt.append((number, text))
+                if len(rebuilt) >= trimmed:
+                    break
+        for i, (number, text) in enumerate(rebuilt):
+            if attempt is None or number == attempt:
+                out.append(LogLine((first_ms, first_seq, i - len(rebuilt)), team, number, text))
+    cutoff_ms = None if since is None else int(since * 1000)
+    for entry in entries:
+        ms, seq = parse_id(entry.id)
+        if attempt is not None and entry.attempt != attempt:
+            continue
+        if cutoff_ms is not None and ms < cutoff_ms:
+            continue
+        out.append(LogLine((ms, seq, 0), team, entry.attempt, entry.line))
+    return TeamLog(out, after)
+
+
+def raw_history(
+    layout: StateLayout, run_id: str, team: str, *, attempt: int | None = None
+) -> tuple[list[LogLine], dict[int, FileTail]]:
+    """Every line of the team's log files (raw), and a tail per file to follow from there."""
+    out: list[LogLine] = []
+    tails: dict[int, FileTail] = {}
+    for number, path in attempt_files(layout, run_id, team):
+        if attempt is not None and number != attempt:
+            continue
+        tail = FileTail(path)
+        tails[number] = tail
+        out += [LogLine((0, number, i), team, number, t) for i, t in enumerate(tail.read())]
+    return out, tails
+
+
+Emit = Callable[[LogLine], None]
+
+
+async def follow(
+    store: Store,
+    layout: StateLayout,
+    run_id: str,
+    teams: Sequence[str],
+    emit: Emit,
+    *,
+    after: dict[str, str],
+    raw_tails: dict[str, dict[int, FileTail]] | None = None,
+    attempt: int | None = None,
+) -> None:
+    """Emit new lines of ``teams`` as they come, until the run ends (then drain and return).
+
+    ``after``: per team, the stream id already shown. With ``raw_tails``, lines
+    come from the log files instead (the stream only wakes us up).
+    """
+    def emit_raw(team: str, final: bool = False) -> None:
+        assert raw_tails is not None
+        tails = raw_tails.setdefault(team, {})
+        for number, path in attempt_files(layout, run_id, team):
+            if attempt is not None and number != attempt:
+                continue
+            tail = tails.setdefault(number, FileTail(path))
+            for i, text in enumerate(tail.read(final=final)):
+                emit(LogLine((int(time.time() * 1000), number, i), team, number, text))
+
+    async def drain(team: str, block_ms: int | None) -> bool:
+        got = await store.read_log(
+            run_id, team, after=after.get(team, "0-0"), count=_PAGE, block_ms=block_ms
+        )
+        if got:
+            after[team] = got[-1].id
+        if raw_tails is not None:
+            emit_raw(team)
+            return bool(got)
+        for entry in got:
+            if attempt is None or entry.attempt == attempt:
+                emit(LogLine((*parse_id(entry.id), 0), team, entry.attempt, entry.line))
+        return bool(got)
+
+    async def reader(team: str) -> None:
+        while True:
+            await drain(team, FOLLOW_BLOCK_MS)
+
+    async def watcher(scope: anyio.CancelScope) -> None:
+        # An event written between get_run and the XREAD on "$" is missed: the
+        # next get_run, at most FOLLOW_BLOCK_MS later, sees the run's end anyway.
+        last_event = "$"
+        while True:
+            if (await store.get_run(run_id)).status in RUN_DONE:
+                break
+            got = await store.read_events(
+                run_id, after=last_event, block_ms=FOLLOW_BLOCK_MS, count=1000
+            )
+            if got:
+                last_event = got[-1].id
+        scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        for team in teams:
+            tg.start_soon(reader, team)
+        tg.start_soon(watcher, tg.cancel_scope)
+    # The run has ended: every writer is gone. Take what is left.
+    for team in teams:
+        while await drain(team, None):
+            pass
+        if raw_tails is not None:
+            emit_raw(team, final=True)
+
+
+def color_for(index: int) -> int:
+    return _COLORS[index % len(_COLORS)]
+
+
+def use_color(stream: Any) -> bool:
+    """Colour for a terminal, unless ``NO_COLOR`` is set (https://no-color.org)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+class LineFormatter:
+    """``team | text`` lines, the team padded and coloured; secrets redacted on the way out."""
+
+    def __init__(
+        self,
+        teams: Sequence[str],
+        *,
+        color: bool,
+        prefix: bool = True,
+        redactor: Redactor | None = None,
+        show_attempt: bool = False,
+    ) -> None:
+        self._width = max((len(t) for t in teams), default=0)
+        self._color = {t: color_for(i) for i, t in enumerate(teams)} if color else {}
+        self._prefix = prefix
+        self._redactor = redactor or Redactor()
+        self._show_attempt = show_attempt
+
+    def __call__(self, line: LogLine) -> str:
+        text = self._redactor.redact(line.text)
+        if not self._prefix:
+            return text
+        who = line.team.ljust(self._width)
+        if self._show_attempt:
+            who = f"{who} #{line.attempt}"
+        code = self._color.get(line.team)
+        if code is not None:
+            who = f"\x1b[{code}m{who}\x1b[0m"
+        return f"{who} | {text}"
