@@ -30,10 +30,12 @@ BUILTIN_AGENT_KINDS: tuple[str, ...] = (
     "opencode",
     "command",
 )
-"""Agent kinds orchestrate knows how to start. A plan's ``agents:`` entries add named configurations."""
+"""Agent kinds orchestrate knows how to start; a plan's ``agents:`` entries add named ones."""
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
-_DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
+_DURATION_RE = re.compile(
+    r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$"
+)
 _MAX_DURATION = 7 * 24 * 3600.0
 
 
@@ -167,7 +169,8 @@ class Team(_Model):
     budget: Budget | None = None
     env: dict[str, str] = Field(default_factory=dict)
     prompt_template: str | None = Field(
-        default=None, description="A Jinja2 template file (relative to the plan) for this team's prompt."
+        default=None,
+        description="A Jinja2 template file (relative to the plan) for this team's prompt.",
     )
 
     @property
@@ -185,7 +188,9 @@ class Integration(_Model):
     resolver: str | None = Field(default=None, description="Agent that resolves merge conflicts.")
     fixer: str | None = Field(default=None, description="Agent that fixes a failing suite.")
     retries: int = Field(default=1, ge=0, le=10, description="Fixer rounds.")
-    partial: bool = Field(default=False, description="Integrate the teams that succeeded even if others failed.")
+    partial: bool = Field(
+        default=False, description="Integrate the teams that succeeded even if others failed."
+    )
     bisect: bool = Field(default=True, description="Find the merge that broke the suite.")
 
 
@@ -196,7 +201,9 @@ class Plan(_Model):
     name: Identifier = Field(description="The plan's name; run ids start with it.")
     description: str | None = None
     repo: str = Field(default=".", description="The git repository, relative to the plan file.")
-    base: str | None = Field(default=None, description="Branch the teams start from (default: current).")
+    base: str | None = Field(
+        default=None, description="Branch the teams start from (default: current)."
+    )
     max_parallel: int = Field(default=4, ge=1, le=256, description="Agents running at once.")
     isolation: Literal["worktree", "shared"] = Field(
         default="worktree",
@@ -205,13 +212,16 @@ class Plan(_Model):
     budget: Budget | None = None
     defaults: Defaults = Field(default_factory=Defaults)
     agents: dict[Identifier, AgentConfig] = Field(default_factory=dict)
-    env: dict[str, str] = Field(default_factory=dict, description="Environment added for every agent.")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Environment added for every agent."
+    )
     env_allow: tuple[str, ...] | None = Field(
         default=None,
         description="If set, agents get only these variables of orchestrate's environment (globs).",
     )
     prompt_template: str | None = Field(
-        default=None, description="A Jinja2 template file (relative to the plan) for every team's prompt."
+        default=None,
+        description="A Jinja2 template file (relative to the plan) for every team's prompt.",
     )
     teams: tuple[Team, ...] = Field(min_length=1, description="The teams, in plan order.")
     integration: Integration = Field(default_factory=Integration)

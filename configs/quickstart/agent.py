@@ -86,7 +86,7 @@ def restock(store: Store, sku: str, amount: int) -> Item:
 """,
     },
     "tests": {
-        "tests/test_inventory.py": '''import unittest
+        "tests/test_inventory.py": """import unittest
 
 from inventory.api import add_item, restock
 from inventory.storage import Store
@@ -107,7 +107,7 @@ class InventoryTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
-''',
+""",
     },
 }
 FAIL_ONCE = "storage"
@@ -142,8 +142,11 @@ def main(argv: list[str]) -> int:
     say(f"[{team}] attempt {attempt}: reading the task and the repository")
     if team == FAIL_ONCE and first_time(team):
         say(f"[{team}] drafting inventory/storage.py ...")
-        print(f"[{team}] error: lost my train of thought (a planned failure: watch the retry)",
-              file=sys.stderr, flush=True)
+        print(
+            f"[{team}] error: lost my train of thought (a planned failure: watch the retry)",
+            file=sys.stderr,
+            flush=True,
+        )
         return 1
     for path, content in FILES[team].items():
         say(f"[{team}] writing {path}")
