@@ -1,0 +1,136 @@
+"""The ``gemini`` kind: Google's Gemini CLI, headless.
+
+Command line (from the Gemini CLI's documentation and source; not run here)::
+
+    gemini -p PROMPT -o stream-json --approval-mode yolo --skip-trust
+           [-m M] [--resume SESSION] [ARGS...]
+
+in the team's worktree with stdin closed. ``--skip-trust`` lets it work in a
+folder it has not been told to trust (else a headless run fails). One JSON
+object per line (``packages/core/src/output/types.ts``): ``init``
+(``session_id``, ``model``), ``message`` (``role``, ``content``, ``delta``),
+``tool_use`` (``tool_name``, ``parameters``), ``tool_result`` (``status``,
+``error``), ``error`` (``severity``, ``message``), and a last ``result``
+(``status`` success|error, ``error``, ``stats`` with ``input_tokens``,
+``output_tokens``, ``cached``, ``input``). It reports no cost.
+
+Exit codes: 41 authentication, 42 bad input, 52 configuration (all fatal),
+53 turn limit, 54 tool error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any, ClassVar
+
+from orchestrator.agentproc import Outcome
+from orchestrator.agents._jsonl import as_int, error_event, load, obj, prompt_arg, tool_line
+from orchestrator.agents.base import AgentAdapter, AgentContext, AgentEvent, Verdict, summarize
+
+EXIT_CODES = {
+    41: "authentication failed (exit 41): log in with `gemini` or set GEMINI_API_KEY",
+    42: "the input was refused (exit 42)",
+    52: "the Gemini CLI configuration is invalid (exit 52)",
+    53: "the turn limit was reached (exit 53)",
+    54: "a tool failed (exit 54)",
+}
+_FATAL_EXITS = frozenset({41, 42, 52})
+
+
+class GeminiAdapter(AgentAdapter):
+    """Gemini CLI: ``-p`` with stream-json output and yolo approvals."""
+
+    kind: ClassVar[str] = "gemini"
+    default_command: ClassVar[str] = "gemini"
+
+    def argv(self, ctx: AgentContext) -> list[str]:
+        argv = [
+            *self.base_argv(ctx.config),
+            "-p",
+            prompt_arg(ctx),
+            "-o",
+            "stream-json",
+            "--approval-mode",
+            "yolo",
+            "--skip-trust",
+            *self.model_args(ctx, "-m"),
+        ]
+        if ctx.resume_session_id:
+            argv += ["--resume", ctx.resume_session_id]
+        return [*argv, *ctx.config.args]
+
+    def env(self, ctx: AgentContext) -> dict[str, str]:
+        return {"GEMINI_CLI_TRUST_WORKSPACE": "true"}
+
+    def parse(self, line: str) -> list[AgentEvent]:
+        data = load(line)
+        if data is None:
+            return super().parse(line)
+        kind = data.get("type")
+        if kind == "init":
+            session = data.get("session_id")
+            model = data.get("model")
+            return [
+                AgentEvent(
+                    type="session",
+                    session_id=session if isinstance(session, str) else None,
+                    text=f"model {model}" if model else "",
+                )
+            ]
+        if kind == "message" and data.get("role") == "assistant":
+            text = str(data.get("content") or "")
+            return [AgentEvent(type="message", text=text)] if text.strip() else []
+        if kind == "tool_use":
+            name = str(data.get("tool_name") or "tool")
+            return [AgentEvent(type="tool", text=tool_line(name, data.get("parameters")))]
+        if kind == "tool_result" and data.get("status") == "error":
+            error = obj(data.get("error"))
+            return [AgentEvent(type="message", text=f"tool failed: {error.get('message', '')}")]
+        if kind == "error":
+            text = str(data.get("message") or "")
+            if data.get("severity") == "warning":
+                return [AgentEvent(type="message", text=f"warning: {text}")]
+            return [error_event(text)]
+        if kind == "result":
+            return _result(data)
+        return []
+
+    def judge(self, outcome: Outcome, events: Sequence[AgentEvent]) -> Verdict:
+        verdict = summarize(outcome, events)
+        code = outcome.exit_code
+        if verdict.success or code not in EXIT_CODES:
+            return verdict
+        reason = EXIT_CODES[code]
+        if verdict.reason and verdict.reason != f"exit code {code}":
+            reason += verdict.reason.removeprefix(f"exit code {code}")
+        fatal = verdict.fatal or code in _FATAL_EXITS
+        return replace(
+            verdict, reason=reason, fatal=fatal, retryable=verdict.retryable and not fatal
+        )
+
+
+def _result(data: dict[str, Any]) -> list[AgentEvent]:
+    stats = obj(data.get("stats"))
+    cached = as_int(stats.get("cached"))
+    fresh = stats.get("input")
+    events = []
+    if stats:
+        events.append(
+            AgentEvent(
+                type="usage",
+                input_tokens=as_int(fresh)
+                if fresh is not None
+                else as_int(stats.get("input_tokens")) - cached,
+                output_tokens=as_int(stats.get("output_tokens")),
+                cache_tokens=cached,
+            )
+        )
+    if data.get("status") == "error":
+        error = obj(data.get("error"))
+        text = str(error.get("message") or "the Gemini CLI reported an error")
+        events += [error_event(text), AgentEvent(type="result", text=text, is_error=True)]
+    return events  # a success carries no text: the messages before it are the answer
+
+
+Adapter = GeminiAdapter
