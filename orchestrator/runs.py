@@ -12,6 +12,7 @@ sortable. Creating a run records, in Redis and on disk, everything a later
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 from collections.abc import Mapping
@@ -90,4 +91,6 @@ def plan_of_run(meta: Mapping[str, str], *, run_id: str) -> LoadedPlan:
     path = meta.get("plan_path")
     if text is None or path is None:
         raise UsageError(f"run {run_id} has no recorded plan; it cannot be resumed")
-    return load_plan_text(text, path=Path(path), check_repo=False)
+    loaded = load_plan_text(text, path=Path(path), check_repo=False)
+    root = meta.get("repo_root")
+    return dataclasses.replace(loaded, repo_root=Path(root)) if root else loaded

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import pytest
 from orchestrator.engine import Budget, EngineOptions, RunResult, start_run
 from orchestrator.plan import Plan
 from orchestrator.planload import load_plan
+from orchestrator.runs import new_run_id, plan_of_run
 from orchestrator.store import Store, Usage
 from orchestrator.teamrun import Notice
 from tests.support.gitrepo import GitRepo
@@ -351,3 +354,29 @@ def test_backoff_grows_and_stays_bounded() -> None:
     assert [options.backoff(n) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 5.0]
     jittery = EngineOptions(backoff_initial=1.0, backoff_max=100.0, backoff_jitter=1.0)
     assert all(1.0 <= jittery.backoff(1) <= 2.0 for _ in range(20))
+
+
+def test_run_id_format() -> None:
+    """Run ids read `<plan>-<YYYYMMDD-HHMMSS>-<4 hex>` and differ between runs."""
+    when = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
+    run_id = new_run_id("zekka", now=when)
+    assert re.fullmatch(r"zekka-20250304-050607-[0-9a-f]{4}", run_id)
+    assert len({new_run_id("p") for _ in range(50)}) > 1
+
+
+async def test_run_records_its_plan_for_resume(
+    git_repo: GitRepo, store: Store, tmp_path: Path
+) -> None:
+    """A run keeps the plan it started with: editing plan.yaml later does not change it."""
+    teams = [("db", [])]
+    command, _ = write_agent(tmp_path / "agent", files_for(teams))
+    text = plan_yaml(command, teams)
+    result, _ = await _run(git_repo, store, text)
+    plan_file = git_repo.path.parent / "plan.yaml"
+    plan_file.write_text(text.replace("Build the db part.", "Something else."))
+    run = await store.get_run(result.run_id)
+    again = plan_of_run(run.meta, run_id=result.run_id)
+    assert again.plan.team("db").task == "Build the db part."
+    assert again.repo_root == git_repo.path.resolve()
+    assert run.meta["base_commit"] == git_repo.head("main")
+    assert run.meta["plan_sha256"] == again.sha256
