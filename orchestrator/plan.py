@@ -110,7 +110,7 @@ class AgentConfig(_Model):
 
     kind: Literal["claude-code", "codex", "aider", "gemini", "opencode", "command"] | None = Field(
         default=None,
-        description="Which adapter starts it. Default: the entry's own name, if that is a built-in kind.",
+        description="Which adapter starts it. Default: the entry's name, if a built-in kind.",
     )
     command: Command | None = Field(
         default=None,
