@@ -115,9 +115,7 @@ def test_hanging_check_is_killed_at_its_limit(tmp_path: Path) -> None:
         "time.sleep(60)"
     )
     started = time.monotonic()
-    result = anyio.run(
-        lambda: run_check(tmp_path, [sys.executable, "-c", script], time_limit=1.0)
-    )
+    result = anyio.run(lambda: run_check(tmp_path, [sys.executable, "-c", script], time_limit=1.0))
     assert time.monotonic() - started < 10
     assert result.timed_out and not result.passed
     assert "timed out" in result.describe()
