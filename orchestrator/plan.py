@@ -240,7 +240,7 @@ class Plan(_Model):
         if name in self.agents:
             cfg = self.agents[name]
             return cfg if cfg.kind else cfg.model_copy(update={"kind": name})
-        return AgentConfig(kind=name)  # type: ignore[arg-type]  # validated by planload
+        return AgentConfig.model_validate({"kind": name})  # planload refused unknown names
 
     def timeout(self, team: Team) -> float:
         return team.timeout or self.defaults.timeout
