@@ -273,6 +273,7 @@ async def follow(
     ``after``: per team, the stream id already shown. With ``raw_tails``, lines
     come from the log files instead (the stream only wakes us up).
     """
+
     def emit_raw(team: str, final: bool = False) -> None:
         assert raw_tails is not None
         tails = raw_tails.setdefault(team, {})

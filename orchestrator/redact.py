@@ -35,9 +35,7 @@ def is_secret_name(name: str) -> bool:
     return upper.endswith(_SUFFIXES) or "PASSWORD" in upper
 
 
-def secret_values(
-    env: Mapping[str, str] | None = None, *, extra: Iterable[str] = ()
-) -> list[str]:
+def secret_values(env: Mapping[str, str] | None = None, *, extra: Iterable[str] = ()) -> list[str]:
     """The values to redact from ``env`` (default ``os.environ``) and ``extra``, longest first."""
     source = os.environ if env is None else env
     found = {v for k, v in source.items() if is_secret_name(k)}

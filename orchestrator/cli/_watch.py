@@ -1,5 +1,298 @@
-"""Commands: (to be filled)."""
+"""Watching runs: ``logs``, ``status``, ``watch``, ``runs``.
+
+Each finds the state folder (``--state-dir``, else ``.orchestrate/`` upward
+from here) and its embedded Redis, or uses ``--redis-url``. Where there is no
+state folder and no URL there is nothing to show: one line, exit 2, and no
+server is started just to say so. RUN defaults to the newest run.
+"""
 
 from __future__ import annotations
 
-from orchestrator.cli import app  # noqa: F401
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from orchestrator.cli import app
+from orchestrator.cli._common import RedisUrlOpt, StateDirOpt
+
+if TYPE_CHECKING:
+    from orchestrator.paths import StateLayout
+    from orchestrator.settings import Settings
+    from orchestrator.store import Store
+
+RunArg = Annotated[
+    str | None, typer.Argument(help="The run id (default: the newest run).", show_default=False)
+]
+NOTHING_HERE = "no runs here yet; start one with `orchestrate run plan.yaml`"
+
+
+def _open(state_dir: Path | None, redis_url: str | None) -> tuple[Settings, StateLayout]:
+    from orchestrator.errors import UsageError
+    from orchestrator.paths import StateLayout, find_state_dir
+    from orchestrator.settings import Settings
+
+    overrides: dict[str, Any] = {}
+    if redis_url:
+        overrides["redis_url"] = redis_url
+    if state_dir is not None:
+        overrides["state_dir"] = state_dir
+    settings = Settings(**overrides)
+    root = settings.state_dir or find_state_dir()
+    if root is None or not root.is_dir():
+        if settings.redis_url is None:
+            raise UsageError(NOTHING_HERE)
+        root = Path.cwd() / ".orchestrate"  # logs on disk are not here; Redis has the rest
+    elif settings.redis_url is None and not (root / "redis").is_dir():
+        raise UsageError(NOTHING_HERE)
+    return settings, StateLayout(root.absolute())
+
+
+async def _run_id(store: Store, run: str | None) -> str:
+    from orchestrator.errors import UsageError
+
+    if run is not None:
+        await store.get_run(run)  # UsageError: no run 'x'
+        return run
+    runs = await store.list_runs()
+    if not runs:
+        raise UsageError(NOTHING_HERE)
+    return runs[0]
+
+
+def _run(state_dir: Path | None, redis_url: str | None, fn: Any) -> Any:
+    import anyio
+
+    from orchestrator.store import open_store
+
+    settings, layout = _open(state_dir, redis_url)
+
+    async def main() -> Any:
+        async with open_store(settings, layout) as store:
+            return await fn(store, layout)
+
+    return anyio.run(main)
+
+
+@app.command()
+def logs(
+    run: RunArg = None,
+    team: Annotated[
+        str | None, typer.Argument(help="One team (default: every team, interleaved).")
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines until the run ends.")
+    ] = False,
+    attempt: Annotated[
+        int | None, typer.Option("--attempt", min=1, help="Only this attempt's lines.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only lines of the last DURATION (90s, 5m, 1h).")
+    ] = None,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="The agent's output as printed (from the log files).")
+    ] = False,
+    state_dir: StateDirOpt = None,
+    redis_url: RedisUrlOpt = None,
+) -> None:
+    """Print agents' output: one team, or every team interleaved in time order.
+
+    Agent events read as short lines (tool calls, messages, results); --raw
+    shows what the agent printed. With -f, follow until the run ends, then exit 0.
+    """
+    import time
+
+    from orchestrator.errors import UsageError
+    from orchestrator.logs import (
+        FileTail,
+        LineFormatter,
+        LogLine,
+        adapter_of,
+        history,
+        raw_history,
+        use_color,
+    )
+    from orchestrator.logs import (
+        follow as follow_logs,
+    )
+    from orchestrator.plan import parse_duration
+    from orchestrator.redact import Redactor
+
+    cutoff = None
+    if since is not None:
+        try:
+            cutoff = time.time() - parse_duration(since)
+        except ValueError as exc:
+            raise UsageError(f"--since: {exc}") from exc
+    out = sys.stdout
+
+    async def go(store: Store, layout: StateLayout) -> None:
+        from orchestrator.board import plan_for
+
+        run_id = await _run_id(store, run)
+        state = await store.get_run(run_id)
+        if team is not None and team not in state.team_ids:
+            known = ", ".join(state.team_ids)
+            raise UsageError(f"no team {team!r} in run {run_id} (teams: {known})")
+        teams = [team] if team is not None else list(state.team_ids)
+        fmt = LineFormatter(
+            state.team_ids,
+            color=use_color(out),
+            prefix=team is None,
+            redactor=Redactor.from_env(extra=_redis_secrets(store)),
+        )
+
+        def emit(line: LogLine) -> None:
+            out.write(fmt(line) + "\n")
+
+        lines: list[LogLine] = []
+        after: dict[str, str] = {}
+        tails: dict[str, dict[int, FileTail]] | None = None
+        if raw:
+            tails = {}
+            for t in teams:
+                got, tails[t] = raw_history(layout, run_id, t, attempt=attempt)
+                lines += got
+        else:
+            plan = plan_for(state)
+            for t in teams:
+                found = await history(
+                    store,
+                    layout,
+                    run_id,
+                    t,
+                    adapter=adapter_of(plan, t),
+                    attempt=attempt,
+                    since=cutoff,
+                )
+                lines += found.lines
+                after[t] = found.last_id
+            lines.sort()
+        for line in lines:
+            emit(line)
+        out.flush()
+        if follow:
+
+            def emit_flush(line: LogLine) -> None:
+                emit(line)
+                out.flush()
+
+            await follow_logs(
+                store,
+                layout,
+                run_id,
+                teams,
+                emit_flush,
+                after=after,
+                raw_tails=tails,
+                attempt=attempt,
+            )
+
+    try:
+        _run(state_dir, redis_url, go)
+    except BrokenPipeError:  # `orchestrate logs | head`
+        sys.stderr.close()
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def _redis_secrets(store: Store) -> list[str]:
+    from orchestrator.redact import redis_secrets
+
+    url = store.settings.redis_url
+    return redis_secrets(url.get_secret_value() if url is not None else None)
+
+
+@app.command()
+def status(
+    run: RunArg = None,
+    json_: Annotated[
+        bool, typer.Option("--json", help="The board as JSON (schema: docs/board.md).")
+    ] = False,
+    state_dir: StateDirOpt = None,
+    redis_url: RedisUrlOpt = None,
+) -> None:
+    """The board of a run, once: each team's status, attempts, files, time, tokens and cost."""
+    import json
+
+    from rich.console import Console
+
+    from orchestrator.board import build_snapshot, render_board, snapshot_json
+
+    async def go(store: Store, layout: StateLayout) -> Any:
+        return await build_snapshot(store, await _run_id(store, run))
+
+    snap = _run(state_dir, redis_url, go)
+    if json_:
+        sys.stdout.write(json.dumps(snapshot_json(snap), indent=2) + "\n")
+        return
+    Console(highlight=False).print(render_board(snap))
+
+
+@app.command()
+def watch(
+    run: RunArg = None,
+    state_dir: StateDirOpt = None,
+    redis_url: RedisUrlOpt = None,
+) -> None:
+    """The board of a run, live, until the run ends (Ctrl-C leaves; the run goes on).
+
+    Where the output is not a terminal, prints timestamped event lines instead.
+    """
+    from rich.console import Console
+
+    from orchestrator.board import live_board, plain_events
+
+    console = Console(highlight=False)
+
+    async def go(store: Store, layout: StateLayout) -> None:
+        run_id = await _run_id(store, run)
+        if console.is_terminal:
+            await live_board(store, run_id, console)
+        else:
+            await plain_events(store, run_id, sys.stdout)
+
+    try:
+        _run(state_dir, redis_url, go)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def runs(
+    state_dir: StateDirOpt = None,
+    redis_url: RedisUrlOpt = None,
+) -> None:
+    """The runs, newest first: status, start, duration, teams succeeded / failed."""
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from orchestrator.board import BoardSnapshot, build_snapshot
+    from orchestrator.plan import format_duration
+
+    async def go(store: Store, layout: StateLayout) -> list[BoardSnapshot]:
+        ids = await store.list_runs()
+        return [await build_snapshot(store, r) for r in ids]
+
+    snaps: list[BoardSnapshot] = _run(state_dir, redis_url, go)
+    if not snaps:
+        sys.stdout.write(NOTHING_HERE + "\n")
+        return
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for col in ("run", "status", "started", "duration", "ok", "failed", "teams"):
+        table.add_column(col, no_wrap=True, overflow="ellipsis")
+    for s in snaps:
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.created)) if s.created else ""
+        table.add_row(
+            s.run_id,
+            s.status,
+            started,
+            format_duration(s.elapsed_s) if s.elapsed_s is not None else "",
+            str(s.teams_succeeded),
+            str(s.teams_failed),
+            str(s.teams_total),
+        )
+    Console(highlight=False).print(table)

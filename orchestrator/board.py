@@ -1,0 +1,467 @@
+"""The board: where a run stands, one row per team, for ``status``, ``watch`` and ``run``.
+
+:func:`build_snapshot` reads a :class:`BoardSnapshot` from the store (and the
+run's recorded plan, for dependencies, attempts allowed and deliverables);
+:func:`render_board` draws it with rich to fit the console (80 columns at
+least: long fields are cut with an ellipsis); :func:`snapshot_json` is the
+stable ``status --json`` document, whose JSON Schema is :data:`STATUS_SCHEMA`
+(documented in ``docs/board.md``). :func:`live_board` redraws the board on
+every event of the run (at most :data:`MAX_REFRESH` times a second) and
+:func:`plain_events` prints timestamped event lines where there is no
+terminal.
+
+Deliverables progress is live when the board runs on the orchestrator's
+machine: the team's worktree is looked at directly (a ``stat`` per path, the
+first match per glob); otherwise the counts recorded at the end of each attempt
+are shown.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Literal
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field
+from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.text import Text
+
+from orchestrator.errors import OrchestrateError
+from orchestrator.logs import RUN_DONE, last_line
+from orchestrator.plan import Plan, format_duration
+from orchestrator.redact import Redactor
+
+if TYPE_CHECKING:
+    from orchestrator.store import Event, RunState, Store, TeamState
+
+SCHEMA_VERSION = 1
+MAX_REFRESH = 4.0
+"""Redraws per second at most."""
+IDLE_REFRESH_MS = 1_000
+"""Redraw at least this often (elapsed times, last lines, live deliverables)."""
+Phase = Literal["teams", "integration", "done"]
+
+_STATUS_STYLE = {
+    "pending": "dim",
+    "running": "bold yellow",
+    "verifying": "cyan",
+    "retrying": "dark_orange",
+    "succeeded": "green",
+    "failed": "bold red",
+    "blocked": "magenta",
+    "cancelled": "dim red",
+    "integrating": "bold cyan",
+    "interrupted": "dark_orange",
+}
+_GLYPH = {
+    "pending": "·",
+    "running": "▶",
+    "verifying": "?",
+    "retrying": "↻",
+    "succeeded": "✔",
+    "failed": "✘",
+    "blocked": "⊘",
+    "cancelled": "■",
+}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TeamRow(_Model):
+    """One team on the board (and one element of ``teams`` in ``status --json``)."""
+
+    id: str = Field(description="The team id.")
+    name: str | None = Field(description="The team's human-readable name, if the plan gives one.")
+    status: str = Field(
+        description="pending, running, verifying, retrying, succeeded, failed, blocked, cancelled."
+    )
+    agent_id: str | None = Field(description="The agent id of the current (last) attempt.")
+    attempt: int = Field(ge=0, description="The current attempt; 0 before the first.")
+    max_attempts: int = Field(ge=0, description="Attempts allowed (retries + 1).")
+    deliverables_found: int = Field(ge=0, description="Deliverables present and non-empty.")
+    deliverables_total: int = Field(ge=0, description="Deliverables the plan lists.")
+    started: float | None = Field(description="Epoch seconds the current attempt started.")
+    finished: float | None = Field(description="Epoch seconds the team finished.")
+    elapsed_s: float | None = Field(description="Seconds since started (to finished when done).")
+    input_tokens: int = Field(ge=0)
+    output_tokens: int = Field(ge=0)
+    cost_usd: float = Field(ge=0)
+    last_line: str | None = Field(description="The newest log line (human form), if any.")
+    waiting_for: list[str] = Field(
+        description="For a pending team: the upstream teams not yet succeeded."
+    )
+    reason: str | None = Field(description="Why it failed, was blocked or is retrying.")
+
+
+class BoardSnapshot(_Model):
+    """A whole run at one moment: the ``status --json`` document."""
+
+    schema_version: Literal[1] = Field(description="Bumped on an incompatible change.")
+    run_id: str
+    status: str = Field(
+        description="pending, running, integrating, succeeded, failed, interrupted, cancelled."
+    )
+    phase: Phase = Field(description="teams, integration or done.")
+    plan_name: str | None
+    created: float | None = Field(description="Epoch seconds the run was created.")
+    finished: float | None = Field(description="Epoch seconds the run ended.")
+    elapsed_s: float | None
+    teams_total: int = Field(ge=0)
+    teams_succeeded: int = Field(ge=0)
+    teams_failed: int = Field(ge=0, description="Failed, blocked or cancelled teams.")
+    deliverables_found: int = Field(ge=0)
+    deliverables_total: int = Field(ge=0)
+    input_tokens: int = Field(ge=0)
+    output_tokens: int = Field(ge=0)
+    cost_usd: float = Field(ge=0)
+    reason: str | None = Field(description="Why the run ended as it did, when it says.")
+    at: float = Field(description="Epoch seconds this snapshot was taken.")
+    teams: list[TeamRow] = Field(description="One entry per team, in plan order.")
+
+    @property
+    def done(self) -> bool:
+        return self.status in RUN_DONE
+
+
+STATUS_SCHEMA: dict[str, Any] = BoardSnapshot.model_json_schema()
+"""The JSON Schema of ``orchestrate status --json`` (also in docs/board.md)."""
+
+
+def snapshot_json(snapshot: BoardSnapshot) -> dict[str, Any]:
+    """The ``status --json`` document (validates against :data:`STATUS_SCHEMA`)."""
+    return snapshot.model_dump(mode="json")
+
+
+# -- building -------------------------------------------------------------------------
+
+
+def _epoch(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
+
+
+def _present(root: Path, pattern: str) -> bool:
+    """Is there a non-empty file for this deliverable (a path or a glob) under ``root``?"""
+    rel = pattern.lstrip("/")
+    if not any(c in rel for c in "*?["):
+        try:
+            return (root / rel).stat().st_size > 0
+        except OSError:
+            return False
+    try:
+        return any(p.is_file() and p.stat().st_size > 0 for p in root.glob(rel))
+    except (OSError, ValueError):
+        return False
+
+
+def _found(state: TeamState, patterns: tuple[str, ...]) -> int:
+    if state.status == "succeeded":
+        return len(patterns)
+    if state.worktree and state.status in ("running", "verifying", "retrying"):
+        root = Path(state.worktree)
+        if root.is_dir():
+            return sum(_present(root, p) for p in patterns)
+    recorded = [path.lstrip("/") for path, digest in state.deliverables.items() if digest]
+    return sum(any(fnmatch.fnmatchcase(path, p.lstrip("/")) for path in recorded) for p in patterns)
+
+
+def plan_for(run: RunState) -> Plan | None:
+    """The plan the run was started with (its recorded copy); None if unreadable."""
+    from orchestrator.runs import plan_of_run
+
+    try:
+        return plan_of_run(run.meta, run_id=run.run_id).plan
+    except (OrchestrateError, ValueError, OSError):
+        return None
+
+
+def _phase(status: str) -> Phase:
+    if status in RUN_DONE:
+        return "done"
+    return "integration" if status == "integrating" else "teams"
+
+
+async def build_snapshot(
+    store: Store,
+    run_id: str,
+    *,
+    now: float | None = None,
+    redactor: Redactor | None = None,
+    plan: Plan | None = None,
+) -> BoardSnapshot:
+    """The run as it stands; UsageError for an unknown run."""
+    run = await store.get_run(run_id)
+    states = await store.get_teams(run_id)
+    plan = plan or plan_for(run)
+    now = time.time() if now is None else now
+    redactor = redactor or Redactor.from_env()
+    rows: list[TeamRow] = []
+    for team_id, state in states.items():
+        team = None
+        if plan is not None:
+            try:
+                team = plan.team(team_id)
+            except KeyError:
+                team = None
+        patterns = team.deliverables if team is not None else ()
+        deps = team.depends_on if team is not None else ()
+        waiting = [
+            d
+            for d in deps
+            if state.status == "pending" and getattr(states.get(d), "status", "") != "succeeded"
+        ]
+        max_attempts = plan.retries(team) + 1 if plan is not None and team is not None else 0
+        started = state.started if state.attempt else None
+        elapsed = None
+        if started is not None:
+            elapsed = max(0.0, (state.finished or now) - started)
+        line = await last_line(store, run_id, team_id)
+        rows.append(
+            TeamRow(
+                id=team_id,
+                name=team.name if team is not None else None,
+                status=state.status,
+                agent_id=state.agent_id,
+                attempt=state.attempt,
+                max_attempts=max(max_attempts, state.attempt),
+                deliverables_found=_found(state, patterns),
+                deliverables_total=len(patterns),
+                started=started,
+                finished=state.finished,
+                elapsed_s=elapsed,
+                input_tokens=state.usage.input_tokens,
+                output_tokens=state.usage.output_tokens,
+                cost_usd=max(0.0, state.usage.cost_usd),
+                last_line=redactor.redact(line) if line is not None else None,
+                waiting_for=waiting,
+                reason=redactor.redact(state.error or state.reason or "") or None
+                if state.status not in ("running", "succeeded", "pending")
+                else None,
+            )
+        )
+    created = run.created or _epoch(run.meta.get("created"))
+    finished = _epoch(run.meta.get("finished")) if run.status in RUN_DONE else None
+    if finished is None and run.status in RUN_DONE:
+        finished = run.updated
+    return BoardSnapshot(
+        schema_version=1,
+        run_id=run_id,
+        status=run.status,
+        phase=_phase(run.status),
+        plan_name=run.meta.get("plan_name"),
+        created=created,
+        finished=finished,
+        elapsed_s=None if created is None else max(0.0, (finished or now) - created),
+        teams_total=len(rows),
+        teams_succeeded=sum(r.status == "succeeded" for r in rows),
+        teams_failed=sum(r.status in ("failed", "blocked", "cancelled") for r in rows),
+        deliverables_found=sum(r.deliverables_found for r in rows),
+        deliverables_total=sum(r.deliverables_total for r in rows),
+        input_tokens=run.usage.input_tokens,
+        output_tokens=run.usage.output_tokens,
+        cost_usd=max(0.0, run.usage.cost_usd),
+        reason=redactor.redact(run.meta.get("reason") or "") or None,
+        at=now,
+        teams=rows,
+    )
+
+
+# -- rendering ------------------------------------------------------------------------
+
+
+def _tokens(n: int) -> str:
+    if n < 1000:
+        return str(n)
+    if n < 1_000_000:
+        return f"{n / 1000:.1f}k"
+    return f"{n / 1_000_000:.1f}M"
+
+
+def _elapsed(seconds: float | None) -> str:
+    return "" if seconds is None else format_duration(seconds)
+
+
+def _bar(done: int, total: int, width: int, style: str = "green") -> Text:
+    text = Text()
+    if total <= 0:
+        return text.append("─" * width, style="dim")
+    full = round(width * min(done, total) / total)
+    text.append("━" * full, style=style)
+    text.append("─" * (width - full), style="dim")
+    return text
+
+
+def _cell(value: str, width: int, style: str = "", *, right: bool = False) -> Text:
+    text = Text(value, style=style, no_wrap=True)
+    text.truncate(width, overflow="ellipsis")
+    pad = " " * (width - text.cell_len)
+    return Text(pad, style=style) + text if right else text + Text(pad)
+
+
+class Board:
+    """A rich renderable of one snapshot; lays itself out for the console's width."""
+
+    def __init__(self, snapshot: BoardSnapshot) -> None:
+        self.snapshot = snapshot
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield Group(*self.lines(max(40, options.max_width)))
+
+    def lines(self, width: int) -> list[Text]:
+        s = self.snapshot
+        style = _STATUS_STYLE.get(s.status, "")
+        head = Text.assemble(
+            ("run ", "dim"),
+            (s.run_id, "bold"),
+            "  ",
+            (s.status, style),
+            ("  phase ", "dim"),
+            s.phase,
+        )
+        right = f"  {_elapsed(s.elapsed_s)}"
+        head.truncate(width - len(right), overflow="ellipsis")
+        head.append(right)
+        done = s.teams_succeeded + s.teams_failed
+        totals = (
+            f" {s.teams_succeeded}/{s.teams_total} done"
+            + (f", {s.teams_failed} failed" if s.teams_failed else "")
+            + f"  files {s.deliverables_found}/{s.deliverables_total}"
+            + f"  {_tokens(s.input_tokens + s.output_tokens)} tok  ${s.cost_usd:.2f}"
+        )
+        bar_w = max(10, width - len(totals) - 1)
+        overall = _bar(done, s.teams_total, bar_w, "red" if s.teams_failed else "green")
+        overall.append(totals)
+        overall.truncate(width, overflow="ellipsis")
+        out = [head, overall]
+        if s.reason and s.done:
+            out.append(_cell(s.reason, width, "dim"))
+        out.append(Text())
+        name_w = max(4, min(14, max((len(t.id) for t in s.teams), default=4)))
+        fixed = 2 + name_w + 1 + 10 + 1 + 7 + 1 + 5 + 1 + 6 + 5 + 1 + 6 + 1 + 7 + 1 + 7
+        bar_w = max(4, min(12, 6 + width - fixed))
+        for t in s.teams:
+            st = _STATUS_STYLE.get(t.status, "")
+            row = Text.assemble(
+                (_GLYPH.get(t.status, " ") + " ", st),
+                _cell(t.id, name_w, "bold"),
+                " ",
+                _cell(t.status, 10, st),
+                " ",
+                _cell(t.agent_id or "", 7, "dim"),
+                " ",
+                _cell(f"{t.attempt}/{t.max_attempts}" if t.attempt else "", 5, right=True),
+                " ",
+                _bar(t.deliverables_found, t.deliverables_total, bar_w),
+                _cell(f"{t.deliverables_found}/{t.deliverables_total}", 6, right=True),
+                " ",
+                _cell(_elapsed(t.elapsed_s), 6, right=True),
+                " ",
+                _cell(_tokens(t.input_tokens + t.output_tokens) + "t", 7, "dim", right=True),
+                " ",
+                _cell(f"${t.cost_usd:.2f}", 7, "dim", right=True),
+            )
+            row.truncate(width, overflow="ellipsis")
+            out.append(row)
+            detail = ""
+            if t.waiting_for:
+                detail = "waits for " + ", ".join(t.waiting_for)
+            elif t.reason and t.status not in ("running", "succeeded"):
+                detail = t.reason
+            elif t.last_line:
+                detail = " ".join(t.last_line.split())
+            if detail:
+                out.append(Text("  └ ", style="dim") + _cell(detail, width - 4, "dim"))
+        return out
+
+
+def render_board(snapshot: BoardSnapshot) -> Board:
+    """The board of ``snapshot`` as a rich renderable."""
+    return Board(snapshot)
+
+
+# -- live -----------------------------------------------------------------------------
+
+
+async def live_board(
+    store: Store,
+    run_id: str,
+    console: Console,
+    *,
+    until_done: bool = True,
+    on_snapshot: Callable[[BoardSnapshot], None] | None = None,
+) -> BoardSnapshot:
+    """Show the board live on ``console`` (rich Live), redrawn on each event of the run.
+
+    Returns the last snapshot once the run has ended (with ``until_done``);
+    otherwise runs until cancelled.
+    """
+    from rich.live import Live
+
+    redactor = Redactor.from_env()
+    run = await store.get_run(run_id)
+    plan = plan_for(run)
+    snap = await build_snapshot(store, run_id, redactor=redactor, plan=plan)
+    last_event = "$"
+    with Live(render_board(snap), console=console, auto_refresh=False, transient=False) as live:
+        while True:
+            if on_snapshot is not None:
+                on_snapshot(snap)
+            if until_done and snap.done:
+                return snap
+            drawn = time.monotonic()
+            events = await store.read_events(run_id, after=last_event, block_ms=IDLE_REFRESH_MS)
+            if events:
+                last_event = events[-1].id
+            pause = 1 / MAX_REFRESH - (time.monotonic() - drawn)
+            if pause > 0:
+                await anyio.sleep(pause)
+            snap = await build_snapshot(store, run_id, redactor=redactor, plan=plan)
+            live.update(render_board(snap), refresh=True)
+
+
+def format_event(event: Event, width: int = 10) -> str:
+    """``14:02:11 db         running    attempt 1  reason``."""
+    clock = time.strftime("%H:%M:%S", time.localtime(event.ts or time.time()))
+    who = (event.team or "run").ljust(width)
+    parts = [f"{clock} {who} {event.to:<10}"]
+    if event.attempt:
+        parts.append(f"attempt {event.attempt}")
+    if event.type == "lease":
+        parts = [f"{clock} {who} lease {event.to}"]
+    if event.reason:
+        parts.append(event.reason)
+    return "  ".join(parts).rstrip()
+
+
+async def plain_events(
+    store: Store, run_id: str, out: IO[str], *, until_done: bool = True, after: str = "0-0"
+) -> None:
+    """Print the run's events as timestamped lines to ``out`` until the run ends."""
+    redactor = Redactor.from_env()
+    run = await store.get_run(run_id)
+    width = max([3, *(len(t) for t in run.team_ids)])
+    while True:
+        events = await store.read_events(run_id, after=after)
+        if not events:
+            if until_done and (await store.get_run(run_id)).status in RUN_DONE:
+                return
+            events = await store.read_events(run_id, after=after, block_ms=IDLE_REFRESH_MS)
+        for event in events:
+            out.write(redactor.redact(format_event(event, width)) + "\n")
+        if events:
+            after = events[-1].id
+            out.flush()
