@@ -5,6 +5,7 @@ The tree::
     OrchestrateError              exit 1 unless a subclass says otherwise
     ├── UsageError                exit 2: bad command line (unknown run, bad option value)
     ├── PlanError                 exit 2: the plan cannot be run; carries every problem found
+    ├── RoleError                 exit 2: a role profile is missing or malformed
     ├── StoreError                exit 1: Redis unreachable, refused, or the embedded server failed
     │   ├── LeaseHeldError        another live orchestrator holds the run's lease
     │   ├── StaleEpochError       this orchestrator's lease epoch is older than the run's
@@ -69,6 +70,12 @@ class PlanError(OrchestrateError):
     def __init__(self, problems: Sequence[Problem]) -> None:
         self.problems = tuple(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class RoleError(OrchestrateError):
+    """A role profile is missing or malformed (exit 2: the plan cannot be run)."""
+
+    exit_code = 2
 
 
 class StoreError(OrchestrateError):

@@ -22,17 +22,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.errors import OrchestrateError
+from orchestrator.errors import RoleError
 from orchestrator.resources import roles_dir
 
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)(.*)\Z", re.DOTALL)
 _MAX_PROFILE_BYTES = 256 * 1024
-
-
-class RoleError(OrchestrateError):
-    """A role profile is missing or malformed (exit 2: the plan cannot be run)."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)
