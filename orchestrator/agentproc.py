@@ -171,7 +171,7 @@ def _group_alive(pgid: int) -> bool:
         return True
     # killpg also reaches zombies: look closer.
     for proc in psutil.process_iter(["status"]):
-        with contextlib.suppress(psutil.Error):
+        with contextlib.suppress(psutil.Error, OSError):  # it may vanish as we look
             if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
                 return True
     return False

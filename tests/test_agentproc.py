@@ -168,7 +168,7 @@ async def test_stall_is_detected(tmp_path: Path) -> None:
 
 async def test_steady_output_is_not_a_stall(tmp_path: Path) -> None:
     """An agent printing often is never taken for stalled, however long it runs."""
-    outcome, got, _ = await run_agent(tmp_path, FakeAgent(sleep=1.2, tick=0.1), stall_timeout=0.6)
+    outcome, got, _ = await run_agent(tmp_path, FakeAgent(sleep=1.6, tick=0.1), stall_timeout=1.0)
     assert outcome.exit_code == 0 and not outcome.stalled
     assert len(got.lines) >= 5
 
