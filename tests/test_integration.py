@@ -46,7 +46,8 @@ LAZY_RESOLVER = "print('I looked at it and left it as it was', flush=True)\n"
 
 FIXER = r"""
 import os
-print("fixing: the prompt says", "MISSING-FIXED" in open(os.environ["ORCHESTRATE_PROMPT_FILE"]).read())
+prompt = open(os.environ["ORCHESTRATE_PROMPT_FILE"]).read()
+print("fixing: the prompt says", "MISSING-FIXED" in prompt)
 os.makedirs("src", exist_ok=True)
 open("src/fixed.txt", "w").write("fixed\n")
 """
