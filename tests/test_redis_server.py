@@ -18,8 +18,6 @@ from orchestrator.redis_server import EmbeddedServer, server_binary
 from orchestrator.store import open_store
 from tests.support.redis import embedded_settings, make_run
 
-pytest_plugins = ["tests.support.redis"]
-
 
 def wait_gone(pid: int) -> None:
     deadline = time.monotonic() + 5

@@ -14,7 +14,6 @@ from orchestrator.settings import Settings
 from orchestrator.store import TEAM_TRANSITIONS, Store, Usage, new_agent_id, open_store
 from tests.support.redis import make_run
 
-pytest_plugins = ["tests.support.redis"]
 pytestmark = pytest.mark.anyio
 
 

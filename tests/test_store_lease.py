@@ -15,7 +15,6 @@ from orchestrator.settings import Settings
 from orchestrator.store import Store, open_store
 from tests.support.redis import make_run
 
-pytest_plugins = ["tests.support.redis"]
 pytestmark = pytest.mark.anyio
 
 

@@ -15,7 +15,6 @@ from orchestrator.settings import Settings
 from orchestrator.store import open_store, run_with_store
 from tests.support.redis import PasswordRedis, _free_port, make_run
 
-pytest_plugins = ["tests.support.redis"]
 pytestmark = pytest.mark.anyio
 
 
