@@ -38,7 +38,11 @@ def _open(state_dir: Path | None, redis_url: str | None) -> tuple[Settings, Stat
         overrides["redis_url"] = redis_url
     if state_dir is not None:
         overrides["state_dir"] = state_dir
-    settings = Settings(**overrides)
+    try:
+        settings = Settings(**overrides)
+    except ValueError as exc:  # pydantic's ValidationError; it never echoes the URL
+        problems = "; ".join(e["msg"] for e in getattr(exc, "errors", list)())
+        raise UsageError(f"bad settings: {problems or exc}") from exc
     root = settings.state_dir or find_state_dir()
     if root is None or not root.is_dir():
         if settings.redis_url is None:
@@ -51,8 +55,13 @@ def _open(state_dir: Path | None, redis_url: str | None) -> tuple[Settings, Stat
 
 async def _run_id(store: Store, run: str | None) -> str:
     from orchestrator.errors import UsageError
+    from orchestrator.keys import check_name
 
     if run is not None:
+        try:
+            check_name("run", run)
+        except ValueError as exc:
+            raise UsageError(f"no run {run!r}") from exc
         await store.get_run(run)  # UsageError: no run 'x'
         return run
     runs = await store.list_runs()
@@ -267,9 +276,6 @@ def runs(
     """The runs, newest first: status, start, duration, teams succeeded / failed."""
     import time
 
-    from rich.console import Console
-    from rich.table import Table
-
     from orchestrator.board import BoardSnapshot, build_snapshot
     from orchestrator.plan import format_duration
 
@@ -281,18 +287,14 @@ def runs(
     if not snaps:
         sys.stdout.write(NOTHING_HERE + "\n")
         return
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for col in ("run", "status", "started", "duration", "ok", "failed", "teams"):
-        table.add_column(col, no_wrap=True, overflow="ellipsis")
+    width = max(len(s.run_id) for s in snaps)
+    sys.stdout.write(
+        f"{'run'.ljust(width)}  {'status':<11} {'started':<11}  {'took':>7}  teams ok/failed/all\n"
+    )
     for s in snaps:
-        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.created)) if s.created else ""
-        table.add_row(
-            s.run_id,
-            s.status,
-            started,
-            format_duration(s.elapsed_s) if s.elapsed_s is not None else "",
-            str(s.teams_succeeded),
-            str(s.teams_failed),
-            str(s.teams_total),
+        started = time.strftime("%m-%d %H:%M", time.localtime(s.created)) if s.created else ""
+        took = format_duration(s.elapsed_s) if s.elapsed_s is not None else ""
+        counts = f"{s.teams_succeeded}/{s.teams_failed}/{s.teams_total}"
+        sys.stdout.write(
+            f"{s.run_id.ljust(width)}  {s.status:<11} {started:<11}  {took:>7}  {counts}\n"
         )
-    Console(highlight=False).print(table)
