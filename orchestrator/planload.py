@@ -435,7 +435,8 @@ class _Checker:
             )
 
     def _check_role(self, loc: Loc, role: str) -> None:
-        from orchestrator.roles import RoleError, resolve_role
+        from orchestrator.errors import RoleError
+        from orchestrator.roles import resolve_role
 
         if role not in self._roles:  # many teams share a role: resolve each once
             try:
