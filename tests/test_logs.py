@@ -1,0 +1,192 @@
+"""`orchestrate logs` reading: stream history, the file fallback past the cap, following."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from orchestrator.agents import adapter_for
+from orchestrator.logs import (
+    FileTail,
+    LineFormatter,
+    LogLine,
+    attempt_files,
+    follow,
+    history,
+    raw_history,
+)
+from orchestrator.paths import StateLayout
+from orchestrator.redact import Redactor
+from orchestrator.settings import Settings
+from orchestrator.store import Store, open_store
+from tests.support.redis import make_run
+
+pytestmark = pytest.mark.anyio
+
+CMD = adapter_for("command")
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> StateLayout:
+    return StateLayout(tmp_path / ".orchestrate")
+
+
+@pytest.fixture
+async def capped(settings: Settings, layout: StateLayout) -> AsyncIterator[Store]:
+    """A store whose log streams keep about 100 lines per team."""
+    async with open_store(settings.model_copy(update={"log_stream_cap": 100}), layout) as s:
+        yield s
+
+
+def write_log(layout: StateLayout, run: str, team: str, attempt: int, lines: list[str]) -> None:
+    path = layout.log_file(run, team, attempt)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{line}\n" for line in lines))
+
+
+async def store_lines(store: Store, run: str, team: str, attempt: int, lines: list[str]) -> None:
+    for i in range(0, len(lines), 250):  # the engine appends in batches
+        await store.append_log(run, team, attempt, lines[i : i + 250])
+
+
+async def test_history_returns_stream_lines_in_order(store: Store, layout: StateLayout) -> None:
+    """Short logs come straight from the stream, in the order the agent printed them."""
+    run = await make_run(store)
+    await store_lines(store, run, "db", 1, ["one", "two", "three"])
+    got = await history(store, layout, run, "db", adapter=CMD)
+    assert [(x.attempt, x.text) for x in got.lines] == [(1, "one"), (1, "two"), (1, "three")]
+    assert got.last_id == (await store.read_log(run, "db"))[-1].id
+
+
+async def test_lines_trimmed_from_the_stream_come_back_from_the_files(
+    capped: Store, layout: StateLayout
+) -> None:
+    """Past the stream cap nothing is lost: the oldest lines are read from the log files."""
+    run = await make_run(capped)
+    first = [f"a1 line {i}" for i in range(300)]
+    second = [f"a2 line {i}" for i in range(900)]
+    write_log(layout, run, "db", 1, first)
+    write_log(layout, run, "db", 2, second)
+    await store_lines(capped, run, "db", 1, first)
+    await store_lines(capped, run, "db", 2, second)
+    assert len(await capped.read_log(run, "db", count=5000)) < 300  # the cap did trim
+    got = await history(capped, layout, run, "db", adapter=CMD)
+    assert [x.text for x in got.lines] == first + second
+    assert [x.attempt for x in got.lines] == [1] * 300 + [2] * 900
+    assert got.lines == sorted(got.lines)
+    only2 = await history(capped, layout, run, "db", adapter=CMD, attempt=2)
+    assert [x.text for x in only2.lines] == second
+
+
+async def test_interleaving_orders_teams_by_time(store: Store, layout: StateLayout) -> None:
+    """With several teams, lines are merged in the order they were stored."""
+    run = await make_run(store)
+    for i in range(3):
+        await store.append_log(run, "db", 1, [f"db {i}"])
+        await anyio.sleep(0.002)  # stream ids have millisecond resolution
+        await store.append_log(run, "auth", 1, [f"auth {i}"])
+        await anyio.sleep(0.002)
+    merged: list[LogLine] = []
+    for team in ("db", "auth"):
+        merged += (await history(store, layout, run, team, adapter=CMD)).lines
+    merged.sort()
+    assert [x.text for x in merged] == ["db 0", "auth 0", "db 1", "auth 1", "db 2", "auth 2"]
+
+
+async def test_since_keeps_recent_lines_only(store: Store, layout: StateLayout) -> None:
+    """--since drops lines stored before the cutoff."""
+    run = await make_run(store)
+    await store.append_log(run, "db", 1, ["old"])
+    old = await store.read_log(run, "db")
+    cutoff = int(old[0].id.split("-")[0]) / 1000 + 0.002
+    await anyio.sleep(0.01)
+    await store.append_log(run, "db", 1, ["new"])
+    got = await history(store, layout, run, "db", adapter=CMD, since=cutoff)
+    assert [x.text for x in got.lines] == ["new"]
+
+
+async def test_raw_mode_reads_the_files_as_printed(layout: StateLayout) -> None:
+    """--raw shows every line the agent printed, blank ones too, attempt by attempt."""
+    write_log(layout, "r1", "db", 1, ["x", "", "y"])
+    write_log(layout, "r1", "db", 2, ['{"type": "raw json"}'])
+    write_log(layout, "r1", "dbx", 1, ["other team"])
+    assert [a for a, _ in attempt_files(layout, "r1", "db")] == [1, 2]
+    lines, tails = raw_history(layout, "r1", "db")
+    assert [x.text for x in lines] == ["x", "", "y", '{"type": "raw json"}']
+    assert set(tails) == {1, 2}
+
+
+def test_file_tail_waits_for_complete_lines(tmp_path: Path) -> None:
+    """A partial last line is held back until its newline comes (or the end)."""
+    path = tmp_path / "a.log"
+    path.write_bytes(b"one\ntw")
+    tail = FileTail(path)
+    assert tail.read() == ["one"]
+    with path.open("ab") as fh:
+        fh.write(b"o\r\nthr")
+    assert tail.read() == ["two"]
+    assert tail.read(final=True) == ["thr"]
+
+
+def test_formatter_prefixes_colours_and_redacts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lines carry their team, padded; colour only when asked; secrets masked on output."""
+    fmt = LineFormatter(["db", "frontend"], color=False, redactor=Redactor(["hunter2-pw"]))
+    assert fmt(LogLine((1, 0, 0), "db", 1, "pw hunter2-pw")) == "db       | pw ***"
+    coloured = LineFormatter(["db"], color=True)(LogLine((1, 0, 0), "db", 1, "x"))
+    assert coloured.startswith("\x1b[") and coloured.endswith("| x")
+    assert LineFormatter(["db"], color=False, prefix=False)(LogLine((1, 0, 0), "db", 1, "x")) == "x"
+
+
+async def test_follow_gets_every_line_and_returns_when_the_run_ends(
+    store: Store, layout: StateLayout
+) -> None:
+    """-f prints lines as they are stored, in order per team, and stops at the run's end."""
+    run = await make_run(store)
+    got: list[LogLine] = []
+
+    async def agent(lease_epoch: int) -> None:
+        for i in range(50):
+            await store.append_log(run, "db", 1, [f"db {i}"])
+            await store.append_log(run, "auth", 1, [f"auth {i}", f"auth {i}b"])
+            if i % 10 == 0:
+                await anyio.sleep(0.01)
+        await store.run_transition(run, "succeeded", epoch=lease_epoch)
+
+    async with store.lease(run) as lease:
+        await store.run_transition(run, "running", epoch=lease.epoch)
+        await store.append_log(run, "db", 1, ["before"])
+        start = await history(store, layout, run, "db", adapter=CMD)
+        got += start.lines
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(agent, lease.epoch)
+                await follow(
+                    store,
+                    layout,
+                    run,
+                    ["db", "auth"],
+                    got.append,
+                    after={"db": start.last_id},
+                )
+    db = [x.text for x in got if x.team == "db"]
+    auth = [x.text for x in got if x.team == "auth"]
+    assert db == ["before"] + [f"db {i}" for i in range(50)]
+    assert auth == [t for i in range(50) for t in (f"auth {i}", f"auth {i}b")]
+
+
+async def test_follow_of_a_finished_run_drains_and_returns(
+    store: Store, layout: StateLayout
+) -> None:
+    """Following a run that already ended prints what is left and returns at once."""
+    run = await make_run(store)
+    async with store.lease(run) as lease:
+        await store.run_transition(run, "running", epoch=lease.epoch)
+        await store.append_log(run, "db", 1, ["x", "y"])
+        await store.run_transition(run, "failed", epoch=lease.epoch)
+    got: list[LogLine] = []
+    with anyio.fail_after(5):
+        await follow(store, layout, run, ["db"], got.append, after={})
+    assert [x.text for x in got] == ["x", "y"]
