@@ -1,0 +1,154 @@
+"""Webhook notifications against a real HTTP server of the test on loopback."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from structlog.testing import capture_logs
+
+from orchestrator.notify import Notifier, Webhook, redact_url, webhooks_of
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "T000/B111/sEcReTtOkEn"
+
+
+@dataclass
+class Hooked:
+    url: str
+    received: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    fail_first: int = 0
+
+
+@pytest.fixture
+def server() -> Iterator[Hooked]:
+    """A loopback HTTP server recording every POST (path, JSON body)."""
+    state = Hooked(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            payload = json.loads(self.rfile.read(length))
+            if state.fail_first > 0:
+                state.fail_first -= 1
+                self.send_response(503)
+                self.end_headers()
+                return
+            state.received.append((self.path, payload))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+async def test_team_failure_and_run_end_posted_in_generic_and_slack_shape(server: Hooked) -> None:
+    """A team failure and the run's end reach the webhooks: orchestrate's JSON (naming the
+    failed team and the report) and Slack's incoming-webhook shape (a text)."""
+    hooks = [
+        Webhook(url=f"{server.url}/generic"),
+        Webhook(url=f"{server.url}/slack/{SECRET}", format="slack", events=("run_finished",)),
+    ]
+    notifier = Notifier(hooks, plan_name="demo", timeout=2, attempts=2, backoff=0.01)
+    sent = await notifier.team_failed("demo-1", "auth", "exit code 2", "/r/report.html")
+    assert [d.ok for d in sent] == [True]
+    done = await notifier.run_finished(
+        "demo-1", status="failed", failed=["auth"], reason="failed: auth", report="/r/report.html"
+    )
+    assert [d.ok for d in done] == [True, True]
+    by_path = {}
+    for path, payload in server.received:
+        by_path.setdefault(path, []).append(payload)
+    first, last = by_path["/generic"]
+    assert first["event"] == "team_failed" and first["team"] == "auth"
+    assert first["reason"] == "exit code 2" and first["report"] == "/r/report.html"
+    assert last["event"] == "run_finished" and last["failed"] == ["auth"]
+    (slack,) = by_path[f"/slack/{SECRET}"]
+    assert set(slack) == {"text", "blocks"}
+    assert "run demo-1 failed" in slack["text"] and "/r/report.html" in slack["text"]
+
+
+async def test_5xx_is_retried(server: Hooked) -> None:
+    """A webhook answering 503 is tried again and the message arrives."""
+    server.fail_first = 1
+    notifier = Notifier([Webhook(url=f"{server.url}/x")], timeout=2, attempts=3, backoff=0.01)
+    (delivery,) = await notifier.run_finished("r", status="succeeded")
+    assert delivery.ok and delivery.attempts == 2
+    assert len(server.received) == 1
+
+
+async def test_dead_webhook_neither_fails_nor_outlasts_its_deadline() -> None:
+    """A webhook that accepts connections and never answers costs at most the notifier's
+    deadline; nothing is raised and the failure is logged without the URL's secret path."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)  # never accepted, never answered
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/services/{SECRET}"
+        notifier = Notifier([Webhook(url=url)], timeout=0.3, attempts=2, backoff=0.01)
+        started = time.monotonic()
+        with capture_logs() as logs:
+            (delivery,) = await notifier.team_failed("r", "db", "boom")
+        took = time.monotonic() - started
+    assert not delivery.ok and delivery.error
+    assert took < notifier.deadline + 1.0
+    assert SECRET not in repr(logs) and SECRET not in repr(delivery)
+    assert delivery.url.endswith("/***")
+
+
+async def test_refused_connection_is_reported_not_raised() -> None:
+    """Nothing listening at the URL: a failed delivery, no exception."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    notifier = Notifier([Webhook(url=f"http://127.0.0.1:{port}/h")], timeout=0.5, attempts=1)
+    (delivery,) = await notifier.run_finished("r", status="failed")
+    assert not delivery.ok and "ConnectError" in (delivery.error or "")
+
+
+def test_webhook_config_is_strict_and_keeps_its_url_secret() -> None:
+    """Unknown keys and non-http URLs are refused without echoing the URL; repr hides it."""
+    with pytest.raises(ValidationError) as err:
+        Webhook.model_validate({"url": f"ftp://x/{SECRET}"})
+    assert SECRET not in str(err.value)
+    with pytest.raises(ValidationError):
+        Webhook.model_validate({"url": "https://x/y", "colour": "red"})
+    hook = Webhook(url=f"https://hooks.slack.com/services/{SECRET}")
+    assert SECRET not in repr(hook) and SECRET not in str(hook)
+    assert redact_url(hook.url) == "https://hooks.slack.com/***"
+    assert redact_url("https://user:pw@h.example:8443/") == "https://h.example:8443"
+
+
+def test_webhooks_read_from_a_plan_without_the_field() -> None:
+    """A plan model without ``notify`` has no webhooks; dicts are validated into Webhooks."""
+
+    class Bare:
+        name = "demo"
+
+    class WithHooks:
+        name = "demo"
+        notify = ({"url": "https://h.example/x", "format": "slack"},)
+
+    assert webhooks_of(Bare()) == ()
+    (hook,) = webhooks_of(WithHooks())
+    assert hook.format == "slack" and hook.events == ("team_failed", "run_finished")
