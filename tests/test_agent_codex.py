@@ -1,0 +1,105 @@
+"""Codex adapter: argv, and its recorded ``exec --json`` output read into common events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from orchestrator.agentproc import Outcome
+from orchestrator.agents import adapter_for
+from orchestrator.agents.base import AgentContext, AgentEvent, Verdict
+from orchestrator.plan import AgentConfig
+
+FIXTURES = Path(__file__).parent / "fixtures" / "agent-output" / "codex"
+ADAPTER = adapter_for("codex")
+
+
+def events_of(name: str) -> list[AgentEvent]:
+    lines = (FIXTURES / f"{name}.jsonl").read_text().splitlines()
+    return [event for line in lines for event in ADAPTER.parse(line)]
+
+
+def verdict_of(name: str, exit_code: int) -> Verdict:
+    outcome = Outcome(
+        exit_code=exit_code, signal=None, timed_out=False, stalled=False, duration=1.0
+    )
+    return ADAPTER.judge(outcome, events_of(name))
+
+
+def context(tmp_path: Path, **kw: object) -> AgentContext:
+    values: dict[str, object] = {
+        "config": AgentConfig(kind="codex"),
+        "kind": "codex",
+        "team_id": "db",
+        "attempt": 1,
+        "agent_id": "a1",
+        "workdir": tmp_path,
+        "prompt_file": tmp_path / "p.md",
+        "prompt_text": "Build the db",
+    }
+    values.update(kw)
+    return AgentContext(**values)  # type: ignore[arg-type]
+
+
+def test_argv_is_exec_json_in_the_worktree_sandbox(tmp_path: Path) -> None:
+    """Codex runs `exec --json` rooted at the team's worktree, able to write there."""
+    argv = ADAPTER.argv(context(tmp_path))
+    assert argv[:3] == ["codex", "exec", "--json"]
+    assert "--skip-git-repo-check" in argv
+    assert argv[argv.index("-C") + 1] == str(tmp_path)
+    assert argv[argv.index("-s") + 1] == "workspace-write"
+    assert argv[-2:] == ["--", "Build the db"]
+
+
+def test_resume_puts_flags_before_the_subcommand(tmp_path: Path) -> None:
+    """A retry continues the thread (`exec ... resume ID`); the agent's -c overrides still apply."""
+    config = AgentConfig(kind="codex", args=("-c", "model_provider=x"))
+    argv = ADAPTER.argv(context(tmp_path, config=config, model="gpt-5", resume_session_id="T1"))
+    assert argv[argv.index("-m") + 1] == "gpt-5"
+    assert argv.index("-c") < argv.index("resume")
+    assert argv[argv.index("resume") + 1] == "T1"
+    assert argv[-1] == "Build the db"
+
+
+def test_success_reports_thread_command_tokens_and_final_message() -> None:
+    """The shell command Codex ran is one readable line; tokens and the answer reach the board."""
+    shown = [e.display() for e in events_of("success")]
+    assert any(s.startswith("tool: Bash mkdir -p src && printf") for s in shown)
+    assert any("Model metadata" in s and s.startswith("warning") for s in shown)
+    verdict = verdict_of("success", 0)
+    assert verdict.success
+    assert verdict.session_id and len(verdict.session_id) == 36
+    assert verdict.input_tokens > 0 and verdict.output_tokens == 50
+    assert verdict.cost_usd is None  # Codex reports no cost
+    assert verdict.result == "Wrote src/hello.txt."
+
+
+def test_rate_limit_is_retryable() -> None:
+    """`exceeded retry limit, last status: 429` fails the attempt as retryable."""
+    verdict = verdict_of("rate_limit", 1)
+    assert not verdict.success and verdict.retryable and not verdict.fatal
+    assert verdict.reason is not None and "429" in verdict.reason
+
+
+def test_server_error_is_retryable() -> None:
+    """A 5xx ("high demand") is retried later."""
+    verdict = verdict_of("overloaded", 1)
+    assert not verdict.success and verdict.retryable
+
+
+def test_unauthorized_is_fatal() -> None:
+    """A 401 ends the team with the reason instead of retrying."""
+    verdict = verdict_of("auth_error", 1)
+    assert not verdict.success and verdict.fatal and not verdict.retryable
+    assert verdict.reason is not None and "401" in verdict.reason
+
+
+def test_turn_failed_fails_even_with_exit_zero() -> None:
+    """Success comes from the turn, not only the exit code."""
+    assert not verdict_of("rate_limit", 0).success
+
+
+def test_resumed_thread_keeps_its_id() -> None:
+    """`codex exec resume` reports the same thread, and the retry's work is seen."""
+    first, resumed = verdict_of("resume_first", 0), verdict_of("resumed", 0)
+    assert resumed.session_id == first.session_id
+    assert resumed.success and resumed.result == "Now written."
