@@ -77,7 +77,7 @@ async def test_team_failure_and_run_end_posted_in_generic_and_slack_shape(server
         "demo-1", status="failed", failed=["auth"], reason="failed: auth", report="/r/report.html"
     )
     assert [d.ok for d in done] == [True, True]
-    by_path = {}
+    by_path: dict[str, list[dict[str, Any]]] = {}
     for path, payload in server.received:
         by_path.setdefault(path, []).append(payload)
     first, last = by_path["/generic"]
