@@ -235,7 +235,9 @@ def plan_yaml(
     return "\n".join(lines) + "\n"
 
 
-def layered_graph(layers: int, width: int, fan_in: int, seed: int = 42) -> list[tuple[str, list[str]]]:
+def layered_graph(
+    layers: int, width: int, fan_in: int, seed: int = 42
+) -> list[tuple[str, list[str]]]:
     """``layers`` x ``width`` teams; each depends on ``fan_in`` random teams of the layer before."""
     import random
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (  # noqa: E402
+from _common import (
     GIT_ENV,
     Result,
     cleanup,
@@ -44,7 +44,7 @@ from _common import (  # noqa: E402
     run_orchestrate,
 )
 
-STAMP = "printf '%s {what} %s\\n' {team} \"$(date +%s.%N)\" >> \"$TS_FILE\""
+STAMP = 'printf \'%s {what} %s\\n\' {team} "$(date +%s.%N)" >> "$TS_FILE"'
 SHARED_CMD = STAMP.replace("{what}", "start") + "; " + STAMP.replace("{what}", "end")
 WORKTREE_CMD = (
     STAMP.replace("{what}", "start")
@@ -89,7 +89,9 @@ def breakdown(repo: Path, stamps: dict[str, dict[str, float]], n: int) -> dict[s
     return parts
 
 
-def run_chain(work: Path, n: int, isolation: str) -> tuple[list[float], float, dict[str, list[float]]]:
+def run_chain(
+    work: Path, n: int, isolation: str
+) -> tuple[list[float], float, dict[str, list[float]]]:
     repo = git_repo(work / f"repo-{isolation}")
     ts = work / f"ts-{isolation}.txt"
     cmd = SHARED_CMD if isolation == "shared" else WORKTREE_CMD
@@ -97,7 +99,9 @@ def run_chain(work: Path, n: int, isolation: str) -> tuple[list[float], float, d
         plan_yaml(chain(n), command=cmd, isolation=isolation, env={"TS_FILE": str(ts)})
     )
     subprocess.run(["git", "add", "plan.yaml"], cwd=repo, check=True)
-    subprocess.run(["git", "commit", "-qm", "plan"], cwd=repo, check=True, env={**os.environ, **GIT_ENV})
+    subprocess.run(
+        ["git", "commit", "-qm", "plan"], cwd=repo, check=True, env={**os.environ, **GIT_ENV}
+    )
     wall, _ = run_orchestrate(["run", "plan.yaml"], repo)
     stamps = read_stamps(ts)
     return gaps(stamps, n), wall, breakdown(repo, stamps, n)
@@ -118,9 +122,21 @@ def agent_start_cost(work: Path, samples: int) -> tuple[float, float]:
         log, status = work / f"s{i}.log", work / f"s{i}.status"
         t0 = time.time()
         subprocess.run(
-            [sys.executable, "-m", "orchestrator.supervisor", "--log", str(log),
-             "--status", str(status), "--", "sh", "-c", cmd],
-            env=env, check=True,
+            [
+                sys.executable,
+                "-m",
+                "orchestrator.supervisor",
+                "--log",
+                str(log),
+                "--status",
+                str(status),
+                "--",
+                "sh",
+                "-c",
+                cmd,
+            ],
+            env=env,
+            check=True,
         )
         supervised.append(read_stamps(ts)["x"]["start"] - t0)
     return statistics.median(bare), statistics.median(supervised)
@@ -137,7 +153,10 @@ def bare_git(work: Path, n: int) -> list[float]:
         t0 = time.perf_counter()
         subprocess.run(
             ["git", "worktree", "add", "-q", "-b", f"bare/t{i}", str(wt), prev],
-            cwd=repo, check=True, env=env, capture_output=True,
+            cwd=repo,
+            check=True,
+            env=env,
+            capture_output=True,
         )
         (wt / f"t{i}.txt").write_text(f"t{i}\n")
         subprocess.run(["git", "add", "-A"], cwd=wt, check=True, env=env)
@@ -157,10 +176,24 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
     try:
         bare_sh, supervised = agent_start_cost(work, 5 if args.quick else 30)
-        results.append(Result("dispatch", "agent start (sh+date), bare", bare_sh * 1000, "ms",
-                              note="spawn to first stamp, no orchestrate"))
-        results.append(Result("dispatch", "agent start under supervisor", supervised * 1000, "ms",
-                              note="python -m orchestrator.supervisor -- sh -c ..."))
+        results.append(
+            Result(
+                "dispatch",
+                "agent start (sh+date), bare",
+                bare_sh * 1000,
+                "ms",
+                note="spawn to first stamp, no orchestrate",
+            )
+        )
+        results.append(
+            Result(
+                "dispatch",
+                "agent start under supervisor",
+                supervised * 1000,
+                "ms",
+                note="python -m orchestrator.supervisor -- sh -c ...",
+            )
+        )
         modes = ["shared", "worktree"] if args.isolation == "both" else [args.isolation]
         for mode in modes:
             g, wall, parts = run_chain(work, n, mode)
@@ -170,23 +203,55 @@ def main() -> int:
             note = f"{n} teams, {len(g)} links, run took {wall:.1f} s"
             for part, values in parts.items():
                 if values:
-                    results.append(Result("dispatch", f"{mode} p50 part: {part}",
-                                          pct(values, 50) * 1000, "ms",
-                                          note="see breakdown() in dispatch.py"))
+                    results.append(
+                        Result(
+                            "dispatch",
+                            f"{mode} p50 part: {part}",
+                            pct(values, 50) * 1000,
+                            "ms",
+                            note="see breakdown() in dispatch.py",
+                        )
+                    )
             if mode == "shared":
-                results.append(Result("dispatch", "shared p50", p50, "ms", "<= 5 ms", p50 <= 5, note))
-                results.append(Result("dispatch", "shared p99", p99, "ms", "<= 25 ms", p99 <= 25, note))
-                results.append(Result("dispatch", "shared p50 minus bare agent start",
-                                      p50 - bare_sh * 1000, "ms", note="the orchestrator's share"))
+                results.append(
+                    Result("dispatch", "shared p50", p50, "ms", "<= 5 ms", p50 <= 5, note)
+                )
+                results.append(
+                    Result("dispatch", "shared p99", p99, "ms", "<= 25 ms", p99 <= 25, note)
+                )
+                results.append(
+                    Result(
+                        "dispatch",
+                        "shared p50 minus bare agent start",
+                        p50 - bare_sh * 1000,
+                        "ms",
+                        note="the orchestrator's share",
+                    )
+                )
             else:
                 bare = bare_git(work, n)
                 b50 = pct(bare, 50) * 1000
                 results.append(Result("dispatch", "worktree p50", p50, "ms", note=note))
                 results.append(Result("dispatch", "worktree p99", p99, "ms", note=note))
-                results.append(Result("dispatch", "bare git worktree add+commit p50", b50, "ms",
-                                      note=f"{n} times, same repo shape"))
-                results.append(Result("dispatch", "worktree p50 / bare git", p50 / b50, "x",
-                                      "<= 1.3x", p50 / b50 <= 1.3))
+                results.append(
+                    Result(
+                        "dispatch",
+                        "bare git worktree add+commit p50",
+                        b50,
+                        "ms",
+                        note=f"{n} times, same repo shape",
+                    )
+                )
+                results.append(
+                    Result(
+                        "dispatch",
+                        "worktree p50 / bare git",
+                        p50 / b50,
+                        "x",
+                        "<= 1.3x",
+                        p50 / b50 <= 1.3,
+                    )
+                )
         report(results, args)
     finally:
         cleanup(work, args)
