@@ -15,7 +15,14 @@ the first failure; a spent ``budget`` stops starting teams and attempts.
 
 With ``handle_signals`` (the CLI), SIGINT/SIGTERM stop the run: nothing new
 starts, the agents' process groups are terminated, the running teams become
-``cancelled`` and the run ``interrupted`` (resumable). See docs/engine.md.
+``cancelled`` and the run ``interrupted`` (resumable). ``orchestrate cancel``
+(another process) marks the run ``cancelled``; a watcher here notices and
+stops the run the same way. When the teams are done, the integration phase
+(:mod:`orchestrator.integration`) merges and tests their branches.
+
+A resume (:mod:`orchestrator.resume`) drives the same :class:`Engine` with a
+``setup`` step that runs under the lease before scheduling: it reconciles the
+store and the disk and says, per team, how it goes on. See docs/engine.md.
 """
 
 from __future__ import annotations
@@ -23,8 +30,9 @@ from __future__ import annotations
 import math
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import anyio
 import structlog
@@ -32,18 +40,35 @@ from anyio.abc import TaskGroup
 from tenacity import RetryCallState, wait_exponential_jitter
 
 from orchestrator import graph
-from orchestrator.errors import OrchestrateError
+from orchestrator.errors import OrchestrateError, StoreError
 from orchestrator.gitops import Git, shared_branch
 from orchestrator.paths import SHARED_WORKTREE, StateLayout
 from orchestrator.plan import Plan, Team
 from orchestrator.planload import LoadedPlan
 from orchestrator.runs import RunInfo, create_run
 from orchestrator.store import Store, Usage
-from orchestrator.teamrun import Notice, Notify, RunContext, TeamResult, TeamRunner
+from orchestrator.teamrun import Notice, Notify, Recovery, RunContext, TeamResult, TeamRunner
+
+if TYPE_CHECKING:
+    from orchestrator.integration import IntegrationResult
 
 log = structlog.get_logger("orchestrate.engine")
 
 _UNSUCCESSFUL = ("failed", "blocked", "cancelled")
+CANCEL_POLL = 0.5
+"""Seconds between looks at the run's status (has ``orchestrate cancel`` cancelled it?)."""
+
+
+@dataclass
+class StartState:
+    """Where each team stands when scheduling begins (a resume fills it from the store)."""
+
+    status: dict[str, str] = field(default_factory=dict)
+    """Team -> pending, succeeded, failed, blocked, or ``recover`` (see ``recoveries``)."""
+    recoveries: dict[str, Recovery] = field(default_factory=dict)
+
+
+Setup = Callable[[RunContext], Awaitable[StartState]]
 
 
 @dataclass(frozen=True)
@@ -62,6 +87,8 @@ class EngineOptions:
     backoff_jitter: float = 2.0
     kill_grace: float = 5.0
     handle_signals: bool = False
+    integrate_partial: bool = False
+    """Integrate the teams that succeeded even when others did not (``--integrate-partial``)."""
 
     def backoff(self, retry_number: int) -> float:
         """Seconds to wait before retry ``retry_number`` (1 for the first retry)."""
@@ -113,15 +140,16 @@ class RunResult:
 
     run_id: str
     status: str
-    """succeeded, failed or interrupted."""
+    """succeeded, failed, interrupted or cancelled."""
     teams: dict[str, TeamResult] = field(default_factory=dict)
     reason: str | None = None
     base_ref: str = ""
     base_commit: str = ""
+    integration: IntegrationResult | None = None
 
     @property
     def exit_code(self) -> int:
-        return {"succeeded": 0, "interrupted": 130}.get(self.status, 1)
+        return {"succeeded": 0, "interrupted": 130, "cancelled": 130}.get(self.status, 1)
 
 
 class Engine:
@@ -136,8 +164,10 @@ class Engine:
         git: Git,
         options: EngineOptions,
         notify: Notify,
+        setup: Setup | None = None,
     ) -> None:
         self.info = info
+        self.setup = setup
         self.plan = info.loaded.plan
         self.store = store
         self.layout = layout
@@ -145,8 +175,10 @@ class Engine:
         self.options = options
         self.notify = notify
         self.interrupted = False
+        self.cancelled = False
         self.stop_reason: str | None = None
         self.results: dict[str, TeamResult] = {}
+        self.integration: IntegrationResult | None = None
 
     def _say(self, status: str, detail: str = "", team: str | None = None) -> None:
         self.notify(Notice(time.time(), team, status, detail))
@@ -167,8 +199,13 @@ class Engine:
                 budget=Budget(self.plan),
                 notify=self.notify,
                 results=self.results,
+                lease=lease,
             )
-            await self.store.run_transition(run_id, "running", epoch=lease.epoch)
+            if self.setup is not None:
+                start = await self.setup(ctx)
+            else:
+                start = StartState()
+                await self.store.run_transition(run_id, "running", epoch=lease.epoch)
             if self.plan.isolation == "shared":
                 ctx.shared_worktree = self.layout.worktree(run_id, SHARED_WORKTREE)
                 ctx.shared_branch = shared_branch(run_id)
@@ -178,11 +215,42 @@ class Engine:
             async with anyio.create_task_group() as tg:
                 if self.options.handle_signals:
                     tg.start_soon(self._watch_signals, tg)
-                await self._schedule(ctx, tg)
+                tg.start_soon(self._watch_cancel, ctx, tg)
+                await self._schedule(ctx, tg, start)
+                if self._integration_due():
+                    await self._integrate(ctx)
                 tg.cancel_scope.cancel()
+            self.cancelled = self.cancelled or ctx.cancel_requested.is_set()
             with anyio.CancelScope(shield=True):
                 result = await self._finish(ctx)
+        write_report(self.store, self.layout, run_id)
         return result
+
+    def _integration_due(self) -> bool:
+        return not (self.interrupted or self.cancelled)
+
+    async def _integrate(self, ctx: RunContext) -> None:
+        from orchestrator.integration import integrate_run
+
+        partial = True if self.options.integrate_partial else None
+        self.integration = await integrate_run(ctx, partial=partial)
+
+    async def _watch_cancel(self, ctx: RunContext, tg: TaskGroup) -> None:
+        """Stop the run once ``orchestrate cancel`` marked it cancelled."""
+        while not ctx.cancel_requested.is_set():
+            with anyio.move_on_after(CANCEL_POLL):
+                await ctx.cancel_requested.wait()
+            if ctx.cancel_requested.is_set():
+                break
+            try:
+                status = (await self.store.get_run(ctx.run_id)).status
+            except StoreError:
+                continue  # the store's own retries failed; the next write says why
+            if status == "cancelled":
+                ctx.cancel_requested.set()
+        self.cancelled = True
+        self._say("cancelled", "`orchestrate cancel`: stopping the agents")
+        tg.cancel_scope.cancel()
 
     async def _watch_signals(self, tg: TaskGroup) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -193,15 +261,22 @@ class Engine:
                 tg.cancel_scope.cancel()
                 return
 
-    async def _schedule(self, ctx: RunContext, tg: TaskGroup) -> None:
+    async def _schedule(self, ctx: RunContext, tg: TaskGroup, start: StartState) -> None:
         plan = self.plan
         order = graph.topo_order(plan)
         deps = {t.id: t.depends_on for t in plan.teams}
-        status = {t.id: "pending" for t in plan.teams}
+        status = {t.id: start.status.get(t.id, "pending") for t in plan.teams}
         running: set[str] = set()
         limit = self.options.max_parallel or plan.max_parallel
         send, receive = anyio.create_memory_object_stream[TeamResult](max_buffer_size=math.inf)
         async with send, receive:
+            # Re-attached agents are running already: they do not wait for a slot.
+            for team in plan.teams:
+                rec = start.recoveries.get(team.id)
+                if rec is not None and rec.attach is not None:
+                    status[team.id] = "running"
+                    running.add(team.id)
+                    tg.start_soon(self._run_team, ctx, team, send.clone(), rec)
             while True:
                 await self._block(ctx, order, deps, status)
                 if self.stop_reason is None:
@@ -217,10 +292,11 @@ class Engine:
                         if len(running) >= limit:
                             break
                         ready = all(status[d] == "succeeded" for d in deps[team.id])
-                        if status[team.id] == "pending" and ready:
+                        if status[team.id] in ("pending", "recover") and ready:
                             status[team.id] = "running"
                             running.add(team.id)
-                            tg.start_soon(self._run_team, ctx, team, send.clone())
+                            rec = start.recoveries.get(team.id)
+                            tg.start_soon(self._run_team, ctx, team, send.clone(), rec)
                 if not running:
                     return
                 result = await receive.receive()
@@ -238,7 +314,7 @@ class Engine:
         """Mark ``blocked`` every pending team with an unsuccessful upstream team (cascading)."""
         for tid in order:
             bad = [d for d in deps[tid] if status[d] in _UNSUCCESSFUL]
-            if status[tid] != "pending" or not bad:
+            if status[tid] not in ("pending", "recover") or not bad:
                 continue
             reason = f"upstream team {bad[0]} {status[bad[0]]}"
             await self.store.team_transition(
@@ -253,10 +329,11 @@ class Engine:
         ctx: RunContext,
         team: Team,
         send: anyio.abc.ObjectSendStream[TeamResult],
+        recovery: Recovery | None = None,
     ) -> None:
         async with send:
             structlog.contextvars.bind_contextvars(team=team.id)
-            result = await TeamRunner(ctx, team).run()
+            result = await TeamRunner(ctx, team, recovery).run()
             await send.send(result)
 
     async def _finish(self, ctx: RunContext) -> RunResult:
@@ -277,10 +354,17 @@ class Engine:
                     res.reason = f"not started: {self.stop_reason}"
             res.status = status
             results[team.id] = res
-        if self.interrupted:
+        integration = self.integration
+        if self.cancelled:
+            final, reason = "cancelled", "cancelled; `orchestrate resume` finishes it"
+        elif self.interrupted:
             final, reason = "interrupted", "interrupted; `orchestrate resume` finishes it"
-        elif all(r.status == "succeeded" for r in results.values()):
+        elif all(r.status == "succeeded" for r in results.values()) and (
+            integration is None or integration.ok
+        ):
             final, reason = "succeeded", None
+        elif all(r.status == "succeeded" for r in results.values()) and integration is not None:
+            final, reason = "failed", f"integration: {integration.reason}"
         else:
             failed = [t for t, r in results.items() if r.status == "failed"]
             blocked = [t for t, r in results.items() if r.status == "blocked"]
@@ -291,6 +375,8 @@ class Engine:
                 parts.append("blocked: " + ", ".join(blocked))
             if self.stop_reason:
                 parts.append(self.stop_reason)
+            if integration is not None and integration.status != "skipped":
+                parts.append(f"integration {integration.status}: {integration.reason or 'ok'}")
             final, reason = "failed", "; ".join(parts) or "not every team succeeded"
         await self.store.run_transition(
             run_id, final, epoch=ctx.epoch, reason=reason, fields={"finished": repr(time.time())}
@@ -303,7 +389,17 @@ class Engine:
             reason=reason,
             base_ref=self.info.base_ref,
             base_commit=self.info.base_commit,
+            integration=integration,
         )
+
+
+def write_report(store: Store, layout: StateLayout, run_id: str) -> None:
+    """Hook: write the run's report at the end of every run (and resume).
+
+    ``orchestrator/report.py`` is not in the tree yet; once it exposes a
+    report writer, call it here (it must not fail the run: catch its errors).
+    """
+    del store, layout, run_id
 
 
 def _quiet(_: Notice) -> None:

@@ -16,11 +16,18 @@ for a team whose upstream teams succeeded. It
    spent, then ``failed`` with the reason.
 
 Every state change is written through the store's atomic transitions before
-the step it announces is taken.
+the step it announces is taken, and everything a later ``resume`` needs to
+re-attach to an attempt is in the store before the agent starts: agent id,
+log, status file, prompt (the ``running`` transition), then the supervisor's
+pid and start time, and the log offset consumed so far as batches are stored.
+A :class:`Recovery` (built by :mod:`orchestrator.resume`) makes a runner
+re-attach to a running attempt, judge one that ended, or start the next one.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -34,9 +41,9 @@ import structlog
 from orchestrator import graph
 from orchestrator.agentproc import AgentProcess, Launch, Outcome
 from orchestrator.agents import adapter_for
-from orchestrator.agents.base import AgentContext, AgentEvent, Verdict, exit_reason
+from orchestrator.agents.base import AgentAdapter, AgentContext, AgentEvent, Verdict, exit_reason
 from orchestrator.envs import agent_env
-from orchestrator.errors import OrchestrateError
+from orchestrator.errors import OrchestrateError, StaleEpochError
 from orchestrator.gitops import Git, team_branch
 from orchestrator.paths import StateLayout
 from orchestrator.plan import Plan, Team
@@ -54,11 +61,59 @@ from orchestrator.verify import CheckResult, find_deliverables, run_checks
 
 if TYPE_CHECKING:
     from orchestrator.engine import Budget, EngineOptions
+    from orchestrator.store import Lease
 
 log = structlog.get_logger("orchestrate.team")
 
 LOG_TAIL_LINES = 40
 """Lines of the agent's output kept for the retry prompt and the final message."""
+
+CRASH_ENV = "ORCHESTRATE_TEST_CRASH_AT"
+
+
+def crash_point(name: str, team: str) -> None:
+    """Test hook (fault injection only): ``ORCHESTRATE_TEST_CRASH_AT=<name>[:<team>]``
+    makes this orchestrator kill itself with SIGKILL at the named point.
+
+    Points: ``before-commit`` (an agent's attempt judged good, its commit not made).
+    Agents never see the variable (``envs`` drops every ``ORCHESTRATE_*``).
+    """
+    want = os.environ.get(CRASH_ENV)
+    if want and want in (name, f"{name}:{team}"):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """What the store holds about a started attempt: enough to re-attach to it."""
+
+    attempt: int
+    agent_id: str
+    pid: int
+    create_time: float | None
+    log: Path
+    status: Path
+    offset: int
+    started: float | None = None
+    session_id: str | None = None
+    finished: bool = False
+    """Its end was already recorded (usage counted): a resume does not count it again."""
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """How a resumed team goes on (see :mod:`orchestrator.resume`).
+
+    With ``attach``: follow that attempt (running, or ended and not yet judged)
+    to its end, then judge it as usual. Without: start attempt ``attempt``
+    (with ``feedback`` when there was one before).
+    """
+
+    attempt: int
+    max_attempts: int
+    attach: AttemptRecord | None = None
+    feedback: Feedback | None = None
+    session_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,10 +160,20 @@ class RunContext:
     shared_worktree: Path | None = None
     shared_branch: str | None = None
     commit_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    lease: Lease | None = None
+    stale: bool = False
+    """A write was refused: another orchestrator owns the run now."""
+    cancel_requested: anyio.Event = field(default_factory=anyio.Event)
+    """``orchestrate cancel`` marked the run cancelled; the engine stops it."""
 
     @property
     def plan(self) -> Plan:
         return self.loaded.plan
+
+    @property
+    def lost(self) -> bool:
+        """This orchestrator no longer owns the run: leave its agents to the new owner."""
+        return self.stale or (self.lease is not None and self.lease.lost.is_set())
 
 
 @dataclass(frozen=True)
@@ -178,11 +243,12 @@ def _summarize(problems: Sequence[str], checks: Sequence[CheckResult], judged: J
 class TeamRunner:
     """Runs one team to its end (succeeded, failed) or until cancelled."""
 
-    def __init__(self, ctx: RunContext, team: Team) -> None:
+    def __init__(self, ctx: RunContext, team: Team, recovery: Recovery | None = None) -> None:
         self.ctx = ctx
         self.team = team
         self.plan = ctx.plan
-        self.max_attempts = self.plan.retries(team) + 1
+        self.recovery = recovery
+        self.max_attempts = recovery.max_attempts if recovery else self.plan.retries(team) + 1
         if ctx.shared_worktree is not None:
             self.worktree = ctx.shared_worktree
             self.branch = ctx.shared_branch or ""
@@ -192,7 +258,7 @@ class TeamRunner:
         self.attempt = 0
         self.status = "pending"
         self.agent_id = ""
-        self.session_id: str | None = None
+        self.session_id: str | None = recovery.session_id if recovery else None
         self.final_message: str | None = None
         self.log = log.bind(run=ctx.run_id, team=team.id)
 
@@ -239,13 +305,16 @@ class TeamRunner:
         """Prepare, attempt, judge; returns the team's result. Cancellation marks it cancelled."""
         try:
             return await self._run()
+        except StaleEpochError:
+            self.ctx.stale = True  # the agents stay: the new owner of the run follows them
+            raise
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
                 await self._cancelled()
             raise
 
     async def _cancelled(self) -> None:
-        if self.status in ("succeeded", "failed", "cancelled"):
+        if self.status in ("succeeded", "failed", "cancelled") or self.ctx.lost:
             return
         try:
             await self._transition("cancelled", reason="the run was interrupted")
@@ -260,14 +329,22 @@ class TeamRunner:
         conflict = await self._merge_upstream()
         if conflict is not None:
             return await self._fail(conflict)
-        feedback: Feedback | None = None
-        self.attempt = 1
+        rec = self.recovery
+        feedback: Feedback | None = rec.feedback if rec else None
+        self.attempt = rec.attempt if rec else 1
+        attach = rec.attach if rec else None
         while True:
-            spent = self.ctx.budget.exhausted(self.team)
+            spent = self.ctx.budget.exhausted(self.team) if attach is None else None
             if spent is not None:
                 return await self._fail(spent)
             try:
-                judgement = await self._attempt(feedback)
+                if attach is not None:
+                    judgement = await self._reattach(attach)
+                    attach = None
+                else:
+                    judgement = await self._attempt(feedback)
+            except StaleEpochError:
+                raise
             except OrchestrateError as exc:
                 return await self._fail(str(exc))
             if judgement.ok:
@@ -291,14 +368,22 @@ class TeamRunner:
         if self.ctx.shared_worktree is not None:
             return
         await self.ctx.git.add_worktree(self.worktree, self.branch, self.ctx.base_commit)
+        await self.ctx.git.abort_merge(self.worktree)  # one a crashed orchestrator left
 
     async def _merge_upstream(self) -> str | None:
-        """Merge the upstream teams' branches (dependency order); a conflict's description."""
+        """Merge the upstream teams' branches (dependency order); a conflict's description.
+
+        Branches already merged (a resumed team) are skipped.
+        """
         if self.ctx.shared_worktree is not None:
             return None
-        branches = [
-            team_branch(self.ctx.run_id, t) for t in graph.upstream(self.plan, self.team.id)
-        ]
+        git = self.ctx.git
+        branches = []
+        head = await git.head(self.worktree)
+        for t in graph.upstream(self.plan, self.team.id):
+            branch = team_branch(self.ctx.run_id, t)
+            if not await git.is_ancestor(branch, head):
+                branches.append(branch)
         if not branches:
             return None
         try:
@@ -401,44 +486,114 @@ class TeamRunner:
                 "worktree": str(self.worktree),
                 "started": repr(time.time()),
                 "log": str(log_file),
+                "status_file": str(status_file),
                 "prompt_file": str(prompt_file),
+                "offset": "0",
+                "pid": "",
+                "pid_created": "",
+                "session_id": resume or "",
             },
         )
         self._notify("running", f"attempt {self.attempt}/{self.max_attempts}  agent {agent_id}")
         bound.debug("starting agent", argv=argv)
-        tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+        launch = Launch(argv=argv, cwd=self.worktree, env=env, log=log_file, status=status_file)
+        proc = await AgentProcess.start(launch)
+        return await self._follow(
+            proc, adapter, [], deque(maxlen=LOG_TAIL_LINES), self.plan.timeout(team), fresh=True
+        )
+
+    async def _reattach(self, rec: AttemptRecord) -> _Judgement:
+        """Follow an attempt another orchestrator started, from the log offset it reached."""
+        config = self.plan.agent_config(self.plan.agent_name(self.team))
+        adapter = adapter_for(config.kind or "")
+        self.agent_id = rec.agent_id
+        if rec.session_id:
+            self.session_id = rec.session_id
+        structlog.contextvars.bind_contextvars(team=self.team.id, agent=rec.agent_id)
         events: list[AgentEvent] = []
+        tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+        # What the agent said before the offset is in Redis already; the verdict needs it too.
+        for line in await anyio.to_thread.run_sync(_read_head, rec.log, rec.offset):
+            for event in adapter.parse(line):
+                tail.append(event.display())
+                if event.type in _KEPT_EVENTS:
+                    events.append(event)
+        proc = await AgentProcess.attach(
+            rec.pid, rec.log, rec.status, rec.offset, create_time=rec.create_time
+        )
+        self.status = "running"
+        state = "running" if proc.running else "ended"
+        self._notify("attached", f"attempt {self.attempt}  agent {rec.agent_id}  ({state})")
+        elapsed = time.time() - rec.started if rec.started else 0.0
+        timeout = max(1.0, self.plan.timeout(self.team) - elapsed)
+        return await self._follow(
+            proc, adapter, events, tail, timeout, fresh=False, count_usage=not rec.finished
+        )
+
+    async def _follow(
+        self,
+        proc: AgentProcess,
+        adapter: AgentAdapter,
+        events: list[AgentEvent],
+        tail: deque[str],
+        timeout: float,  # noqa: ASYNC109 (the agent's limit)
+        *,
+        fresh: bool,
+        count_usage: bool = True,
+    ) -> _Judgement:
+        """Follow ``proc`` to its end (its output to Redis, its offset recorded), then judge."""
+        ctx, team, attempt = self.ctx, self.team, self.attempt
+        store, run_id = ctx.store, ctx.run_id
 
         async def on_lines(lines: list[str]) -> None:
             shown: list[str] = []
+            session: str | None = None
             for line in lines:
                 for event in adapter.parse(line):
                     shown.append(event.display())
                     if event.type in _KEPT_EVENTS:
                         events.append(event)
+                    if event.type == "session" and event.session_id:
+                        session = event.session_id
             tail.extend(shown)
-            await ctx.store.append_log(ctx.run_id, team.id, self.attempt, shown)
+            await store.append_log(run_id, team.id, attempt, shown)
+            fields = {"offset": str(proc.offset)}
+            if session:
+                fields["session_id"] = session
+            await store.update_attempt(run_id, team.id, attempt, fields, epoch=ctx.epoch)
 
-        launch = Launch(argv=argv, cwd=self.worktree, env=env, log=log_file, status=status_file)
-        async with await AgentProcess.start(launch) as proc:
-            await ctx.store.update_attempt(
-                ctx.run_id, team.id, self.attempt, {"pid": str(proc.pid)}, epoch=ctx.epoch
-            )
-            outcome = await proc.run(
-                timeout=self.plan.timeout(team),
-                stall_timeout=self.plan.stall_timeout(team),
-                on_lines=on_lines,
-                grace=ctx.options.kill_grace,
-            )
+        async with proc:
+            try:
+                if fresh:
+                    created = "" if proc.create_time is None else repr(proc.create_time)
+                    await store.update_attempt(
+                        run_id,
+                        team.id,
+                        attempt,
+                        {"pid": str(proc.pid), "pid_created": created},
+                        epoch=ctx.epoch,
+                    )
+                outcome = await proc.run(
+                    timeout=timeout,
+                    stall_timeout=self.plan.stall_timeout(team),
+                    on_lines=on_lines,
+                    grace=ctx.options.kill_grace,
+                )
+            except BaseException:
+                if ctx.lost:
+                    proc.detach()  # the orchestrator that took over follows it
+                raise
+        await self._stop_if_cancelled()
         judged = Judged.of(adapter.judge(outcome, events), outcome, list(tail))
         self.final_message = judged.final_message
         if judged.session_id:
             self.session_id = judged.session_id
-        await self._record_usage(judged.usage)
-        await ctx.store.update_attempt(
-            ctx.run_id,
+        if count_usage:
+            await self._record_usage(judged.usage)
+        await store.update_attempt(
+            run_id,
             team.id,
-            self.attempt,
+            attempt,
             {
                 "exit_code": "" if outcome.exit_code is None else str(outcome.exit_code),
                 "finished": repr(time.time()),
@@ -449,6 +604,20 @@ class TeamRunner:
         )
         await self._transition("verifying")
         return await self._judge(outcome, judged, list(tail))
+
+    async def _stop_if_cancelled(self) -> None:
+        """After an agent ended: if the run was cancelled, wait for the engine to stop us.
+
+        ``orchestrate cancel`` kills the agents before the engine notices: the
+        killed attempt must not be judged (nor retried).
+        """
+        ctx = self.ctx
+        if not ctx.cancel_requested.is_set():
+            run = await ctx.store.get_run(ctx.run_id)
+            if run.status != "cancelled":
+                return
+            ctx.cancel_requested.set()
+        await anyio.sleep_forever()  # the engine's watcher cancels the run's task group
 
     async def _record_usage(self, usage: Usage | None) -> None:
         if usage is None or (usage.tokens == 0 and usage.cost_usd == 0):
@@ -499,11 +668,14 @@ class TeamRunner:
             f"orchestrate: team {self.team.id} ({self.team.title})\n\n"
             f"Run: {ctx.run_id}\nAgent: {self.agent_id}\nAttempt: {self.attempt}\n"
         )
+        crash_point("before-commit", self.team.id)
         if ctx.shared_worktree is not None:
             async with ctx.commit_lock:
                 commit = await ctx.git.commit_all(self.worktree, message)
         else:
             commit = await ctx.git.commit_all(self.worktree, message)
+            if commit is None:  # committed before a crash (a resume judges it again)
+                commit = await ctx.git.head(self.worktree)
         await ctx.store.set_deliverables(ctx.run_id, self.team.id, judgement.found, epoch=ctx.epoch)
         await self._transition(
             "succeeded",
@@ -511,3 +683,13 @@ class TeamRunner:
         )
         self._notify("succeeded", f"attempt {self.attempt}  branch {self.branch}")
         return self._result("succeeded", files=judgement.files, final_message=self.final_message)
+
+
+def _read_head(log: Path, offset: int) -> list[str]:
+    """The lines of ``log`` before byte ``offset`` (what an earlier orchestrator consumed)."""
+    try:
+        with log.open("rb") as fh:
+            data = fh.read(offset)
+    except OSError:
+        return []
+    return [line.removesuffix("\r") for line in data.decode("utf-8", "replace").split("\n") if line]
