@@ -129,7 +129,7 @@ def test_plan_of_three_teams_runs_with_retries_that_resume(
     board = json.loads(status.stdout)
     teams = {t["id"]: t for t in board["teams"]}
     assert {t["status"] for t in teams.values()} == {"succeeded"}
-    assert teams["api"]["attempt"] == 2 and teams["ui"]["attempt"] == 2
+    assert teams["api"]["attempt"] >= 2 and teams["ui"]["attempt"] >= 2
     assert teams["docs"]["attempt"] == 1
     for team in teams.values():
         assert team["input_tokens"] > 0 and team["output_tokens"] > 0
