@@ -103,3 +103,10 @@ def test_resumed_thread_keeps_its_id() -> None:
     first, resumed = verdict_of("resume_first", 0), verdict_of("resumed", 0)
     assert resumed.session_id == first.session_id
     assert resumed.success and resumed.result == "Now written."
+
+
+def test_sandbox_from_the_agent_args_replaces_the_default(tmp_path: Path) -> None:
+    """`args: [-s, danger-full-access]` works: Codex refuses a second -s."""
+    config = AgentConfig(kind="codex", args=("-s", "danger-full-access"))
+    argv = ADAPTER.argv(context(tmp_path, config=config))
+    assert argv.count("-s") == 1 and argv[argv.index("-s") + 1] == "danger-full-access"

@@ -38,14 +38,20 @@ class CodexAdapter(AgentAdapter):
             "--skip-git-repo-check",
             "-C",
             str(ctx.workdir),
-            "-s",
-            self.sandbox,
+            *self._sandbox_args(ctx.config.args),
             *self.model_args(ctx, "-m"),
             *ctx.config.args,
         ]
         if ctx.resume_session_id:
             argv += ["resume", ctx.resume_session_id]
         return [*argv, "--", prompt_arg(ctx)]
+
+    def _sandbox_args(self, args: tuple[str, ...]) -> list[str]:
+        """``-s workspace-write`` unless the agent's args choose (Codex refuses ``-s`` twice)."""
+        own = ("-s", "--sandbox", "--dangerously-bypass-approvals-and-sandbox")
+        if any(a in own or a.startswith("--sandbox=") for a in args):
+            return []
+        return ["-s", self.sandbox]
 
     def parse(self, line: str) -> list[AgentEvent]:
         data = load(line)
