@@ -9,7 +9,7 @@ Everything comes from the store (the run, its teams, their attempts and
 deliverables, the integration's recorded result) and the plan copy the run
 recorded; nothing is re-run. The JSON is :func:`build_report`'s dict as it is
 (its ``format`` field versions it); Markdown and HTML are views of it. Every
-text goes through secret redaction when :mod:`orchestrator.redact` is there.
+text goes through secret redaction (:mod:`orchestrator.redact`).
 
 Figures per run: wall time (run created to its last recorded moment), busy
 agent time (the sum of every team attempt's duration), parallel efficiency =
@@ -48,17 +48,13 @@ _CHECK_RE = re.compile(
 # -- redaction ------------------------------------------------------------------------------
 
 
-def _redactor() -> Callable[[str], str]:
-    """``orchestrator.redact``'s text redaction when the module exists, else identity."""
-    try:
-        from orchestrator import redact as module  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return lambda text: text
-    for name in ("redact", "redact_text", "scrub"):
-        fn = getattr(module, name, None)
-        if callable(fn):
-            return lambda text: str(fn(text))
-    return lambda text: text
+def _redactor(store: Store) -> Callable[[str], str]:
+    """Secret values (the environment's keys and tokens, the Redis password) to ``***``."""
+    from orchestrator.redact import Redactor, redis_secrets
+
+    url = store.settings.redis_url
+    redactor = Redactor.from_env(extra=redis_secrets(url.get_secret_value() if url else None))
+    return redactor.redact
 
 
 def redact_tree(value: Any, redact: Callable[[str], str]) -> Any:
@@ -255,7 +251,7 @@ async def build_report(store: Store, run_id: str) -> dict[str, Any]:
             "speedup": (team_time / wall) if wall > 0 else None,
         },
     }
-    result: dict[str, Any] = redact_tree(data, _redactor())
+    result: dict[str, Any] = redact_tree(data, _redactor(store))
     return result
 
 

@@ -255,3 +255,23 @@ async def test_html_report_renders_in_headless_chromium_with_the_timeline(
         COLOURS["failed"],
         COLOURS["integration"],
     } == set(probe["fills"])
+
+
+async def test_report_redacts_secret_values(
+    git_repo: GitRepo, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A secret from the environment (an API key) that reached a team's reason is ``***`` in
+    every report format."""
+    secret = "sk-live-0123456789abcdef"
+    monkeypatch.setenv("SERVICE_API_KEY", secret)
+    await store.create_run("demo-9", meta={"plan_name": "demo"}, team_ids=["db"])
+    async with store.lease("demo-9") as lease:
+        await store.run_transition("demo-9", "running", epoch=lease.epoch)
+        await store.team_transition("demo-9", "db", "running", epoch=lease.epoch, attempt=1)
+        await store.team_transition(
+            "demo-9", "db", "failed", epoch=lease.epoch, attempt=1, reason=f"auth {secret} refused"
+        )
+    paths = await write_reports(store, git_repo.state_layout(), "demo-9")
+    for path in paths.values():
+        text = path.read_text()
+        assert secret not in text and "auth *** refused" in text
