@@ -244,7 +244,9 @@ def test_no_state_folder_says_so_and_starts_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def everything_stored_and_shown(done: Done) -> str:
+@pytest.fixture(scope="module")
+def seen(done: Done) -> str:
+    """Everything the run stored (Redis, files) and every command printed, as one text."""
     parts = [done.run_out, done.follow_out]
     client = redis.Redis.from_url(done.redis.url, decode_responses=True)
     try:
@@ -276,9 +278,8 @@ def everything_stored_and_shown(done: Done) -> str:
     return "\n".join(parts)
 
 
-def test_planted_secret_never_appears_anywhere(done: Done) -> None:
+def test_planted_secret_never_appears_anywhere(done: Done, seen: str) -> None:
     """An API key the agent prints is in no Redis key, no log file and no command's output."""
-    seen = everything_stored_and_shown(done)
     assert "db uses key ***" in seen
     assert done.api_key not in seen
     assert done.redis.password not in seen
@@ -290,9 +291,9 @@ def test_planted_secret_never_appears_anywhere(done: Done) -> None:
     "(the supervisor redacts each write alone) and from there Redis; needs line-level "
     "redaction in the supervisor and the engine's Redactor on stored lines",
 )
-def test_secret_split_across_writes_is_still_redacted(done: Done) -> None:
+def test_secret_split_across_writes_is_still_redacted(done: Done, seen: str) -> None:
     """A token printed in two pieces (a flush and a pause between) is masked all the same."""
-    assert done.split_token not in everything_stored_and_shown(done)
+    assert done.split_token not in seen
 
 
 @pytest.mark.slow
