@@ -62,6 +62,13 @@ echo "agent-clis: installing ${missing[*]} into $PREFIX"
 npm install --prefix "$PREFIX" --no-audit --no-fund --no-save --include=optional \
   --loglevel=error "${PACKAGES[@]}"
 
+# Smoke-check each binary in a throw-away home: `--version` alone creates config folders.
+check_home="$PREFIX/.check-home"
+mkdir -p "$check_home"
+export HOME="$check_home" CODEX_HOME="$check_home/.codex" XDG_CONFIG_HOME="$check_home/.config" \
+  XDG_DATA_HOME="$check_home/.local/share" XDG_CACHE_HOME="$check_home/.cache" \
+  CLAUDE_CONFIG_DIR="$check_home/.claude"
+mkdir -p "$CODEX_HOME"
 for b in claude codex opencode; do
   if ! "$BIN/$b" --version </dev/null >/dev/null 2>&1; then
     echo "agent-clis: $BIN/$b does not start" >&2
