@@ -1,5 +1,157 @@
-"""Commands: resume and cancel a run."""
+"""Commands: ``orchestrate resume [RUN]`` and ``orchestrate cancel [RUN]``.
+
+Exit codes of ``resume`` are those of ``run``: 0 every team succeeded (and the
+suite passed), 1 the run failed or another live orchestrator holds it, 2 bad
+usage (an unknown run, a ``--plan`` that changes teams already done), 130
+interrupted or cancelled.
+"""
 
 from __future__ import annotations
 
-from orchestrator.cli import app  # noqa: F401
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from orchestrator.cli import app
+from orchestrator.cli._common import RedisUrlOpt, StateDirOpt
+
+if TYPE_CHECKING:
+    from orchestrator.paths import StateLayout
+    from orchestrator.settings import Settings
+
+RunArg = Annotated[
+    str | None, typer.Argument(help="The run id (default: the newest run).", show_default=False)
+]
+
+
+def _where(state_dir: Path | None, redis_url: str | None) -> tuple[Settings, StateLayout]:
+    from orchestrator.errors import UsageError
+    from orchestrator.paths import StateLayout, find_state_dir
+    from orchestrator.settings import Settings
+
+    overrides: dict[str, Any] = {}
+    if redis_url:
+        overrides["redis_url"] = redis_url
+    if state_dir is not None:
+        overrides["state_dir"] = state_dir
+    settings = Settings(**overrides)
+    root = settings.state_dir or find_state_dir()
+    if root is None or not root.is_dir():
+        raise UsageError(
+            "no .orchestrate state folder here or above; run this in the plan's repository "
+            "or pass --state-dir"
+        )
+    return settings, StateLayout(root.absolute())
+
+
+@app.command()
+def resume(
+    run_id: RunArg = None,
+    retry_failed: Annotated[
+        bool,
+        typer.Option("--retry-failed", help="Give failed teams fresh attempts (and unblock)."),
+    ] = False,
+    plan: Annotated[
+        Path | None,
+        typer.Option(
+            "--plan", help="Accept this edited plan (teams already done must be unchanged)."
+        ),
+    ] = None,
+    max_parallel: Annotated[
+        int | None,
+        typer.Option("--max-parallel", min=1, max=256, help="Agents at once (overrides the plan)."),
+    ] = None,
+    backoff: Annotated[
+        float,
+        typer.Option("--backoff", min=0.0, max=600.0, help="Seconds before the first retry."),
+    ] = 2.0,
+    integrate_partial: Annotated[
+        bool,
+        typer.Option("--integrate-partial", help="Integrate the teams that succeeded anyway."),
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug log on stderr.")] = False,
+    state_dir: StateDirOpt = None,
+    redis_url: RedisUrlOpt = None,
+) -> None:
+    """Finish a run after a crash: re-attach running agents, redo what was cut short.
+
+    Teams that succeeded are kept; running agents are followed again; failed
+    teams stay failed unless --retry-failed. Exit codes as `run`.
+    """
+    import anyio
+
+    from orchestrator.cli._run import _configure_logging, _echo, _summary, format_notice
+    from orchestrator.engine import EngineOptions, RunResult
+    from orchestrator.resume import resume_run
+    from orchestrator.store import open_store
+    from orchestrator.teamrun import Notice
+
+    _configure_logging(verbose)
+    settings, layout = _where(state_dir, redis_url)
+    options = EngineOptions(
+        max_parallel=max_parallel,
+        backoff_initial=backoff,
+        backoff_jitter=backoff,
+        handle_signals=True,
+        integrate_partial=integrate_partial,
+    )
+
+    def notify(notice: Notice) -> None:
+        _echo(format_notice(notice, 12))
+
+    async def main() -> RunResult:
+        async with open_store(settings, layout) as store:
+            return await resume_run(
+                run_id,
+                store=store,
+                layout=layout,
+                options=options,
+                notify=notify,
+                retry_failed=retry_failed,
+                plan_file=plan,
+            )
+
+    result = anyio.run(main)
+    if result.teams:
+        for line in _summary(result, layout.root.parent):
+            _echo(line)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def cancel(
+    run_id: RunArg = None,
+    grace: Annotated[
+        float,
+        typer.Option("--grace", min=0.0, max=300.0, help="Seconds between SIGTERM and SIGKILL."),
+    ] = 5.0,
+    state_dir: StateDirOpt = None,
+    redis_url: RedisUrlOpt = None,
+) -> None:
+    """Cancel a run: stop its agents (whole process groups) and mark it cancelled.
+
+    A live orchestrator of the run notices and stops. `orchestrate resume`
+    continues a cancelled run.
+    """
+    import anyio
+
+    from orchestrator.cli._run import _echo
+    from orchestrator.resume import Cancelled, cancel_run
+    from orchestrator.store import open_store
+
+    settings, layout = _where(state_dir, redis_url)
+
+    async def main() -> Cancelled:
+        async with open_store(settings, layout) as store:
+            return await cancel_run(run_id, store=store, grace=grace)
+
+    done = anyio.run(main)
+    if done.status == "succeeded":
+        _echo(f"run {done.run_id} already succeeded; nothing to cancel")
+        return
+    teams = f"; teams cancelled: {', '.join(done.teams)}" if done.teams else ""
+    _echo(
+        f"run {done.run_id} cancelled: {done.stopped} process(es) stopped{teams}; "
+        f"`orchestrate resume {done.run_id}` continues it"
+    )

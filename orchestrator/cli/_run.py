@@ -4,8 +4,9 @@ The user-facing output is plain timestamped event lines (one function,
 :func:`format_notice`, so a live board can replace it) and a summary at the
 end. ``-v`` adds the structured debug log (run, team, agent id) on stderr.
 
-Exit codes: 0 every team succeeded, 1 a team failed, 2 a bad plan or usage,
-130 interrupted (Ctrl-C / SIGTERM; the run can be resumed).
+Exit codes: 0 every team succeeded and the integration's test suite passed
+(or none is configured), 1 a team or the integration failed, 2 a bad plan or
+usage, 130 interrupted (Ctrl-C / SIGTERM) or cancelled (the run can be resumed).
 """
 
 from __future__ import annotations
@@ -93,9 +94,14 @@ def _summary(result: RunResult, repo_root: Path) -> list[str]:
             tail = res.reason
         lines.append(f"  {team.ljust(width)}  {res.status:<10} {res.attempts:>8}  {tail}")
     lines.append("")
+    integ = result.integration
+    if integ is not None:
+        tail = integ.branch if integ.ok else (integ.reason or "")
+        lines.append(f"integration {integ.status}: {tail}")
     lines.append(f"branches: git -C {repo_root} branch --list 'orchestrate/{result.run_id}/*'")
-    lines.append(f"base: {result.base_ref} ({result.base_commit[:10]})")
-    if result.status == "interrupted":
+    if result.base_commit:
+        lines.append(f"base: {result.base_ref} ({result.base_commit[:10]})")
+    if result.status in ("interrupted", "cancelled"):
         lines.append(f"resume:   orchestrate resume {result.run_id}")
     return lines
 
@@ -121,16 +127,24 @@ def run(
             help="Seconds before the first retry; doubles each retry, plus jitter.",
         ),
     ] = 2.0,
+    integrate_partial: Annotated[
+        bool,
+        typer.Option(
+            "--integrate-partial",
+            help="Integrate the teams that succeeded even when others did not.",
+        ),
+    ] = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Debug log (run, team, agent) on stderr.")
     ] = False,
     state_dir: StateDirOpt = None,
     redis_url: RedisUrlOpt = None,
 ) -> None:
-    """Run a plan: every team's agent in its own worktree, retries, then a summary.
+    """Run a plan: every team's agent in its own worktree, retries, integration, a summary.
 
-    Exit 0 when every team succeeded, 1 when one failed, 2 for a bad plan, 130
-    when interrupted (resume it with `orchestrate resume`).
+    Exit 0 when every team succeeded and the test suite passed, 1 when a team
+    or the integration failed, 2 for a bad plan, 130 when interrupted or
+    cancelled (continue it with `orchestrate resume`).
     """
     import anyio
 
@@ -155,6 +169,7 @@ def run(
         backoff_initial=backoff,
         backoff_jitter=backoff,
         handle_signals=True,
+        integrate_partial=integrate_partial,
     )
     width = max(3, *(len(t.id) for t in loaded.plan.teams))
 

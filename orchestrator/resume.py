@@ -1,0 +1,513 @@
+"""Crash safety: ``orchestrate resume`` and ``orchestrate cancel``.
+
+A resume takes the run's lease (a dead holder's lease on this host is taken
+over at once; a live holder's is refused with one line naming it), then
+reconciles every team from Redis and the disk before scheduling (see
+:func:`reconcile`):
+
+==========================  ==================================================
+the store says              what happens
+==========================  ==================================================
+succeeded                   kept, never run again
+running, supervisor alive   re-attached: its log followed from the stored
+                            offset; the attempt is not counted again
+running/verifying, status   judged (deliverables, checks) and committed as if
+written                     it had just ended; a commit already made is kept
+running, neither            the attempt crashed: the next one starts (not
+                            counted against ``retries``), told which files the
+                            crashed attempt left in the worktree
+retrying                    its next attempt starts at once
+cancelled                   the next attempt starts (not counted)
+failed / blocked            left, unless ``retry_failed``: fresh attempts, and
+                            the blocked teams downstream pending again
+==========================  ==================================================
+
+Every process of the run that is not re-attached (an agent of a cancelled
+team, a test suite of an unfinished integration) is stopped, and an
+unfinished integration starts again from its beginning. Cancelling marks the
+run cancelled (a live orchestrator notices and stops), stops every process of
+the run (whole process groups, through the recorded supervisor pids and a scan
+of ``ORCHESTRATE_RUN`` in process environments) and marks the running teams
+cancelled; a cancelled run can be resumed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import psutil
+import structlog
+
+from orchestrator.agentproc import AgentProcess, read_status
+from orchestrator.engine import (
+    Budget,
+    Engine,
+    EngineOptions,
+    RunResult,
+    StartState,
+    _first_error,
+)
+from orchestrator.errors import (
+    IllegalTransitionError,
+    OrchestrateError,
+    StaleEpochError,
+    UsageError,
+)
+from orchestrator.gitops import Git
+from orchestrator.paths import StateLayout
+from orchestrator.plan import Team
+from orchestrator.planload import LoadedPlan, load_plan
+from orchestrator.prompts import Feedback
+from orchestrator.runs import RunInfo, plan_of_run, write_plan_copy
+from orchestrator.store import RunState, Store, TeamState
+from orchestrator.teamrun import AttemptRecord, Notice, Notify, Recovery, RunContext, TeamResult
+
+log = structlog.get_logger("orchestrate.resume")
+
+RUN_ENV = "ORCHESTRATE_RUN"
+_BREAK_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+async def resolve_run(store: Store, run_id: str | None) -> str:
+    """``run_id``, or the newest run; UsageError when there is none."""
+    if run_id:
+        await store.get_run(run_id)  # UsageError for an unknown run
+        return run_id
+    runs = await store.list_runs()
+    if not runs:
+        raise UsageError("no run to resume here (start one with `orchestrate run PLAN`)")
+    return runs[0]
+
+
+# -- processes --------------------------------------------------------------------------
+
+
+def _alive_since(pid: int, since: float) -> bool:
+    """Is ``pid`` a live process that existed at ``since`` (not a reused pid)?"""
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE and proc.create_time() <= since + 1.0
+    except psutil.Error:
+        return False
+
+
+def find_supervisor(status: Path) -> tuple[int, float] | None:
+    """The live supervisor writing ``status`` (pid, start time): for a pid never recorded."""
+    want = os.path.normpath(status)
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmd = proc.info["cmdline"] or []
+        if "orchestrator.supervisor" not in cmd or "--status" not in cmd:
+            continue
+        i = cmd.index("--status") + 1
+        if i < len(cmd) and os.path.normpath(cmd[i]) == want:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            with contextlib.suppress(psutil.Error):
+                return proc.pid, proc.create_time()
+    return None
+
+
+def run_processes(run_id: str) -> list[psutil.Process]:
+    """Every live process whose environment says it belongs to ``run_id``."""
+    me = os.getpid()
+    out = []
+    for proc in psutil.process_iter(["status"]):
+        if proc.pid == me or proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        with contextlib.suppress(psutil.Error):
+            if proc.environ().get(RUN_ENV) == run_id:
+                out.append(proc)
+    return out
+
+
+async def stop_processes(run_id: str, *, keep_groups: Iterable[int] = (), grace: float) -> int:
+    """Stop (TERM, then KILL after ``grace``) every process of the run outside ``keep_groups``.
+
+    Whole process groups are signalled, never our own. Returns how many were found.
+    """
+    keep = set(keep_groups)
+    own = os.getpgid(0)
+
+    def scan() -> list[psutil.Process]:
+        found = []
+        for proc in run_processes(run_id):
+            with contextlib.suppress(psutil.Error, OSError):
+                if os.getpgid(proc.pid) not in keep:
+                    found.append(proc)
+        return found
+
+    def signal_all(procs: list[psutil.Process], sig: int) -> None:
+        for proc in procs:
+            with contextlib.suppress(psutil.Error, OSError):
+                pgid = os.getpgid(proc.pid)
+                if pgid != own:
+                    os.killpg(pgid, sig)
+                else:
+                    proc.send_signal(sig)
+
+    procs = await anyio.to_thread.run_sync(scan)
+    if not procs:
+        return 0
+    signal_all(procs, signal.SIGTERM)
+    _, alive = await anyio.to_thread.run_sync(lambda: psutil.wait_procs(procs, timeout=grace))
+    if alive:
+        signal_all(alive, signal.SIGKILL)
+        await anyio.to_thread.run_sync(lambda: psutil.wait_procs(alive, timeout=5))
+    return len(procs)
+
+
+# -- the lease ----------------------------------------------------------------------------
+
+
+async def take_over_dead_lease(store: Store, run_id: str) -> bool:
+    """Free the run's lease when its holder is a dead process of this host; True if freed.
+
+    A holder on another host cannot be checked: its lease expires on its own.
+    """
+    key = store.keys.lock(run_id)
+    # TODO(store): a public Store.break_lease(run_id, holder); compare-and-delete meanwhile.
+    raw = await store._call(lambda: store._redis.get(key))
+    holder = await store.lease_holder(run_id) if raw else None
+    if holder is None or holder.host != socket.gethostname():
+        return False
+    if _alive_since(holder.pid, holder.since):
+        return False
+    freed = await store._call(lambda: store._redis.eval(_BREAK_LEASE, 1, key, raw))
+    if freed:
+        log.info("took over the lease of a dead orchestrator", pid=holder.pid)
+    return bool(freed)
+
+
+# -- the plan -------------------------------------------------------------------------------
+
+
+def _same(a: Team, b: Team) -> bool:
+    return (a.task, a.deliverables, a.depends_on) == (b.task, b.deliverables, b.depends_on)
+
+
+def choose_plan(
+    run: RunState,
+    teams: dict[str, TeamState],
+    layout: StateLayout,
+    plan_file: Path | None,
+) -> tuple[LoadedPlan, list[str], dict[str, str]]:
+    """The plan to resume with, notes for the user, and the run fields to update."""
+    recorded = plan_of_run(run.meta, run_id=run.run_id)
+    if plan_file is None:
+        notes = []
+        path = Path(run.meta.get("plan_path", ""))
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            text = path.read_text() if path.is_file() else None
+            if text is not None and hashlib.sha256(text.encode()).hexdigest() != recorded.sha256:
+                notes.append(
+                    f"the plan file {path} changed since the run started; using the run's "
+                    f"copy (pass --plan {path} to accept the changes)"
+                )
+        return recorded, notes, {}
+    new = load_plan(plan_file)
+    if new.repo_root.resolve() != recorded.repo_root.resolve():
+        raise UsageError(f"--plan {plan_file}: its repository differs from the run's")
+    old_ids = {t.id for t in recorded.plan.teams}
+    added = [t.id for t in new.plan.teams if t.id not in old_ids]
+    if added:
+        raise UsageError(
+            f"--plan {plan_file} adds teams ({', '.join(added)}) a resumed run cannot take; "
+            "start a new run"
+        )
+    new_teams = {t.id: t for t in new.plan.teams}
+    done = [t for t, s in teams.items() if s.status == "succeeded"]
+    changed = [
+        t for t in done if t not in new_teams or not _same(recorded.plan.team(t), new_teams[t])
+    ]
+    if changed:
+        raise UsageError(
+            f"--plan {plan_file}: teams already done changed ({', '.join(changed)}); "
+            "their id, task, deliverables and depends_on must stay as they were"
+        )
+    write_plan_copy(layout, run.run_id, new.text)
+    fields = {"plan_text": new.text, "plan_sha256": new.sha256, "plan_path": str(new.path)}
+    return new, [f"resuming with the new plan {new.path}"], fields
+
+
+# -- reconciling ------------------------------------------------------------------------------
+
+
+def _record(
+    layout: StateLayout, run_id: str, team: str, n: int, f: dict[str, str]
+) -> AttemptRecord:
+    log_path = Path(f.get("log") or layout.log_file(run_id, team, n))
+    status = Path(f.get("status_file") or layout.status_file(run_id, team, n))
+    pid = int(f.get("pid") or 0)
+    created = float(f["pid_created"]) if f.get("pid_created") else None
+    if pid <= 0:
+        written = read_status(status)
+        if written and isinstance(written.get("supervisor_pid"), int):
+            pid = written["supervisor_pid"]
+        else:
+            found = find_supervisor(status)
+            if found is not None:
+                pid, created = found
+    return AttemptRecord(
+        attempt=n,
+        agent_id=f.get("agent_id", ""),
+        pid=pid,
+        create_time=created,
+        log=log_path,
+        status=status,
+        offset=int(f.get("offset") or 0),
+        started=float(f["started"]) if f.get("started") else None,
+        session_id=f.get("session_id") or None,
+        finished="exit_code" in f,
+    )
+
+
+async def _running(rec: AttemptRecord) -> bool:
+    proc = await AgentProcess.attach(
+        rec.pid, rec.log, rec.status, rec.offset, create_time=rec.create_time
+    )
+    return proc.running
+
+
+async def _partial_edits(git: Git, worktree: str | None) -> list[str]:
+    if not worktree or not await anyio.Path(worktree).is_dir():
+        return []
+    try:
+        return await git.changed_paths(Path(worktree))
+    except OrchestrateError:  # a worktree we cannot read: say nothing about it
+        return []
+
+
+async def reconcile(
+    ctx: RunContext, *, retry_failed: bool, plan_fields: dict[str, str]
+) -> StartState:
+    """The resume's setup step (under the lease): each team's state, its recovery, cleanup."""
+    store, run_id, plan, epoch = ctx.store, ctx.run_id, ctx.plan, ctx.epoch
+    run = await store.get_run(run_id)
+    teams = await store.get_teams(run_id)
+    ctx.budget = Budget(plan, run.usage)
+    for tid, state in teams.items():
+        ctx.budget.team_tokens[tid] = state.usage.tokens
+        ctx.budget.team_usd[tid] = state.usage.cost_usd
+    start = StartState()
+    keep: set[int] = set()
+
+    async def transition(tid: str, to: str, attempt: int, reason: str, **fields: str) -> None:
+        await store.team_transition(
+            run_id, tid, to, epoch=epoch, attempt=attempt, reason=reason, fields=fields
+        )
+
+    for team in plan.teams:
+        tid = team.id
+        st: TeamState | None = teams.get(tid)
+        status, n = (st.status, st.attempt) if st else ("pending", 0)
+        fields = st.fields if st else {}
+        base = int(fields.get("attempt_base") or 0)
+        attempts = await store.get_attempts(run_id, tid) if n else []
+        uncounted = sum(1 for a in attempts if a.attempt > base and a.fields.get("uncounted"))
+        most = base + plan.retries(team) + 1 + uncounted
+        files = [p for p, h in (st.deliverables if st else {}).items() if h]
+        result = TeamResult(tid, status, n, st.branch if st else None, st.reason if st else None)
+        if status == "succeeded":
+            result.files = files
+            ctx.results[tid] = result
+        elif status in ("failed", "blocked") and not retry_failed:
+            ctx.results[tid] = result
+        elif status == "failed":
+            await transition(tid, "retrying", n + 1, "resume --retry-failed", attempt_base=str(n))
+            feedback = (
+                Feedback(attempt=n, reason=(st.reason if st else None) or "failed") if n else None
+            )
+            start.recoveries[tid] = Recovery(n + 1, n + 1 + plan.retries(team), None, feedback)
+            status = "recover"
+        elif status == "blocked":
+            await transition(tid, "pending", n, "resume --retry-failed")
+            status = "pending"
+        elif status in ("running", "verifying") and n:
+            mine = [a.fields for a in attempts if a.attempt == n]
+            rec = _record(ctx.layout, run_id, tid, n, mine[0] if mine else fields)
+            if rec.pid > 0 and (rec.status.exists() or await _running(rec)):
+                keep.add(rec.pid)
+                start.recoveries[tid] = Recovery(n, most, rec, session_id=rec.session_id)
+            else:
+                edits = await _partial_edits(ctx.git, fields.get("worktree"))
+                reason = f"attempt {n} was cut short: its agent process is gone" + (
+                    f"; it left partial edits in {', '.join(edits)}" if edits else ""
+                )
+                await store.update_attempt(run_id, tid, n, {"uncounted": "crashed"}, epoch=epoch)
+                await transition(tid, "retrying", n + 1, reason)
+                start.recoveries[tid] = Recovery(
+                    n + 1, most + 1, None, Feedback(attempt=n, reason=reason), rec.session_id
+                )
+            status = "recover"
+        elif status == "retrying":
+            feedback = Feedback(attempt=n - 1, reason=st.reason or "") if n > 1 and st else None
+            start.recoveries[tid] = Recovery(n, most, None, feedback, fields.get("session_id"))
+            status = "recover"
+        elif status == "cancelled" and n:
+            await store.update_attempt(run_id, tid, n, {"uncounted": "cancelled"}, epoch=epoch)
+            reason = f"attempt {n} was cancelled"
+            await transition(tid, "retrying", n + 1, reason)
+            start.recoveries[tid] = Recovery(n + 1, most + 1, None, None, fields.get("session_id"))
+            status = "recover"
+        else:  # pending, or cancelled before its first attempt
+            status = "pending"
+        start.status[tid] = status
+    if run.status == "integrating":
+        await store.run_transition(run_id, "interrupted", epoch=epoch, reason="resumed")
+    await store.run_transition(
+        run_id, "running", epoch=epoch, reason="resumed", fields={**plan_fields, "resumed": "1"}
+    )
+    stopped = await stop_processes(run_id, keep_groups=keep, grace=ctx.options.kill_grace)
+    if stopped:
+        ctx.notify(Notice(time.time(), None, "cleanup", f"stopped {stopped} leftover process(es)"))
+    await _reset_integration(ctx)
+    attached = [t for t, r in start.recoveries.items() if r.attach is not None]
+    ctx.notify(
+        Notice(
+            time.time(),
+            None,
+            "resumed",
+            f"epoch {epoch}; {sum(1 for s in start.status.values() if s == 'succeeded')} "
+            f"team(s) done, {len(attached)} re-attached",
+        )
+    )
+    return start
+
+
+async def _reset_integration(ctx: RunContext) -> None:
+    """An unfinished integration starts again from its beginning: its worktree back to base."""
+    from orchestrator.integration import INTEGRATION
+
+    worktree = ctx.layout.worktree(ctx.run_id, INTEGRATION)
+    if ctx.plan.isolation == "shared" or not worktree.is_dir():
+        return
+    await ctx.git.abort_merge(worktree)
+    await ctx.git.reset_hard(worktree, ctx.base_commit)
+
+
+# -- resume and cancel --------------------------------------------------------------------------
+
+
+def _quiet(_: Notice) -> None:
+    return None
+
+
+async def resume_run(
+    run_id: str | None,
+    *,
+    store: Store,
+    layout: StateLayout,
+    options: EngineOptions | None = None,
+    notify: Notify | None = None,
+    retry_failed: bool = False,
+    plan_file: Path | None = None,
+) -> RunResult:
+    """Resume ``run_id`` (default: the newest run) to its end; see the module docstring."""
+    say = notify or _quiet
+    run_id = await resolve_run(store, run_id)
+    run = await store.get_run(run_id)
+    if run.status == "succeeded":
+        say(Notice(time.time(), None, "succeeded", f"run {run_id} already succeeded"))
+        return RunResult(run_id=run_id, status="succeeded", reason="already succeeded")
+    teams = await store.get_teams(run_id)
+    loaded, notes, fields = choose_plan(run, teams, layout, plan_file)
+    for note in notes:
+        say(Notice(time.time(), None, "plan", note))
+    await take_over_dead_lease(store, run_id)
+    info = RunInfo(run_id, loaded, run.meta.get("base_ref", ""), run.meta.get("base_commit", ""))
+    if not info.base_commit:
+        raise UsageError(f"run {run_id} has no recorded base commit; it cannot be resumed")
+    engine = Engine(
+        info,
+        store=store,
+        layout=layout,
+        git=Git(loaded.repo_root),
+        options=options or EngineOptions(),
+        notify=say,
+        setup=functools.partial(reconcile, retry_failed=retry_failed, plan_fields=fields),
+    )
+    try:
+        return await engine.run()
+    except BaseExceptionGroup as group:
+        raise _first_error(group) from group
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """What ``orchestrate cancel`` did."""
+
+    run_id: str
+    status: str
+    """The run's status afterwards (``cancelled``, or ``succeeded`` if it had finished)."""
+    stopped: int
+    teams: list[str]
+
+
+async def cancel_run(
+    run_id: str | None,
+    *,
+    store: Store,
+    grace: float = 5.0,
+    wait: float = 10.0,
+) -> Cancelled:
+    """Cancel a run: mark it, stop its processes, mark its running teams (resumable)."""
+    run_id = await resolve_run(store, run_id)
+    run = await store.get_run(run_id)
+    if run.status == "succeeded":
+        return Cancelled(run_id, "succeeded", 0, [])
+    who = f"cancelled by {socket.gethostname()} pid {os.getpid()}"
+    for _ in range(3):  # the epoch may move under us (a resume taking the lease)
+        try:
+            epoch = (await store.get_run(run_id)).epoch
+            await store.run_transition(run_id, "cancelled", epoch=epoch, reason=who)
+            break
+        except StaleEpochError:
+            continue
+    stopped = await _stop_recorded(store, run_id, grace)
+    stopped += await stop_processes(run_id, grace=grace)
+    marked = []
+    for tid, st in (await store.get_teams(run_id)).items():
+        if st.status not in ("running", "verifying", "retrying"):
+            continue
+        with contextlib.suppress(IllegalTransitionError, StaleEpochError):
+            epoch = (await store.get_run(run_id)).epoch
+            await store.team_transition(
+                run_id, tid, "cancelled", epoch=epoch, attempt=st.attempt, reason=who
+            )
+            marked.append(tid)
+    with anyio.move_on_after(wait):  # a live orchestrator notices and lets go of the lease
+        while await store.lease_holder(run_id) is not None:  # noqa: ASYNC110 (another process)
+            await anyio.sleep(0.2)
+    stopped += await stop_processes(run_id, grace=grace)
+    return Cancelled(run_id, "cancelled", stopped, marked)
+
+
+async def _stop_recorded(store: Store, run_id: str, grace: float) -> int:
+    """Terminate the process group of every recorded supervisor of the run still alive."""
+    stopped = 0
+    for st in (await store.get_teams(run_id)).values():
+        f = st.fields
+        pid = int(f.get("pid") or 0)
+        if pid <= 0 or not f.get("status_file"):
+            continue
+        created = float(f["pid_created"]) if f.get("pid_created") else None
+        proc = await AgentProcess.attach(
+            pid, Path(f.get("log", "")), Path(f["status_file"]), 0, create_time=created
+        )
+        if proc.running:
+            await proc.terminate(grace)
+            stopped += 1
+    return stopped

@@ -1,0 +1,60 @@
+"""`orchestrate resume` after a kill -9: re-attach, judge, redo, and the plan copy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support.gitrepo import GitRepo
+from tests.test_engine_crashkit import (
+    branch_files,
+    kill9,
+    make_fixture,
+    run_leftovers,
+    succeeded_counts,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+THREE = [("db", []), ("api", ["db"]), ("web", ["db"])]
+
+
+def _fixture(git_repo: GitRepo, tmp_path: Path, redis_url: str, **specs: dict[str, object]):  # type: ignore[no-untyped-def]
+    base = {t: {"sleep": 0.3} for t, _ in THREE}
+    for team, more in specs.items():
+        base[team] = {**base[team], **more}
+    return make_fixture(
+        git_repo,
+        tmp_path / "kit",
+        THREE,
+        specs=base,
+        env={"ORCHESTRATE_REDIS_URL": redis_url, "ORCHESTRATE_LEASE_TTL": "2"},
+    )
+
+
+def test_resume_reattaches_a_running_agent_after_kill_9(
+    git_repo: GitRepo, tmp_path: Path, redis_url: str
+) -> None:
+    """kill -9 of `orchestrate run` while agents run: resume follows them, starts none twice."""
+    fx = _fixture(git_repo, tmp_path, redis_url, api={"sleep": 2.0}, web={"sleep": 2.0})
+    try:
+        run = fx.start("run", str(fx.plan_file), "--backoff", "0.05")
+        run_id = fx.run_id()
+        wait_for(lambda: fx.statuses(run_id)["api"] == "running", 30, "api running")
+        wait_for(lambda: len(fx.starts_of()) >= 3, 30, "api and web started")
+        kill9(run)
+        done = fx.run("resume", run_id, "--backoff", "0.05")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "attached" in done.stdout
+        assert fx.run_status(run_id) == "succeeded"
+        starts = fx.starts_of()
+        assert len(starts) == len({(t, a) for t, a, _ in starts}) == 3, starts
+        assert succeeded_counts(fx.events(run_id)) == {"db": 1, "api": 1, "web": 1}
+        files = branch_files(git_repo, f"orchestrate/{run_id}/integration")
+        assert {"src/db.txt", "src/api.txt", "src/web.txt"} <= files
+        logs = git_repo.path / ".orchestrate" / "runs" / run_id / "logs"
+        assert run_leftovers(run_id, logs) == []
+    finally:
+        fx.kill_all()
