@@ -27,62 +27,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
 import anyio
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from orchestrator.plan import NotifyEvent as EventName
+from orchestrator.plan import Webhook, redact_url
 
 log = structlog.get_logger("orchestrate.notify")
 
-EventName = Literal["team_failed", "run_finished"]
-EVENTS: tuple[EventName, ...] = ("team_failed", "run_finished")
 DEFAULT_TIMEOUT = 5.0
 """Seconds for one POST (connect, write, read)."""
 DEFAULT_ATTEMPTS = 3
-
-
-def redact_url(url: str) -> str:
-    """``https://hooks.example.com/***``: scheme and host only; path, query and userinfo hidden."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or "?"
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "<unparsable url>"
-    hidden = "/***" if (parts.path not in ("", "/") or parts.query or parts.fragment) else ""
-    return f"{parts.scheme}://{host}{port}{hidden}"
-
-
-class Webhook(BaseModel):
-    """One webhook of ``notify:``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
-
-    url: str = Field(description="http(s) URL the JSON body is POSTed to. Treated as a secret.")
-    format: Literal["generic", "slack"] = Field(
-        default="generic",
-        description="generic: orchestrate's JSON; slack: an incoming-webhook body.",
-    )
-    events: tuple[EventName, ...] = Field(
-        default=EVENTS, description="Which events are posted: team_failed, run_finished."
-    )
-
-    @field_validator("url")
-    @classmethod
-    def _http(cls, value: str) -> str:
-        scheme = value.partition("://")[0].lower() if "://" in value else ""
-        if scheme not in ("http", "https") or not urlsplit(value).hostname:
-            raise ValueError("a webhook url must be an http:// or https:// URL")  # never echo it
-        return value
-
-    def __repr__(self) -> str:
-        return (
-            f"Webhook(url={redact_url(self.url)!r}, format={self.format!r}, events={self.events!r})"
-        )
-
-    __str__ = __repr__
 
 
 NotifyConfig: TypeAlias = tuple[Webhook, ...]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -20,6 +21,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     WithJsonSchema,
+    field_validator,
 )
 
 BUILTIN_AGENT_KINDS: tuple[str, ...] = (
@@ -96,6 +98,52 @@ Command = Annotated[
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+def redact_url(url: str) -> str:
+    """``https://hooks.example.com/***``: scheme and host only; path, query and userinfo hidden."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<unparsable url>"
+    hidden = "/***" if (parts.path not in ("", "/") or parts.query or parts.fragment) else ""
+    return f"{parts.scheme}://{host}{port}{hidden}"
+
+
+NotifyEvent = Literal["team_failed", "run_finished"]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = ("team_failed", "run_finished")
+
+
+class Webhook(_Model):
+    """One webhook of ``notify:``. Its URL is treated as a secret: never echoed in full."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    url: str = Field(description="http(s) URL the JSON body is POSTed to. Treated as a secret.")
+    format: Literal["generic", "slack"] = Field(
+        default="generic",
+        description="generic: orchestrate's JSON; slack: an incoming-webhook body.",
+    )
+    events: tuple[NotifyEvent, ...] = Field(
+        default=NOTIFY_EVENTS, description="Which events are posted: team_failed, run_finished."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        scheme = value.partition("://")[0].lower() if "://" in value else ""
+        if scheme not in ("http", "https") or not urlsplit(value).hostname:
+            raise ValueError("a webhook url must be an http:// or https:// URL")  # never echo it
+        return value
+
+    def __repr__(self) -> str:
+        return (
+            f"Webhook(url={redact_url(self.url)!r}, format={self.format!r}, events={self.events!r})"
+        )
+
+    __str__ = __repr__
 
 
 class Budget(_Model):
@@ -225,6 +273,9 @@ class Plan(_Model):
     )
     teams: tuple[Team, ...] = Field(min_length=1, description="The teams, in plan order.")
     integration: Integration = Field(default_factory=Integration)
+    notify: tuple[Webhook, ...] = Field(
+        default=(), description="Webhooks posted on a team failure and at the end of the run."
+    )
 
     def team(self, team_id: str) -> Team:
         for t in self.teams:
