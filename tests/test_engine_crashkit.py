@@ -86,15 +86,18 @@ class Fixture:
         url = self.env.get("ORCHESTRATE_REDIS_URL")
         if url:
             return redis.Redis.from_url(url, decode_responses=True)
-        sock = self.repo.path / ".orchestrate" / "redis" / "redis.sock"
-        return redis.Redis(unix_socket_path=str(sock), decode_responses=True)
+        from orchestrator.redis_server import EmbeddedServer
+        from orchestrator.settings import Settings
+
+        server = EmbeddedServer(self.repo.path / ".orchestrate" / "redis", Settings())
+        return redis.Redis(unix_socket_path=str(server.socket_path), decode_responses=True)
 
     def start(
-        self, *args: str, extra_env: Mapping[str, str] | None = None
+        self, *args: str, extra_env: Mapping[str, str] | None = None, out: Path | None = None
     ) -> subprocess.Popen[bytes]:
-        """``orchestrate ARGS`` in the background; output appended to ``self.out``."""
+        """``orchestrate ARGS`` in the background; output appended to ``out`` (``self.out``)."""
         env = {**self.env, **(extra_env or {})}
-        with self.out.open("ab") as fh:
+        with (out or self.out).open("ab") as fh:
             fh.write(f"\n$ orchestrate {' '.join(args)}\n".encode())
             proc = subprocess.Popen(
                 [*ORCHESTRATE, *args],
@@ -118,6 +121,11 @@ class Fixture:
             check=False,
             stdin=subprocess.DEVNULL,
         )
+
+    def run_cmd_env(self, args: Sequence[str], extra: Mapping[str, str]) -> int:
+        """``orchestrate ARGS`` in the foreground with extra variables; its return code."""
+        proc = self.start(*args, extra_env=extra)
+        return proc.wait(timeout=120)
 
     def run_id(self, timeout: float = 30) -> str:
         """The newest run (waits for it to exist)."""
