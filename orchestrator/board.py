@@ -82,6 +82,9 @@ class TeamRow(_Model):
         description="pending, running, verifying, retrying, succeeded, failed, blocked, cancelled."
     )
     agent_id: str | None = Field(description="The agent id of the current (last) attempt.")
+    session_id: str | None = Field(
+        description="The agent CLI's own session (thread) id, where it reports one."
+    )
     attempt: int = Field(ge=0, description="The current attempt; 0 before the first.")
     max_attempts: int = Field(ge=0, description="Attempts allowed (retries + 1).")
     deliverables_found: int = Field(ge=0, description="Deliverables present and non-empty.")
@@ -236,6 +239,7 @@ async def build_snapshot(
                 name=team.name if team is not None else None,
                 status=state.status,
                 agent_id=state.agent_id,
+                session_id=state.session_id,
                 attempt=state.attempt,
                 max_attempts=max(max_attempts, state.attempt),
                 deliverables_found=_found(state, patterns),
