@@ -489,10 +489,17 @@ async def cancel_run(
             )
             marked.append(tid)
     with anyio.move_on_after(wait):  # a live orchestrator notices and lets go of the lease
-        while await store.lease_holder(run_id) is not None:  # noqa: ASYNC110 (another process)
+        while await _live_holder(store, run_id):  # noqa: ASYNC110 (another process)
             await anyio.sleep(0.2)
     stopped += await stop_processes(run_id, grace=grace)
     return Cancelled(run_id, "cancelled", stopped, marked)
+
+
+async def _live_holder(store: Store, run_id: str) -> bool:
+    holder = await store.lease_holder(run_id)
+    if holder is None:
+        return False
+    return holder.host != socket.gethostname() or _alive_since(holder.pid, holder.since)
 
 
 async def _stop_recorded(store: Store, run_id: str, grace: float) -> int:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -125,7 +124,7 @@ def test_embedded_redis_killed_mid_run_then_resume(git_repo: GitRepo, tmp_path: 
             p
             for p in psutil.process_iter(["cmdline"])
             if "valkey-server" in " ".join(p.info["cmdline"] or [])
-            and redis_dir in " ".join(p.cmdline() + [p.cwd()])
+            and redis_dir in " ".join([*p.cmdline(), p.cwd()])
         ]
         assert servers, "no embedded server found"
         for server in servers:
