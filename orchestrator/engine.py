@@ -223,7 +223,8 @@ class Engine:
             self.cancelled = self.cancelled or ctx.cancel_requested.is_set()
             with anyio.CancelScope(shield=True):
                 result = await self._finish(ctx)
-        write_report(self.store, self.layout, run_id)
+        with anyio.CancelScope(shield=True):
+            await write_report(self.store, self.layout, run_id)
         return result
 
     def _integration_due(self) -> bool:
@@ -393,13 +394,19 @@ class Engine:
         )
 
 
-def write_report(store: Store, layout: StateLayout, run_id: str) -> None:
-    """Hook: write the run's report at the end of every run (and resume).
+async def write_report(store: Store, layout: StateLayout, run_id: str) -> None:
+    """Write ``runs/<run>/report.{md,json,html}`` at the end of every run and resume.
 
-    ``orchestrator/report.py`` is not in the tree yet; once it exposes a
-    report writer, call it here (it must not fail the run: catch its errors).
+    A report that cannot be written never fails the run: it is logged, and
+    ``orchestrate report RUN`` can write it later.
     """
-    del store, layout, run_id
+    from orchestrator.report import write_reports
+
+    try:
+        with anyio.move_on_after(30):
+            await write_reports(store, layout, run_id)
+    except (OrchestrateError, OSError, ValueError) as exc:
+        log.warning("could not write the report", run=run_id, error=str(exc))
 
 
 def _quiet(_: Notice) -> None:
