@@ -62,13 +62,19 @@ def _reap_released() -> None:
 
 @dataclass(frozen=True)
 class Launch:
-    """What to start: the agent's argv, its cwd and full environment, and its two files."""
+    """What to start: the agent's argv, its cwd and full environment, and its two files.
+
+    ``secrets`` are extra values the supervisor masks in the log (the Redis
+    password, which the agent's environment never holds). They reach it through
+    an inherited pipe, never argv or the environment.
+    """
 
     argv: Sequence[str]
     cwd: Path
     env: Mapping[str, str]
     log: Path
     status: Path
+    secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -182,6 +188,18 @@ def _killpg(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
+def _send_secrets(fd: int, secrets: Sequence[str]) -> None:
+    """Write ``secrets`` as a JSON list to the supervisor's pipe and close it (EOF)."""
+    try:
+        view = memoryview(json.dumps(list(secrets)).encode())
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError:
+        pass  # the supervisor is gone already: run() reports the outcome
+    finally:
+        os.close(fd)
+
+
 class _LineSplitter:
     """Bytes in, complete decoded lines out; a partial line waits (bounded by MAX_LINE)."""
 
@@ -259,8 +277,10 @@ class AgentProcess:
             launch.status.parent.mkdir(parents=True, exist_ok=True)
             launch.status.unlink(missing_ok=True)
             fd = os.open(launch.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            secrets_r, secrets_w = os.pipe() if launch.secrets else (-1, -1)
             try:
                 offset = os.fstat(fd).st_size
+                secrets_args = ["--secrets-fd", str(secrets_r)] if launch.secrets else []
                 popen = subprocess.Popen(
                     [
                         sys.executable,
@@ -271,6 +291,7 @@ class AgentProcess:
                         str(launch.log),
                         "--status",
                         str(launch.status),
+                        *secrets_args,
                         "--",
                         *launch.argv,
                     ],
@@ -281,9 +302,18 @@ class AgentProcess:
                     stderr=fd,  # should the supervisor itself fail, its traceback is in the log
                     start_new_session=True,
                     close_fds=True,
+                    pass_fds=(secrets_r,) if launch.secrets else (),
                 )
+            except BaseException:
+                if launch.secrets:
+                    os.close(secrets_w)
+                raise
             finally:
                 os.close(fd)
+                if launch.secrets:
+                    os.close(secrets_r)
+            if launch.secrets:
+                _send_secrets(secrets_w, launch.secrets)
         except OSError as exc:
             raise AgentError(
                 f"cannot start the agent {launch.argv[0]!r} in {launch.cwd}: {exc.strerror or exc}"

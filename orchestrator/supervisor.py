@@ -2,7 +2,7 @@
 
 ::
 
-    python -m orchestrator.supervisor --log LOG --status STATUS -- ARGV...
+    python -m orchestrator.supervisor --log LOG --status STATUS [--secrets-fd FD] -- ARGV...
 
 The orchestrator starts one supervisor per agent attempt, in a session of its
 own, so the agent outlives a crash of the orchestrator. The supervisor:
@@ -13,7 +13,11 @@ own, so the agent outlives a crash of the orchestrator. The supervisor:
   complete line is written at once, a partial line after a short quiet moment
   or once it reaches 64 KiB, so memory stays bounded whatever the agent prints.
   Values of secret-looking environment variables (``*_API_KEY``, ``*_TOKEN``,
-  ``*_SECRET``, ``*PASSWORD*``) are replaced by ``***``;
+  ``*_SECRET``, ``*PASSWORD*``) and the extra secrets read from ``--secrets-fd``
+  (a JSON list of strings on an inherited pipe, read to EOF: never argv or
+  environment) are replaced by ``***``. A partial line is written without the
+  tail that could be the start of a secret, so a secret never straddles two
+  writes: that tail waits for the rest of its line (or the agent's end);
 - forwards SIGTERM, SIGINT and SIGHUP to the agent;
 - when the agent has ended, kills what the agent left behind in the group
   (a background grandchild), then writes STATUS atomically (write, fsync,
@@ -39,8 +43,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+
+from orchestrator.redact import redact_bytes, secret_values
 
 MAX_LINE = 64 * 1024
 """A line longer than this is written in pieces of this size."""
@@ -50,20 +57,37 @@ QUIET_FLUSH = 0.2
 DRAIN_AFTER_EXIT = 0.5
 """After the agent exits, keep reading output left in the pipe for at most this long."""
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-_SECRET_MIN_LEN = 6
 PREFIX = b"[orchestrate] "
 
 
-def secret_values(env: dict[str, str]) -> list[bytes]:
-    """The values to redact: those of ``*_API_KEY``, ``*_TOKEN``, ``*_SECRET``, ``*PASSWORD*``."""
-    found: set[bytes] = set()
-    for name, value in env.items():
-        upper = name.upper()
-        if (upper.endswith(("_API_KEY", "_TOKEN", "_SECRET")) or "PASSWORD" in upper) and len(
-            value
-        ) >= _SECRET_MIN_LEN:
-            found.add(value.encode("utf-8", "surrogateescape"))
-    return sorted(found, key=len, reverse=True)
+def secret_bytes(env: dict[str, str], extra: list[str]) -> list[bytes]:
+    """The values to redact, as bytes, longest first: secret-looking variables and ``extra``."""
+    return [v.encode("utf-8", "surrogateescape") for v in secret_values(env, extra=extra)]
+
+
+def read_secrets_fd(fd: int) -> list[str]:
+    """The JSON list of strings written to ``fd``, read to EOF; ``fd`` is closed."""
+    chunks = []
+    try:
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    data = json.loads(b"".join(chunks) or b"[]")
+    if not isinstance(data, list) or not all(isinstance(v, str) for v in data):
+        raise ValueError("--secrets-fd: expected a JSON list of strings")
+    return data
+
+
+def unsafe_tail(data: bytes, secrets: list[bytes]) -> int:
+    """Length of the longest tail of ``data`` that is the start (not all) of a secret."""
+    longest = 0
+    for secret in secrets:
+        for k in range(min(len(secret) - 1, len(data)), longest, -1):
+            if data.endswith(secret[:k]):
+                longest = k
+                break
+    return longest
 
 
 class LogWriter:
@@ -75,8 +99,7 @@ class LogWriter:
         self.partial = b""
 
     def _write(self, data: bytes) -> None:
-        for secret in self.secrets:
-            data = data.replace(secret, b"***")
+        data = redact_bytes(data, self.secrets)
         view = memoryview(data)
         while view:
             written = os.write(self.fd, view)
@@ -90,19 +113,29 @@ class LogWriter:
             self._write(data[:cut])
         rest = data[cut:]
         while len(rest) >= MAX_LINE:
-            self._write(rest[:MAX_LINE] + b"\n")
-            rest = rest[MAX_LINE:]
+            piece = self._safe_len(rest[:MAX_LINE]) or MAX_LINE
+            self._write(rest[:piece] + b"\n")
+            rest = rest[piece:]
         self.partial = rest
 
-    def flush_partial(self) -> None:
-        """Write the partial line as it is (no newline added: the rest may follow)."""
-        if self.partial:
-            self._write(self.partial)
-            self.partial = b""
+    def _safe_len(self, data: bytes) -> int:
+        """How much of ``data`` may be written now: all but a tail that may begin a secret."""
+        return len(data) - unsafe_tail(data, self.secrets)
+
+    def flush_partial(self, *, final: bool = False) -> None:
+        """Write the partial line as it is (no newline added: the rest may follow).
+
+        Unless ``final``, a tail that could be the start of a secret stays back
+        until more output tells (the rest of the line, or the agent's end).
+        """
+        size = len(self.partial) if final else self._safe_len(self.partial)
+        if size:
+            self._write(self.partial[:size])
+            self.partial = self.partial[size:]
 
     def note(self, text: str) -> None:
         """A line of our own in the log, on a line of its own."""
-        self.flush_partial()
+        self.flush_partial(final=True)
         self._write(b"\n" if self._ends_mid_line() else b"")
         self._write(PREFIX + text.encode("utf-8", "replace") + b"\n")
 
@@ -114,7 +147,7 @@ class LogWriter:
             return False
 
     def close(self) -> None:
-        self.flush_partial()
+        self.flush_partial(final=True)
         os.close(self.fd)
 
 
@@ -171,13 +204,13 @@ def kill_leftovers(pgid: int, pipe_open: bool) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def supervise(argv: list[str], log: Path, status: Path) -> int:
+def supervise(argv: list[str], log: Path, status: Path, extra_secrets: Sequence[str] = ()) -> int:
     """Run ``argv`` to its end, logging its output; write ``status``. Returns our exit code."""
     if os.getsid(0) != os.getpid():
         with contextlib.suppress(OSError):
             os.setsid()  # never share a group with whoever started us
     pgid = os.getpgrp()
-    writer = LogWriter(log, secret_values(dict(os.environ)))
+    writer = LogWriter(log, secret_bytes(dict(os.environ), list(extra_secrets)))
     started = time.time()
     child: subprocess.Popen[bytes] | None = None
     pending: list[int] = []
@@ -269,12 +302,19 @@ def main(args: list[str] | None = None) -> int:
     )
     parser.add_argument("--log", required=True, type=Path, help="file the output is appended to")
     parser.add_argument("--status", required=True, type=Path, help="exit status (JSON) at the end")
+    parser.add_argument(
+        "--secrets-fd",
+        type=int,
+        metavar="FD",
+        help="inherited pipe holding a JSON list of extra secrets to redact (read to EOF)",
+    )
     parser.add_argument("argv", nargs=argparse.REMAINDER, help="-- the agent's command line")
     ns = parser.parse_args(args)
     argv = ns.argv[1:] if ns.argv[:1] == ["--"] else ns.argv
     if not argv:
         parser.error("no agent command given after --")
-    return supervise(argv, ns.log, ns.status)
+    extra = read_secrets_fd(ns.secrets_fd) if ns.secrets_fd is not None else []
+    return supervise(argv, ns.log, ns.status, extra)
 
 
 if __name__ == "__main__":

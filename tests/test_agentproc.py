@@ -132,6 +132,27 @@ async def test_env_cwd_and_closed_stdin(tmp_path: Path) -> None:
     assert got.lines == [f"cwd={workdir}", "ORCHESTRATE_TEAM=db", "stdin=''"]
 
 
+async def test_launch_secrets_are_masked_in_the_log(tmp_path: Path) -> None:
+    """A secret the agent's environment does not hold (the Redis password), given only in
+    Launch.secrets, is ``***`` in the log file and in the lines delivered; it is in neither
+    the supervisor's argv nor its environment."""
+    secret = "redis-only-pw-4711"
+    argv = python_agent(tmp_path / "agent.py", f"print('connect with {secret} now')\n")
+    base = launch(tmp_path, argv)
+    spec = Launch(
+        argv=argv, cwd=tmp_path, env=base.env, log=base.log, status=base.status, secrets=(secret,)
+    )
+    got = Lines()
+    async with await AgentProcess.start(spec) as proc:
+        cmdline = psutil.Process(proc.pid).cmdline()
+        outcome = await proc.run(timeout=30, stall_timeout=None, on_lines=got)
+    assert outcome.exit_code == 0
+    assert "--secrets-fd" in cmdline and secret not in " ".join(cmdline)
+    assert secret not in base.env.values()
+    assert got.lines == ["connect with *** now"]
+    assert spec.log.read_text() == "connect with *** now\n"
+
+
 async def test_timeout_kills_the_whole_group(tmp_path: Path) -> None:
     """At its timeout an agent that ignores SIGTERM and has a grandchild is killed, group and
     all (SIGKILL after the grace period); no process is left."""

@@ -13,6 +13,7 @@ from typing import Any
 
 import psutil
 
+from orchestrator.supervisor import MAX_LINE, QUIET_FLUSH, LogWriter, unsafe_tail
 from tests.support.agents import FakeAgent, python_agent
 
 
@@ -138,6 +139,86 @@ def test_secret_values_are_redacted(tmp_path: Path) -> None:
     assert "sk-very-secret-value" not in text
     assert "MY_API_KEY=***" in text
     assert "HARMLESS=visible-value" in text
+
+
+def test_secret_split_across_two_writes_never_reaches_the_log(tmp_path: Path) -> None:
+    """A token printed in two pieces, with a pause longer than the quiet flush between them,
+    is masked whole: the piece that may start a secret waits for the rest of its line."""
+    token = "tok-split-0123456789abcdef"
+    env = dict(os.environ, DEMO_TOKEN=token)
+    code = (
+        "import os, sys, time\n"
+        "tok = os.environ['DEMO_TOKEN']\n"
+        "sys.stdout.write('token ' + tok[:8]); sys.stdout.flush()\n"
+        f"time.sleep({QUIET_FLUSH * 3})\n"
+        "print(tok[8:] + ' end', flush=True)\n"
+        "sys.stdout.write('last ' + tok[:5]); sys.stdout.flush()\n"
+    )
+    text, _ = supervise(tmp_path, python_agent(tmp_path / "a.py", code), env=env)
+    assert token not in text
+    assert text == f"token *** end\nlast {token[:5]}"  # at the end, a held tail is written as is
+
+
+def test_partial_line_flush_holds_back_only_a_possible_secret(tmp_path: Path) -> None:
+    """A quiet partial line is written at once except for a tail that may begin a secret."""
+    log = tmp_path / "x.log"
+    writer = LogWriter(log, [b"secret-value", b"other"])
+    writer.feed(b"hello sec")
+    writer.flush_partial()
+    assert log.read_bytes() == b"hello "
+    writer.feed(b"ret-value and ot")
+    writer.flush_partial()
+    assert log.read_bytes() == b"hello *** and "
+    writer.feed(b"her\n")
+    assert log.read_bytes() == b"hello *** and ***\n"
+    writer.feed(b"plain")
+    writer.flush_partial()
+    writer.close()
+    assert log.read_bytes() == b"hello *** and ***\nplain"
+    assert unsafe_tail(b"xxsecret-valu", [b"secret-value"]) == 11
+    assert unsafe_tail(b"secret-value", [b"secret-value"]) == 0  # whole: redacted now
+
+
+def test_overlong_line_is_never_cut_inside_a_secret(tmp_path: Path) -> None:
+    """A secret that straddles the 64 KiB piece boundary of an overlong line is masked."""
+    log = tmp_path / "x.log"
+    writer = LogWriter(log, [b"secret-value"])
+    writer.feed(b"x" * (MAX_LINE - 4) + b"secret-value" + b"y" * 10)
+    writer.close()
+    assert b"secret" not in log.read_bytes()
+    assert log.read_bytes().count(b"***") == 1
+
+
+def test_extra_secrets_come_from_an_inherited_fd(tmp_path: Path) -> None:
+    """Secrets passed on --secrets-fd (a JSON list on a pipe) are masked like environment ones."""
+    argv = python_agent(tmp_path / "a.py", "print('pw is redis-pass-xyz')\n")
+    log, status = tmp_path / "agent.log", tmp_path / "agent.status"
+    r, w = os.pipe()
+    os.write(w, json.dumps(["redis-pass-xyz"]).encode())
+    os.close(w)
+    try:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "orchestrator.supervisor",
+                "--log",
+                str(log),
+                "--status",
+                str(status),
+                "--secrets-fd",
+                str(r),
+                "--",
+                *argv,
+            ],
+            check=True,
+            timeout=30,
+            pass_fds=(r,),
+            stdin=subprocess.DEVNULL,
+        )
+    finally:
+        os.close(r)
+    assert log.read_text() == "pw is ***\n"
 
 
 def test_sigterm_is_forwarded_to_the_agent(tmp_path: Path) -> None:

@@ -285,12 +285,6 @@ def test_planted_secret_never_appears_anywhere(done: Done, seen: str) -> None:
     assert done.redis.password not in seen
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a secret printed in two writes with a pause between them reaches the log file "
-    "(the supervisor redacts each write alone) and from there Redis; needs line-level "
-    "redaction in the supervisor and the engine's Redactor on stored lines",
-)
 def test_secret_split_across_writes_is_still_redacted(done: Done, seen: str) -> None:
     """A token printed in two pieces (a flush and a pause between) is masked all the same."""
     assert done.split_token not in seen
