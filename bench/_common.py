@@ -319,3 +319,32 @@ def read_stamps(path: Path) -> dict[str, dict[str, float]]:
         if m:
             out.setdefault(m[1], {}).setdefault(m[2], float(m[3]))
     return out
+
+
+def event_times(repo: Path, run_id: str) -> dict[str, dict[str, float]]:
+    """{team: {state: epoch}}: when each team first entered each state (the run's events)."""
+    import anyio
+
+    from orchestrator.paths import StateLayout
+    from orchestrator.settings import Settings
+    from orchestrator.store import open_store
+
+    async def go() -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        async with open_store(Settings(), StateLayout(repo / ".orchestrate")) as store:
+            after = "0-0"
+            while True:
+                events = await store.read_events(run_id, after=after)
+                if not events:
+                    return out
+                for ev in events:
+                    if ev.team:
+                        out.setdefault(ev.team, {}).setdefault(ev.to, ev.ts)
+                    after = ev.id
+
+    return anyio.run(go)
+
+
+def newest_run(repo: Path) -> str:
+    runs = sorted((repo / ".orchestrate" / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    return runs[-1].name

@@ -35,7 +35,9 @@ from _common import (
     GIT_ENV,
     Result,
     cleanup,
+    event_times,
     git_repo,
+    newest_run,
     parser,
     pct,
     plan_yaml,
@@ -79,13 +81,36 @@ def breakdown(repo: Path, stamps: dict[str, dict[str, float]], n: int) -> dict[s
     status: dict[str, dict[str, float]] = {}
     for f in repo.glob(".orchestrate/runs/*/logs/*.1.status"):
         status[f.name.split(".")[0]] = json.loads(f.read_text())
-    parts: dict[str, list[float]] = {"exit": [], "engine": [], "agent": []}
+    ev = event_times(repo, newest_run(repo))
+    parts: dict[str, list[float]] = {
+        "exit": [],
+        "engine": [],
+        "agent": [],
+        "engine 1 notice exit (ended->verifying)": [],
+        "engine 2 verify+commit (verifying->succeeded)": [],
+        "engine 3 schedule (succeeded->next running)": [],
+        "engine 4 prepare+spawn (running->supervisor started)": [],
+    }
     for i in range(1, n):
         up, down = f"t{i - 1}", f"t{i}"
         if up in status and down in status and "end" in stamps.get(up, {}):
             parts["exit"].append(status[up]["ended"] - stamps[up]["end"])
             parts["engine"].append(status[down]["started"] - status[up]["ended"])
             parts["agent"].append(stamps[down]["start"] - status[down]["started"])
+            e_up, e_down = ev.get(up, {}), ev.get(down, {})
+            if {"verifying", "succeeded"} <= e_up.keys() and "running" in e_down:
+                parts["engine 1 notice exit (ended->verifying)"].append(
+                    e_up["verifying"] - status[up]["ended"]
+                )
+                parts["engine 2 verify+commit (verifying->succeeded)"].append(
+                    e_up["succeeded"] - e_up["verifying"]
+                )
+                parts["engine 3 schedule (succeeded->next running)"].append(
+                    e_down["running"] - e_up["succeeded"]
+                )
+                parts["engine 4 prepare+spawn (running->supervisor started)"].append(
+                    status[down]["started"] - e_down["running"]
+                )
     return parts
 
 
