@@ -14,7 +14,7 @@ the same repository (``git worktree add`` + write a file + ``git add -A`` +
 ``git commit``; target: worktree p50 within 1.3x of it).
 
     .venv/bin/python bench/dispatch.py            # 200 teams, both modes
-    .venv/bin/python bench/dispatch.py --quick    # 8 teams
+    .venv/bin/python bench/dispatch.py --quick    # 6 teams
     .venv/bin/python bench/dispatch.py --teams 50 --isolation shared
 """
 
@@ -193,10 +193,10 @@ def bare_git(work: Path, n: int) -> list[float]:
 
 def main() -> int:
     p = parser(__doc__)
-    p.add_argument("--teams", type=int, default=None, help="chain length (default 200, quick 8)")
+    p.add_argument("--teams", type=int, default=None, help="chain length (default 200, quick 6)")
     p.add_argument("--isolation", choices=["both", "shared", "worktree"], default="both")
     args = p.parse_args()
-    n = args.teams or (8 if args.quick else 200)
+    n = args.teams or (6 if args.quick else 200)
     results: list[Result] = []
     work = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
     try:

@@ -11,7 +11,7 @@ re-attached writes no new stamp). Also: the whole resume to the run's end.
 Target: < 1 s.
 
     .venv/bin/python bench/resume.py            # 1000 teams, kill at 500
-    .venv/bin/python bench/resume.py --quick    # 40 teams, kill at 20
+    .venv/bin/python bench/resume.py --quick    # 30 teams, kill at 15
 """
 
 from __future__ import annotations
@@ -45,11 +45,11 @@ STAMP = 'printf \'%s start %s\\n\' {team} "$(date +%s.%N)" >> "$TS_FILE"'
 
 def main() -> int:
     p = parser(__doc__)
-    p.add_argument("--layers", type=int, default=None, help="default 10 (quick 4)")
+    p.add_argument("--layers", type=int, default=None, help="default 10 (quick 3)")
     p.add_argument("--width", type=int, default=None, help="default 100 (quick 10)")
     p.add_argument("--signal", choices=["KILL", "TERM"], default="KILL")
     args = p.parse_args()
-    layers = args.layers or (4 if args.quick else 10)
+    layers = args.layers or (3 if args.quick else 10)
     width = args.width or (10 if args.quick else 100)
     teams = layered_graph(layers, width, min(3, width))
     n = len(teams)

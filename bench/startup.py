@@ -1,8 +1,11 @@
-"""Startup benchmark: `orchestrate --help` and `validate` of a generated 100-team plan.
+"""Start-up: `orchestrate --help` and `validate` of a generated 100-team plan.
 
 Targets: --help under 300 ms, validate of 100 teams under 500 ms (wall clock,
-median of several runs, a fresh process each time). Prints the numbers; exits
-1 if a target is missed. Run: .venv/bin/python bench/startup.py
+median of several runs, a fresh process each time). Also the bare interpreter
+start (``python -c pass``) for scale, and the load average at the time.
+
+    .venv/bin/python bench/startup.py            # 9 runs each
+    .venv/bin/python bench/startup.py --quick    # 3 runs each
 """
 
 from __future__ import annotations
@@ -15,8 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-RUNS = 7
-TARGETS = {"--help": 0.300, "validate (100 teams)": 0.500}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import GIT_ENV, ORCHESTRATE, Result, cleanup, git_repo, parser, report
+
+TARGETS = {"--help": 300.0, "validate (100 teams)": 500.0}
 
 
 def plan_text(n: int) -> str:
@@ -34,47 +40,52 @@ def plan_text(n: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def timed(argv: list[str], cwd: Path) -> float:
+def timed(argv: list[str], cwd: Path, runs: int) -> tuple[float, float]:
+    """(median, min) milliseconds of ``argv`` run ``runs`` times."""
     samples = []
-    for _ in range(RUNS):
+    env = {**os.environ, **GIT_ENV}
+    for _ in range(runs):
         start = time.perf_counter()
-        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
-        samples.append(time.perf_counter() - start)
+        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=env, check=False)
+        samples.append((time.perf_counter() - start) * 1000)
         if proc.returncode != 0:
             sys.exit(f"{' '.join(argv)} failed: {proc.stderr.strip()}")
-    return statistics.median(samples)
+    return statistics.median(samples), min(samples)
 
 
 def main() -> int:
-    exe = [sys.executable, "-m", "orchestrator"]
-    with tempfile.TemporaryDirectory() as tmp:
-        repo = Path(tmp)
-        env = {
-            **os.environ,
-            "GIT_AUTHOR_NAME": "b",
-            "GIT_AUTHOR_EMAIL": "b@b",
-            "GIT_COMMITTER_NAME": "b",
-            "GIT_COMMITTER_EMAIL": "b@b",
-        }
-        subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-        subprocess.run(
-            ["git", "commit", "-q", "--allow-empty", "-m", "b"], cwd=repo, env=env, check=True
-        )
+    p = parser(__doc__)
+    p.add_argument("--runs", type=int, default=None, help="runs per command (9; quick 3)")
+    args = p.parse_args()
+    runs = args.runs or (3 if args.quick else 9)
+    work = Path(tempfile.mkdtemp(prefix="bench-startup-"))
+    try:
+        repo = git_repo(work / "repo")
         (repo / "plan.yaml").write_text(plan_text(100))
-        results = {
-            "--help": timed([*exe, "--help"], repo),
-            "validate (100 teams)": timed([*exe, "validate", "plan.yaml"], repo),
-        }
-    missed = 0
-    for name, seconds in results.items():
-        target = TARGETS[name]
-        ok = seconds < target
-        missed += not ok
-        print(
-            f"{name:<22} {seconds * 1000:6.0f} ms  (target < {target * 1000:.0f} ms) "
-            f"{'ok' if ok else 'MISSED'}"
-        )
-    return 1 if missed else 0
+        results = []
+        med, low = timed([sys.executable, "-c", "pass"], repo, runs)
+        results.append(Result("startup", "python -c pass", med, "ms", note=f"min {low:.0f} ms"))
+        for name, argv in (
+            ("--help", [*ORCHESTRATE, "--help"]),
+            ("validate (100 teams)", [*ORCHESTRATE, "validate", "plan.yaml"]),
+        ):
+            med, low = timed(argv, repo, runs)
+            target = TARGETS[name]
+            results.append(
+                Result(
+                    "startup",
+                    name,
+                    med,
+                    "ms",
+                    f"< {target:.0f} ms",
+                    med < target,
+                    f"median of {runs}, min {low:.0f} ms",
+                )
+            )
+        report(results, args)
+    finally:
+        cleanup(work, args)
+    return 0
 
 
 if __name__ == "__main__":
