@@ -58,3 +58,27 @@ def test_resume_reattaches_a_running_agent_after_kill_9(
         assert run_leftovers(run_id, logs) == []
     finally:
         fx.kill_all()
+
+
+def test_resume_ignores_an_edited_plan_and_refuses_one_changing_done_teams(
+    git_repo: GitRepo, tmp_path: Path, redis_url: str
+) -> None:
+    """An edited plan file is reported and ignored; --plan changing a done team exits 2 naming
+    it; --retry-failed gives a failed team fresh attempts."""
+    fx = _fixture(git_repo, tmp_path, redis_url, api={"fail_once": str(tmp_path / "api.f")})
+    text = fx.plan_file.read_text().replace("retries: 2", "retries: 0")
+    fx.plan_file.write_text(text)
+    try:
+        first = fx.run("run", str(fx.plan_file), "--backoff", "0.05")
+        assert first.returncode == 1, first.stdout + first.stderr
+        run_id = fx.run_id()
+        fx.plan_file.write_text(text.replace("Build db.", "Build db differently."))
+        refused = fx.run("resume", run_id, "--plan", str(fx.plan_file))
+        assert refused.returncode == 2
+        assert "teams already done changed (db)" in refused.stderr
+        again = fx.run("resume", run_id, "--retry-failed", "--backoff", "0.05")
+        assert "changed since the run started" in again.stdout
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert fx.run_status(run_id) == "succeeded"
+    finally:
+        fx.kill_all()
