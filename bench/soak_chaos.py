@@ -127,7 +127,10 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="One small round (20 teams, 5 kills).")
     args = parser.parse_args()
+    if args.quick:
+        args.teams, args.kills, args.rounds = 20, 5, 1
     for n in range(args.rounds):
         line = soak_round(args.seed + n, args.teams, args.kills)
         print(line, flush=True)
