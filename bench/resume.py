@@ -48,6 +48,12 @@ def main() -> int:
     p.add_argument("--layers", type=int, default=None, help="default 10 (quick 3)")
     p.add_argument("--width", type=int, default=None, help="default 100 (quick 10)")
     p.add_argument("--signal", choices=["KILL", "TERM"], default="KILL")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="run resume under pyinstrument, its report to this file (the timing is then skewed)",
+    )
     args = p.parse_args()
     layers = args.layers or (3 if args.quick else 10)
     width = args.width or (10 if args.quick else 100)
@@ -85,8 +91,12 @@ def main() -> int:
         time.sleep(0.5)  # let the teams cut short settle (their supervisors live on)
         start = time.time()
         t0 = time.perf_counter()
+        prefix = ORCHESTRATE
+        if args.profile is not None:
+            out = str(args.profile.absolute())
+            prefix = [sys.executable, "-m", "pyinstrument", "-o", out, "-m", "orchestrator"]
         proc = subprocess.run(
-            [*ORCHESTRATE, "resume", run_id],
+            [*prefix, "resume", run_id],
             cwd=repo,
             env=env,
             capture_output=True,
