@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,7 +44,7 @@ from orchestrator.redact import Redactor
 
 if TYPE_CHECKING:
     from orchestrator.plan import Plan
-    from orchestrator.store import Store
+    from orchestrator.store import LogEntry, Store
 
 RUN_DONE = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
 """Run statuses after which no agent writes any more."""
@@ -150,32 +151,20 @@ def adapter_of(plan: Plan | None, team: str) -> AgentAdapter:
     return adapter_for("command")
 
 
-async def _stream_counts(store: Store, key: str) -> tuple[int, int]:
-    """``(entries ever added, entries kept)`` of a stream; ``(0, 0)`` when it does not exist.
-
-    Uses the store's client directly: the Store has no public call for XINFO yet.
-    """
-    client: Any = store._redis
-
-    async def go() -> tuple[int, int]:
-        if not await client.exists(key):
-            return 0, 0
-        info = await client.xinfo_stream(key)
-        length = int(info.get("length", 0))
-        return int(info.get("entries-added", length)), length
-
-    result: tuple[int, int] = await store._call(go)
-    return result
-
-
 async def last_line(store: Store, run_id: str, team: str) -> str | None:
-    """The newest human line of a team (``XREVRANGE`` ``COUNT 1``), if any."""
-    client: Any = store._redis
-    key = store.keys.log(run_id, team)
-    got: list[tuple[str, dict[str, str]]] = await store._call(
-        lambda: client.xrevrange(key, count=1)
-    )
-    return got[0][1].get("l", "") if got else None
+    """The newest human line of a team, if any."""
+    entry = await store.last_log(run_id, team)
+    return entry.line if entry is not None else None
+
+
+def rebuilt_lines(
+    layout: StateLayout, run_id: str, team: str, adapter: AgentAdapter, attempt: int
+) -> list[str]:
+    """The human lines of one attempt, rebuilt from its log file as the engine stored them."""
+    for number, path in attempt_files(layout, run_id, team):
+        if number == attempt:
+            return list(display(adapter, FileTail(path).read(final=True)))
+    return []
 
 
 @dataclass
@@ -184,6 +173,9 @@ class TeamLog:
 
     lines: list[LogLine]
     last_id: str
+    last_pos: tuple[int, int] | None = (0, 0)
+    """(attempt, line number) of the entry at ``last_id``; pass it to :func:`follow` as
+    ``start`` so a gap is found even when that entry was trimmed before following began."""
 
 
 async def history(
@@ -211,7 +203,7 @@ async def history(
         after = page[-1].id
     if entries:
         after = entries[-1].id
-    added, kept = await _stream_counts(store, store.keys.log(run_id, team))
+    added, kept = await store.log_counts(run_id, team)
     trimmed = max(0, added - kept) if entries else 0
     out: list[LogLine] = []
     if trimmed and since is None:
@@ -236,7 +228,9 @@ async def history(
         if cutoff_ms is not None and ms < cutoff_ms:
             continue
         out.append(LogLine((ms, seq, 0), team, entry.attempt, entry.line))
-    return TeamLog(out, after)
+    last = entries[-1] if entries else None
+    pos = (last.attempt, last.n) if last is not None and last.n else None
+    return TeamLog(out, after, pos if last is not None else (0, 0))
 
 
 def raw_history(
@@ -255,6 +249,150 @@ def raw_history(
 
 
 Emit = Callable[[LogLine], None]
+Warn = Callable[[str], None]
+AdapterFor = Callable[[str], AgentAdapter]
+
+
+def _stderr(message: str) -> None:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+async def plan_adapters(store: Store, run_id: str) -> AdapterFor:
+    """team -> its agent adapter, from the plan the run recorded (plain text if unreadable)."""
+    from orchestrator.runs import plan_of_run
+
+    plan: Plan | None
+    try:
+        plan = plan_of_run((await store.get_run(run_id)).meta, run_id=run_id).plan
+    except (OrchestrateError, ValueError, OSError):
+        plan = None
+    return lambda team: adapter_of(plan, team)
+
+
+class _FileLines:
+    """One attempt's human lines rebuilt from its log file, read forward, by line number."""
+
+    def __init__(self, path: Path, adapter: AgentAdapter) -> None:
+        self._tail = FileTail(path)
+        self._adapter = adapter
+        self._lines: list[str] = []
+        self._first = 1
+        """The line number of ``_lines[0]``."""
+
+    def take(self, start: int, stop: int, *, final: bool) -> list[str]:
+        """Lines numbered ``start`` to ``stop - 1`` (from 1); fewer if the file lacks them.
+
+        ``final``: the attempt has ended, its last partial line counts.
+        """
+        while self._first + len(self._lines) < stop:
+            new = self._tail.read(final=final)
+            if not new:
+                break
+            self._lines += display(self._adapter, new)
+        drop = max(0, start - self._first)
+        del self._lines[:drop]
+        self._first += drop
+        got = self._lines[: max(0, stop - self._first)]
+        return got
+
+
+class _GapFiller:
+    """Finds the lines a follower missed (trimmed by the cap before it read them) in the files.
+
+    Every stream entry carries its attempt and line number ``n``; a jump
+    between the last entry shown and the next one read is a gap.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        layout: StateLayout,
+        run_id: str,
+        *,
+        attempt: int | None,
+        adapter: AdapterFor | None,
+        warn: Warn,
+    ) -> None:
+        self._store, self._layout, self._run = store, layout, run_id
+        self._attempt = attempt
+        self._adapter = adapter
+        self._warn: Warn | None = warn
+        self._files: dict[tuple[str, int], _FileLines] = {}
+        self.pos: dict[str, tuple[int, int] | None] = {}
+        """Per team: (attempt, n) of the last entry shown; None when unknown."""
+
+    async def start(self, team: str, after: str, known: tuple[int, int] | None = None) -> None:
+        """Where ``team`` stands: ``known``, or the entry at ``after`` (``"0-0"``: nothing yet)."""
+        if known is not None:
+            self.pos[team] = known
+            return
+        if after == "0-0":
+            self.pos[team] = (0, 0)
+            return
+        got = await self._store.read_log(self._run, team, after=_before(after), count=1)
+        entry = got[0] if got and got[0].id == after else None
+        self.pos[team] = (entry.attempt, entry.n) if entry is not None and entry.n else None
+        if entry is None and got and self._warn is not None:
+            self._warn(
+                f"orchestrate logs: fell behind the log stream of {team} before following "
+                f"began; some lines are only in the log files (orchestrate logs --raw)"
+            )
+            self._warn = None
+
+    async def missed(self, team: str, entry: LogEntry) -> list[tuple[int, str]]:
+        """The lines between the last one shown and ``entry`` (then ``entry`` is the last)."""
+        pos, self.pos[team] = self.pos.get(team), (entry.attempt, entry.n) if entry.n else None
+        if pos is None or not entry.n:
+            return []
+        (a0, n0), (a1, n1) = pos, (entry.attempt, entry.n)
+        if (a1, n1) <= (a0, n0 + 1):
+            return []
+        spans: list[tuple[int, int, int, bool]] = []  # attempt, first n, stop n, ended
+        if a1 == a0:
+            spans.append((a1, n0 + 1, n1, False))
+        else:
+            for number in range(max(a0, 1), a1):
+                total = await self._store.log_lines(self._run, team, number)
+                first = n0 + 1 if number == a0 else 1
+                if total >= first:
+                    spans.append((number, first, total + 1, True))
+            if n1 > 1:
+                spans.append((a1, 1, n1, False))
+        spans = [s for s in spans if self._attempt is None or s[0] == self._attempt]
+        if not spans:
+            return []
+        if self._adapter is None:
+            self._adapter = await plan_adapters(self._store, self._run)
+        out: list[tuple[int, str]] = []
+        wanted = 0
+        for number, first, stop, ended in spans:
+            wanted += stop - first
+            files = self._files.get((team, number))
+            if files is None:
+                paths = dict(attempt_files(self._layout, self._run, team))
+                if number not in paths:
+                    continue
+                files = _FileLines(paths[number], self._adapter(team))
+                self._files[(team, number)] = files
+            out += [(number, text) for text in files.take(first, stop, final=ended)]
+        if self._warn is not None:
+            lost = f" ({wanted - len(out)} not in the files either)" if len(out) < wanted else ""
+            self._warn(
+                f"orchestrate logs: fell behind the log stream (it keeps the newest "
+                f"{self._store.settings.log_stream_cap} lines per team); {wanted} skipped "
+                f"lines read back from the log files{lost}"
+            )
+            self._warn = None
+        return out
+
+
+def _before(entry_id: str) -> str:
+    """The stream id just before ``entry_id`` (so that reading after it starts at it)."""
+    ms, seq = parse_id(entry_id)
+    if seq:
+        return f"{ms}-{seq - 1}"
+    return f"{ms - 1}-18446744073709551615" if ms else "0-0"
 
 
 async def follow(
@@ -267,12 +405,23 @@ async def follow(
     after: dict[str, str],
     raw_tails: dict[str, dict[int, FileTail]] | None = None,
     attempt: int | None = None,
+    adapter: AdapterFor | None = None,
+    warn: Warn = _stderr,
+    start: Mapping[str, tuple[int, int] | None] | None = None,
 ) -> None:
     """Emit new lines of ``teams`` as they come, until the run ends (then drain and return).
 
     ``after``: per team, the stream id already shown. With ``raw_tails``, lines
-    come from the log files instead (the stream only wakes us up).
+    come from the log files instead (the stream only wakes us up). A follower
+    that fell more than the stream cap behind gets the lines it missed from
+    the log files (``adapter``: team -> its adapter, default from the run's
+    plan) and ``warn`` says so, once, in one line (default: to stderr).
+    ``start``: per team, :attr:`TeamLog.last_pos` of the history already shown.
     """
+    gaps = _GapFiller(store, layout, run_id, attempt=attempt, adapter=adapter, warn=warn)
+    if raw_tails is None:
+        for team in teams:
+            await gaps.start(team, after.get(team, "0-0"), (start or {}).get(team))
 
     def emit_raw(team: str, final: bool = False) -> None:
         assert raw_tails is not None
@@ -294,8 +443,12 @@ async def follow(
             emit_raw(team)
             return bool(got)
         for entry in got:
+            ms, seq = parse_id(entry.id)
+            missed = await gaps.missed(team, entry)
+            for i, (number, text) in enumerate(missed):
+                emit(LogLine((ms, seq, i - len(missed)), team, number, text))
             if attempt is None or entry.attempt == attempt:
-                emit(LogLine((*parse_id(entry.id), 0), team, entry.attempt, entry.line))
+                emit(LogLine((ms, seq, 0), team, entry.attempt, entry.line))
         return bool(got)
 
     async def reader(team: str) -> None:

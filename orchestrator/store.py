@@ -192,10 +192,18 @@ class Event(_Frozen):
 
 
 class LogEntry(_Frozen):
+    """One stored output line: its stream id, and its number ``n`` within its attempt.
+
+    ``n`` counts an attempt's lines from 1 across every ``append_log`` call; a
+    reader that sees it jump knows how many lines of the attempt it missed.
+    It is 0 for entries written before line numbers existed.
+    """
+
     id: str
     team: str
     attempt: int
     line: str
+    n: int = 0
 
 
 class LeaseHolder(_Frozen):
@@ -234,6 +242,7 @@ class Store:
         self._lease_acquire = client.register_script(lua.LEASE_ACQUIRE)
         self._lease_renew = client.register_script(lua.LEASE_RENEW)
         self._lease_release = client.register_script(lua.LEASE_RELEASE)
+        self._append_log = client.register_script(lua.APPEND_LOG)
 
     @property
     def _redis(self) -> Any:
@@ -549,19 +558,16 @@ class Store:
     # -- streams ---------------------------------------------------------------------
 
     async def append_log(self, run_id: str, team: str, attempt: int, lines: Sequence[str]) -> None:
-        """Append agent output lines to the team's capped stream, in one round trip."""
+        """Append agent output lines to the team's capped stream, in one atomic step.
+
+        Each entry gets the next line number ``n`` of the attempt (see :class:`LogEntry`).
+        """
         if not lines:
             return
-        key = self.keys.log(run_id, team)
-        cap = self.settings.log_stream_cap
-
-        async def go() -> None:
-            async with self._r.pipeline(transaction=False) as p:
-                for line in lines:
-                    p.xadd(key, {"a": str(attempt), "l": line}, maxlen=cap, approximate=True)
-                await p.execute()
-
-        await self._call(go)
+        k = self.keys
+        keys = [k.log(run_id, team), k.attempt(run_id, team, attempt)]
+        args = [str(attempt), str(self.settings.log_stream_cap), *lines]
+        await self._call(lambda: self._append_log(keys=keys, args=args))
 
     async def read_log(
         self,
@@ -575,10 +581,40 @@ class Store:
         """Log lines after the entry id ``after`` (``"0-0"``: from the oldest kept)."""
         key = self.keys.log(run_id, team)
         got = await self._xread(key, after, count, block_ms)
-        return [
-            LogEntry(id=i, team=team, attempt=_i(f.get("a")) or 0, line=f.get("l", ""))
-            for i, f in got
-        ]
+        return [_log_entry(team, i, f) for i, f in got]
+
+    async def log_counts(self, run_id: str, team: str) -> tuple[int, int]:
+        """``(lines ever added, lines kept)`` of the team's stream; ``(0, 0)`` when it has none.
+
+        The difference is what the cap trimmed: the log files still hold those lines.
+        """
+        key = self.keys.log(run_id, team)
+
+        async def go() -> tuple[int, int]:
+            try:
+                info = await self._redis.xinfo_stream(key)
+            except rexc.ResponseError as exc:
+                if "no such key" in str(exc).lower():
+                    return 0, 0
+                raise
+            kept = int(info.get("length", 0))
+            return int(info.get("entries-added", kept)), kept
+
+        return await self._call(go)
+
+    async def log_lines(self, run_id: str, team: str, attempt: int) -> int:
+        """How many lines of one attempt were ever appended (the last ``n`` given out)."""
+        key = self.keys.attempt(run_id, team, attempt)
+        raw: str | None = await self._call(lambda: self._redis.hget(key, "log_lines"))
+        return _i(raw) or 0
+
+    async def last_log(self, run_id: str, team: str) -> LogEntry | None:
+        """The team's newest stored line, if any."""
+        key = self.keys.log(run_id, team)
+        got: list[tuple[str, dict[str, str]]] = await self._call(
+            lambda: self._redis.xrevrange(key, count=1)
+        )
+        return _log_entry(team, *got[0]) if got else None
 
     async def read_events(
         self, run_id: str, *, after: str = "0-0", block_ms: int | None = None, count: int = 1000
@@ -602,6 +638,16 @@ class Store:
             return res[0][1] if res else []
 
         return await self._call(go)
+
+
+def _log_entry(team: str, entry_id: str, f: Mapping[str, str]) -> LogEntry:
+    return LogEntry(
+        id=entry_id,
+        team=team,
+        attempt=_i(f.get("a")) or 0,
+        line=f.get("l", ""),
+        n=_i(f.get("n")) or 0,
+    )
 
 
 def _event(entry_id: str, f: Mapping[str, str]) -> Event:

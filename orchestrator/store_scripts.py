@@ -218,5 +218,19 @@ end
 return 0
 """
 
+# Agent output lines. KEYS: log stream, attempt hash. ARGV: attempt, cap, lines...
+# Each entry is {a: attempt, n: line number, l: line}; n counts the attempt's lines from 1
+# (the counter is the attempt hash's ``log_lines``), so a reader can tell what it missed.
+APPEND_LOG = """
+local count = #ARGV - 2
+if count <= 0 then return 0 end
+local n = redis.call('HINCRBY', KEYS[2], 'log_lines', count) - count
+for i = 3, #ARGV do
+  n = n + 1
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'a', ARGV[1], 'n', n, 'l', ARGV[i])
+end
+return n
+"""
+
 TEAM_TRANSITIONS_JSON = _lua_table(TEAM_TRANSITIONS)
 RUN_TRANSITIONS_JSON = _lua_table(RUN_TRANSITIONS)

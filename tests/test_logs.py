@@ -190,3 +190,69 @@ async def test_follow_of_a_finished_run_drains_and_returns(
     with anyio.fail_after(5):
         await follow(store, layout, run, ["db"], got.append, after={})
     assert [x.text for x in got] == ["x", "y"]
+
+
+async def test_a_follower_that_fell_behind_the_cap_gets_the_skipped_lines_from_the_files(
+    capped: Store, layout: StateLayout
+) -> None:
+    """-f never silently skips: lines trimmed before the follower read them (across an attempt
+    change too) come back from the log files, in order, and one warning line says so."""
+    run = await make_run(capped)
+    first = ["before"] + [f"a1 line {i}" for i in range(400)]
+    second = [f"a2 line {i}" for i in range(400)]
+    write_log(layout, run, "db", 1, first)
+    write_log(layout, run, "db", 2, second)
+    warnings: list[str] = []
+    got: list[LogLine] = []
+    async with capped.lease(run) as lease:
+        await capped.run_transition(run, "running", epoch=lease.epoch)
+        await capped.append_log(run, "db", 1, first[:1])
+        start = await history(capped, layout, run, "db", adapter=CMD)
+        got += start.lines
+        await store_lines(capped, run, "db", 1, first[1:])
+        await store_lines(capped, run, "db", 2, second)
+        await capped.run_transition(run, "failed", epoch=lease.epoch)
+    with anyio.fail_after(10):
+        await follow(
+            capped,
+            layout,
+            run,
+            ["db"],
+            got.append,
+            after={"db": start.last_id},
+            start={"db": start.last_pos},
+            adapter=lambda team: CMD,
+            warn=warnings.append,
+        )
+    assert [x.text for x in got] == first + second
+    assert [x.attempt for x in got] == [1] * len(first) + [2] * len(second)
+    assert got == sorted(got)
+    assert len(warnings) == 1 and "fell behind" in warnings[0]
+    # Without the position history gave, the gap is still told (once), not hidden.
+    warnings.clear()
+    await follow(
+        capped,
+        layout,
+        run,
+        ["db"],
+        lambda _: None,
+        after={"db": start.last_id},
+        warn=warnings.append,
+    )
+    assert len(warnings) == 1 and "before following began" in warnings[0]
+
+
+async def test_a_follower_that_keeps_up_is_not_warned(store: Store, layout: StateLayout) -> None:
+    """Line numbers that follow on from each other (attempt 1 to 2 too) are no gap."""
+    run = await make_run(store)
+    warnings: list[str] = []
+    got: list[LogLine] = []
+    async with store.lease(run) as lease:
+        await store.run_transition(run, "running", epoch=lease.epoch)
+        await store.append_log(run, "db", 1, ["x", "y"])
+        await store.append_log(run, "db", 2, ["z"])
+        await store.run_transition(run, "failed", epoch=lease.epoch)
+    with anyio.fail_after(5):
+        await follow(store, layout, run, ["db"], got.append, after={}, warn=warnings.append)
+    assert [x.text for x in got] == ["x", "y", "z"]
+    assert warnings == []

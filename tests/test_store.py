@@ -257,3 +257,25 @@ async def test_a_follower_wakes_up_when_an_event_arrives(store: Store) -> None:
             await anyio.sleep(0.05)
             await store.run_transition("r1", "running", epoch=lease.epoch)
     assert got == ["running"]
+
+
+async def test_log_lines_are_numbered_per_attempt(store: Store) -> None:
+    """Each stored line carries its number within its attempt, across appends, so a reader
+    can tell how much it missed; the counts say how many were added and kept."""
+    await make_run(store)
+    assert await store.log_counts("r1", "db") == (0, 0)
+    assert await store.last_log("r1", "db") is None
+    await store.append_log("r1", "db", 1, ["a", "b"])
+    await store.append_log("r1", "db", 1, ["c"])
+    await store.append_log("r1", "db", 2, ["d"])
+    got = await store.read_log("r1", "db")
+    assert [(e.attempt, e.n, e.line) for e in got] == [
+        (1, 1, "a"),
+        (1, 2, "b"),
+        (1, 3, "c"),
+        (2, 1, "d"),
+    ]
+    assert await store.log_counts("r1", "db") == (4, 4)
+    assert await store.log_lines("r1", "db", 1) == 3
+    last = await store.last_log("r1", "db")
+    assert last is not None and (last.attempt, last.n, last.line) == (2, 1, "d")
