@@ -4,8 +4,8 @@ One run's keys share the hash tag ``{RUN}``, so every Lua script of a run
 touches keys of one Redis Cluster slot::
 
     orch:runs                              sorted set: run id -> created (epoch seconds)
-    orch:{RUN}:meta                        hash: status, created, updated, plan path/hash,
-                                           base commit, tokens, cost, ...
+    orch:{RUN}:meta                        hash: status, _created (ours, epoch seconds), created,
+                                           updated, plan path/hash, base commit, tokens, cost, ...
     orch:{RUN}:epoch                       integer: bumped (INCR) by every lease acquisition
     orch:{RUN}:lock                        string (SET NX PX): the live orchestrator's lease, JSON
     orch:{RUN}:teams                       list: team ids in plan order
@@ -27,13 +27,23 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from orchestrator.errors import UsageError
+
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
+class InvalidIdError(UsageError, ValueError):
+    """A run or team id that cannot be part of a key: bad usage (exit 2), and a ValueError."""
+
+
 def check_name(kind: str, value: str) -> str:
-    """``value`` if it is a safe key component (no braces, colons or spaces), else ValueError."""
+    """``value`` if it is a safe key component (no braces, colons or spaces).
+
+    Else :class:`InvalidIdError`: a :class:`~orchestrator.errors.UsageError` (the
+    id came from the user: one line, exit 2) that is also a ``ValueError``.
+    """
     if not _NAME_RE.fullmatch(value):
-        raise ValueError(f"{kind} {value!r} is not a valid id (letters, digits, '.', '-', '_')")
+        raise InvalidIdError(f"{kind} {value!r} is not a valid id (letters, digits, '.', '-', '_')")
     return value
 
 

@@ -24,6 +24,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -84,6 +85,21 @@ def _i(value: str | None) -> int | None:
         return int(value) if value else None
     except ValueError:
         return None
+
+
+def _time(value: str | None) -> float | None:
+    """Epoch seconds from a number or an ISO 8601 time (``2025-01-31T12:00:00+00:00``)."""
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 class _Frozen(BaseModel):
@@ -335,22 +351,23 @@ class Store:
         """The run's state; UsageError for an unknown run."""
         k = self.keys
 
-        async def go() -> tuple[dict[str, str], str | None, list[str]]:
+        async def go() -> tuple[dict[str, str], str | None, list[str], float | None]:
             async with self._r.pipeline(transaction=False) as p:
                 p.hgetall(k.meta(run_id))
                 p.get(k.epoch(run_id))
                 p.lrange(k.teams(run_id), 0, -1)
-                meta, epoch, teams = await p.execute()
-            return meta, epoch, teams
+                p.zscore(k.runs, run_id)
+                meta, epoch, teams, score = await p.execute()
+            return meta, epoch, teams, score
 
-        meta, epoch, teams = await self._call(go)
+        meta, epoch, teams, score = await self._call(go)
         if not meta:
             raise UsageError(f"no run {run_id!r}")
         return RunState(
             run_id=run_id,
             status=meta.get("status", "pending"),
             epoch=int(epoch or 0),
-            created=_f(meta.get("created")),
+            created=_f(meta.get("_created")) or _time(meta.get("created")) or score,
             updated=_f(meta.get("updated")),
             team_ids=teams,
             usage=Usage.from_hash(meta),

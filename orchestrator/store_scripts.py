@@ -129,7 +129,9 @@ if not (allowed[status] and allowed[status][to]) then
   return redis.error_reply('ILLEGAL run ' .. status .. ' ' .. to)
 end
 local set = {'status', to, 'updated', now}
-for k, v in pairs(cjson.decode(ARGV[5])) do table.insert(set, k); table.insert(set, v) end
+for k, v in pairs(cjson.decode(ARGV[5])) do
+  if k ~= '_created' then table.insert(set, k); table.insert(set, v) end
+end
 if reason ~= '' then table.insert(set, 'reason'); table.insert(set, reason) end
 redis.call('HSET', KEYS[2], unpack(set))
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*',
@@ -144,8 +146,10 @@ CREATE_RUN = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local set = {'status', 'pending', 'created', ARGV[1], 'updated', ARGV[1]}
 for k, v in pairs(cjson.decode(ARGV[2])) do
-  if k ~= 'status' then table.insert(set, k); table.insert(set, v) end
+  if k ~= 'status' and k ~= '_created' then table.insert(set, k); table.insert(set, v) end
 end
+-- Our own creation time, last: a caller's meta may hold a 'created' of its own.
+table.insert(set, '_created'); table.insert(set, ARGV[1])
 redis.call('HSET', KEYS[1], unpack(set))
 redis.call('DEL', KEYS[2])
 for i = 4, #ARGV do

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 
 import anyio
@@ -15,6 +16,44 @@ from orchestrator.store import TEAM_TRANSITIONS, Store, Usage, new_agent_id, ope
 from tests.support.redis import make_run
 
 pytestmark = pytest.mark.anyio
+
+
+async def test_an_invalid_run_id_is_a_usage_error(store: Store) -> None:
+    """`orchestrate status "a b"` says the id is not valid (one line, exit 2), no traceback."""
+    for call in (
+        lambda: store.get_run("a b"),
+        lambda: store.get_teams("x{y}"),
+        lambda: store.read_log("r1", "no:team"),
+    ):
+        with pytest.raises(UsageError, match="not a valid id") as info:
+            await call()
+        assert isinstance(info.value, ValueError)  # callers that caught ValueError still do
+        assert info.value.exit_code == 2 and "\n" not in str(info.value)
+
+
+async def test_created_is_the_store_time_even_when_meta_has_an_iso_created(store: Store) -> None:
+    """A run whose recorded meta brings its own ISO `created` still has its start time (the
+    board's elapsed time, `runs`), and the meta keeps what the caller wrote."""
+    before = time.time()
+    await store.create_run(
+        "r1", meta={"created": "2025-01-31T12:00:00+00:00", "_created": "1"}, team_ids=["db"]
+    )
+    run = await store.get_run("r1")
+    assert run.created is not None and before - 1 <= run.created <= time.time() + 1
+    assert run.meta["created"] == "2025-01-31T12:00:00+00:00"
+    async with store.lease("r1") as lease:
+        await store.run_transition("r1", "running", epoch=lease.epoch, fields={"_created": "2"})
+    assert (await store.get_run("r1")).created == run.created
+
+
+async def test_created_of_an_older_run_is_read_from_its_iso_field(store: Store) -> None:
+    """Runs stored before `_created` existed read their ISO or numeric `created`."""
+    await make_run(store)
+    await store._redis.hdel(store.keys.meta("r1"), "_created")
+    await store._redis.hset(store.keys.meta("r1"), "created", "2025-01-31T12:00:00+00:00")
+    assert (await store.get_run("r1")).created == 1738324800.0
+    await store._redis.hset(store.keys.meta("r1"), "created", "1700000000.5")
+    assert (await store.get_run("r1")).created == 1700000000.5
 
 
 async def test_a_created_run_reads_back_with_its_teams_pending(store: Store) -> None:
