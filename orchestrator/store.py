@@ -18,21 +18,15 @@ server with its password redacted.
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
-from anyio.abc import TaskGroup
-from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from tenacity import (
@@ -46,15 +40,50 @@ from tenacity import (
 from orchestrator import store_scripts as lua
 from orchestrator.errors import (
     IllegalTransitionError,
-    LeaseHeldError,
     StaleEpochError,
     StoreError,
     UsageError,
 )
 from orchestrator.keys import Keys
+from orchestrator.lease import Lease
 from orchestrator.paths import StateLayout
 from orchestrator.redis_server import EmbeddedServer
 from orchestrator.settings import Settings
+from orchestrator.state import (
+    AttemptState,
+    Event,
+    LeaseHolder,
+    LogEntry,
+    RunState,
+    TeamState,
+    Usage,
+    event_from,
+    lease_holder_from,
+    log_entry_from,
+    parse_float,
+    parse_int,
+    parse_time,
+)
+
+__all__ = [
+    "MAX_BLOCK_MS",
+    "RUN_STATES",
+    "RUN_TRANSITIONS",
+    "TEAM_STATES",
+    "TEAM_TRANSITIONS",
+    "AttemptState",
+    "Event",
+    "Lease",
+    "LeaseHolder",
+    "LogEntry",
+    "RunState",
+    "Store",
+    "TeamState",
+    "Usage",
+    "new_agent_id",
+    "open_store",
+    "run_with_store",
+]
 
 T = TypeVar("T")
 
@@ -71,162 +100,6 @@ _RETRYABLE = (rexc.ConnectionError, rexc.TimeoutError, rexc.BusyLoadingError, OS
 def new_agent_id() -> str:
     """A fresh agent id: 7 hex characters, like ``ab792f5``."""
     return secrets.token_hex(4)[:7]
-
-
-def _f(value: str | None) -> float | None:
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
-
-
-def _i(value: str | None) -> int | None:
-    try:
-        return int(value) if value else None
-    except ValueError:
-        return None
-
-
-def _time(value: str | None) -> float | None:
-    """Epoch seconds from a number or an ISO 8601 time (``2025-01-31T12:00:00+00:00``)."""
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Usage(_Frozen):
-    """Tokens and money one attempt, team or run spent."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-
-    @property
-    def tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
-
-    @classmethod
-    def from_hash(cls, h: Mapping[str, str]) -> Usage:
-        return cls(
-            input_tokens=_i(h.get("input_tokens")) or 0,
-            output_tokens=_i(h.get("output_tokens")) or 0,
-            cost_usd=_f(h.get("cost_usd")) or 0.0,
-        )
-
-
-class RunState(_Frozen):
-    run_id: str
-    status: str
-    epoch: int
-    created: float | None
-    updated: float | None
-    team_ids: list[str]
-    usage: Usage
-    meta: dict[str, str]
-    """Every field of the run's hash, as stored (plan path, plan hash, base commit, ...)."""
-
-
-class AttemptState(_Frozen):
-    team: str
-    attempt: int
-    status: str | None
-    agent_id: str | None
-    started: float | None
-    finished: float | None
-    exit_code: int | None
-    reason: str | None
-    session_id: str | None
-    usage: Usage
-    fields: dict[str, str]
-
-    @classmethod
-    def from_hash(cls, team: str, attempt: int, h: Mapping[str, str]) -> AttemptState:
-        return cls(
-            team=team,
-            attempt=attempt,
-            status=h.get("status"),
-            agent_id=h.get("agent_id"),
-            started=_f(h.get("started")),
-            finished=_f(h.get("finished")),
-            exit_code=_i(h.get("exit_code")),
-            reason=h.get("reason"),
-            session_id=h.get("session_id"),
-            usage=Usage.from_hash(h),
-            fields=dict(h),
-        )
-
-
-class TeamState(_Frozen):
-    run_id: str
-    team: str
-    status: str
-    attempt: int
-    agent_id: str | None
-    pid: int | None
-    branch: str | None
-    worktree: str | None
-    started: float | None
-    finished: float | None
-    exit_code: int | None
-    error: str | None
-    reason: str | None
-    session_id: str | None
-    usage: Usage
-    deliverables: dict[str, str | None]
-    """path -> content hash; ``None`` when the deliverable is missing."""
-    fields: dict[str, str]
-    """Every field of the team's hash, as stored."""
-
-
-class Event(_Frozen):
-    """One entry of a run's event stream."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-    id: str
-    type: str
-    """``run``, ``team`` or ``lease``."""
-    team: str | None = None
-    from_: str | None = Field(default=None, alias="from")
-    to: str
-    attempt: int | None = None
-    epoch: int = 0
-    reason: str | None = None
-    ts: float
-
-
-class LogEntry(_Frozen):
-    """One stored output line: its stream id, and its number ``n`` within its attempt.
-
-    ``n`` counts an attempt's lines from 1 across every ``append_log`` call; a
-    reader that sees it jump knows how many lines of the attempt it missed.
-    It is 0 for entries written before line numbers existed.
-    """
-
-    id: str
-    team: str
-    attempt: int
-    line: str
-    n: int = 0
-
-
-class LeaseHolder(_Frozen):
-    host: str
-    pid: int
-    since: float
-    token: str
 
 
 def _describe(settings: Settings, server: EmbeddedServer | None) -> str:
@@ -367,8 +240,8 @@ class Store:
             run_id=run_id,
             status=meta.get("status", "pending"),
             epoch=int(epoch or 0),
-            created=_f(meta.get("_created")) or _time(meta.get("created")) or score,
-            updated=_f(meta.get("updated")),
+            created=parse_float(meta.get("_created")) or parse_time(meta.get("created")) or score,
+            updated=parse_float(meta.get("updated")),
             team_ids=teams,
             usage=Usage.from_hash(meta),
             meta=meta,
@@ -409,7 +282,7 @@ class Store:
     async def lease_holder(self, run_id: str) -> LeaseHolder | None:
         """Who holds the run's lease now, if anyone."""
         raw: str | None = await self._call(lambda: self._redis.get(self.keys.lock(run_id)))
-        return _holder(raw) if raw else None
+        return lease_holder_from(raw) if raw else None
 
     # -- teams -----------------------------------------------------------------------
 
@@ -447,14 +320,14 @@ class Store:
                 run_id=run_id,
                 team=t,
                 status=h.get("status", "pending"),
-                attempt=_i(h.get("attempt")) or 0,
+                attempt=parse_int(h.get("attempt")) or 0,
                 agent_id=h.get("agent_id"),
-                pid=_i(h.get("pid")),
+                pid=parse_int(h.get("pid")),
                 branch=h.get("branch"),
                 worktree=h.get("worktree"),
-                started=_f(h.get("started")),
-                finished=_f(h.get("finished")),
-                exit_code=_i(h.get("exit_code")),
+                started=parse_float(h.get("started")),
+                finished=parse_float(h.get("finished")),
+                exit_code=parse_int(h.get("exit_code")),
                 error=h.get("error"),
                 reason=h.get("reason"),
                 session_id=h.get("session_id"),
@@ -598,7 +471,7 @@ class Store:
         """Log lines after the entry id ``after`` (``"0-0"``: from the oldest kept)."""
         key = self.keys.log(run_id, team)
         got = await self._xread(key, after, count, block_ms)
-        return [_log_entry(team, i, f) for i, f in got]
+        return [log_entry_from(team, i, f) for i, f in got]
 
     async def log_counts(self, run_id: str, team: str) -> tuple[int, int]:
         """``(lines ever added, lines kept)`` of the team's stream; ``(0, 0)`` when it has none.
@@ -623,7 +496,7 @@ class Store:
         """How many lines of one attempt were ever appended (the last ``n`` given out)."""
         key = self.keys.attempt(run_id, team, attempt)
         raw: str | None = await self._call(lambda: self._redis.hget(key, "log_lines"))
-        return _i(raw) or 0
+        return parse_int(raw) or 0
 
     async def last_log(self, run_id: str, team: str) -> LogEntry | None:
         """The team's newest stored line, if any."""
@@ -631,14 +504,14 @@ class Store:
         got: list[tuple[str, dict[str, str]]] = await self._call(
             lambda: self._redis.xrevrange(key, count=1)
         )
-        return _log_entry(team, *got[0]) if got else None
+        return log_entry_from(team, *got[0]) if got else None
 
     async def read_events(
         self, run_id: str, *, after: str = "0-0", block_ms: int | None = None, count: int = 1000
     ) -> list[Event]:
         """Events after the entry id ``after``; with ``block_ms``, wait (≤ 5 s) for new ones."""
         got = await self._xread(self.keys.events(run_id), after, count, block_ms)
-        return [_event(i, f) for i, f in got]
+        return [event_from(i, f) for i, f in got]
 
     async def _xread(
         self, key: str, after: str, count: int, block_ms: int | None
@@ -657,37 +530,6 @@ class Store:
         return await self._call(go)
 
 
-def _log_entry(team: str, entry_id: str, f: Mapping[str, str]) -> LogEntry:
-    return LogEntry(
-        id=entry_id,
-        team=team,
-        attempt=_i(f.get("a")) or 0,
-        line=f.get("l", ""),
-        n=_i(f.get("n")) or 0,
-    )
-
-
-def _event(entry_id: str, f: Mapping[str, str]) -> Event:
-    return Event(
-        id=entry_id,
-        type=f.get("type", ""),
-        team=f.get("team") or None,
-        **{"from": f.get("from") or None},
-        to=f.get("to", ""),
-        attempt=_i(f.get("attempt")),
-        epoch=_i(f.get("epoch")) or 0,
-        reason=f.get("reason") or None,
-        ts=_f(f.get("ts")) or 0.0,
-    )
-
-
-def _holder(raw: str) -> LeaseHolder | None:
-    try:
-        return LeaseHolder.model_validate_json(raw)
-    except ValueError:
-        return None
-
-
 def _clean(exc: BaseException, settings: Settings) -> str:
     """``str(exc)`` with the Redis password removed, whatever the library put in it."""
     text = str(exc) or type(exc).__name__
@@ -704,141 +546,6 @@ def _clean(exc: BaseException, settings: Settings) -> str:
             if secret:
                 text = text.replace(secret, "***")
     return text
-
-
-class Lease:
-    """The live orchestrator's claim on a run: ``async with store.lease(run_id) as lease``.
-
-    Entering acquires it (SET NX PX) and bumps the run's epoch; ``lease.epoch``
-    is what every write of this orchestrator carries. A background task renews
-    it every third of the TTL. If another holder took it over (or renewal
-    failed for a whole TTL), ``lease.lost`` is set and, with
-    ``cancel_on_loss`` (the default), the body is cancelled and the block
-    raises LeaseHeldError. Leaving releases it. A second holder of the same run
-    gets LeaseHeldError naming the holder.
-    """
-
-    def __init__(self, store: Store, run_id: str, *, cancel_on_loss: bool = True) -> None:
-        self._store = store
-        self.run_id = run_id
-        self.cancel_on_loss = cancel_on_loss
-        self.epoch = 0
-        self.lost = anyio.Event()
-        self.holder = LeaseHolder(
-            host=socket.gethostname(),
-            pid=os.getpid(),
-            since=time.time(),
-            token=secrets.token_hex(8),
-        )
-        self._value = self.holder.model_dump_json()
-        self._tg: TaskGroup | None = None
-        self._body: anyio.CancelScope | None = None
-        self._taken_by: str = ""
-
-    @property
-    def _ttl_ms(self) -> int:
-        return int(self._store.settings.lease_ttl * 1000)
-
-    async def __aenter__(self) -> Lease:
-        s, k = self._store, self._store.keys
-        keys = [k.lock(self.run_id), k.epoch(self.run_id), k.events(self.run_id)]
-        args = [
-            self._value,
-            str(self._ttl_ms),
-            repr(time.time()),
-            str(s.settings.event_stream_cap),
-            f"{self.holder.host} pid {self.holder.pid}",
-        ]
-        got = await s._call(lambda: s._lease_acquire(keys=keys, args=args))
-        if int(got[0]) != 1:
-            raise LeaseHeldError(_held_message(self.run_id, got[1], int(got[2])))
-        self.epoch = int(got[1])
-        # The renewal runs in a task group; the body runs in its own cancel scope *outside*
-        # that group, so an error in the body comes out as itself, not in an ExceptionGroup.
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        tg.start_soon(self._renew_loop)
-        self._tg = tg
-        self._body = anyio.CancelScope()
-        self._body.__enter__()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        tg, body, self._tg, self._body = self._tg, self._body, None, None
-        if tg is None or body is None:
-            return None
-        swallowed = body.__exit__(exc_type, exc, tb)  # swallows only our own cancellation
-        tg.cancel_scope.cancel()
-        await tg.__aexit__(None, None, None)
-        if not self.lost.is_set():
-            await self._release()
-        if self.lost.is_set() and self.cancel_on_loss:
-            raise LeaseHeldError(self._lost_message())
-        return swallowed
-
-    async def _release(self) -> None:
-        s, k = self._store, self._store.keys
-        keys = [k.lock(self.run_id), k.events(self.run_id)]
-        args = [self._value, repr(time.time()), str(s.settings.event_stream_cap), str(self.epoch)]
-        with anyio.move_on_after(5, shield=True):
-            try:
-                await s._call(lambda: s._lease_release(keys=keys, args=args))
-            except StoreError:
-                pass  # the lease expires on its own
-
-    async def _renew_loop(self) -> None:
-        s, key = self._store, self._store.keys.lock(self.run_id)
-        interval = s.settings.lease_ttl / 3
-        last_ok = time.monotonic()
-        while True:
-            await anyio.sleep(interval)
-            try:
-                with anyio.fail_after(interval):
-                    ok = await s._lease_renew(keys=[key], args=[self._value, str(self._ttl_ms)])
-            except (TimeoutError, rexc.RedisError, OSError):
-                if time.monotonic() - last_ok < s.settings.lease_ttl:
-                    continue
-                ok = 0
-            if int(ok) == 1:
-                last_ok = time.monotonic()
-                continue
-            try:
-                self._taken_by = str(await s._r.get(key) or "")
-            except (rexc.RedisError, OSError):
-                self._taken_by = ""
-            self.lost.set()
-            if self.cancel_on_loss and self._body is not None:
-                self._body.cancel()
-            return
-
-    def _lost_message(self) -> str:
-        holder = _holder(self._taken_by) if self._taken_by else None
-        if holder is None:
-            return f"lost the lease of run {self.run_id} (it expired); stopping"
-        return (
-            f"lost the lease of run {self.run_id} to {holder.host} pid {holder.pid} "
-            f"(since {_when(holder.since)}); stopping"
-        )
-
-
-def _when(ts: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
-
-
-def _held_message(run_id: str, raw: str, pttl: int) -> str:
-    holder = _holder(raw)
-    left = f", lease expires in {pttl / 1000:.0f}s unless renewed" if pttl > 0 else ""
-    if holder is None:
-        return f"run {run_id} is held by another orchestrator{left}"
-    return (
-        f"run {run_id} is already being run by {holder.host} pid {holder.pid} "
-        f"since {_when(holder.since)}{left}"
-    )
 
 
 @asynccontextmanager
