@@ -42,6 +42,7 @@ from tenacity import RetryCallState, wait_exponential_jitter
 from orchestrator import graph
 from orchestrator.errors import OrchestrateError, StoreError
 from orchestrator.gitops import Git, shared_branch
+from orchestrator.notify import Notifier
 from orchestrator.paths import SHARED_WORKTREE, StateLayout
 from orchestrator.plan import Plan, Team
 from orchestrator.planload import LoadedPlan
@@ -179,13 +180,36 @@ class Engine:
         self.stop_reason: str | None = None
         self.results: dict[str, TeamResult] = {}
         self.integration: IntegrationResult | None = None
+        self.notifier = Notifier.for_plan(self.plan)
+        self._posts: TaskGroup | None = None
 
     def _say(self, status: str, detail: str = "", team: str | None = None) -> None:
         self.notify(Notice(time.time(), team, status, detail))
 
     async def run(self) -> RunResult:
+        """Drive the run to its end; then write the reports and post the run's end.
+
+        Webhook posts (:mod:`orchestrator.notify`) go to a task group of their
+        own: a team failure is posted while the run goes on, and the run waits
+        for those posts (bounded by the notifier's deadline) only at its end.
+        """
         run_id = self.info.run_id
         structlog.contextvars.bind_contextvars(run=run_id)
+        async with anyio.create_task_group() as posts:
+            self._posts = posts
+            result = await self._run(run_id)
+            with anyio.CancelScope(shield=True):
+                await write_report(self.store, self.layout, run_id)
+                await self.notifier.run_finished(
+                    run_id,
+                    status=result.status,
+                    failed=[t for t, r in result.teams.items() if r.status == "failed"],
+                    reason=result.reason,
+                    report=self.layout.report_file(run_id, "html"),
+                )
+        return result
+
+    async def _run(self, run_id: str) -> RunResult:
         async with self.store.lease(run_id) as lease:
             ctx = RunContext(
                 run_id=run_id,
@@ -223,8 +247,6 @@ class Engine:
             self.cancelled = self.cancelled or ctx.cancel_requested.is_set()
             with anyio.CancelScope(shield=True):
                 result = await self._finish(ctx)
-        with anyio.CancelScope(shield=True):
-            await write_report(self.store, self.layout, run_id)
         return result
 
     def _integration_due(self) -> bool:
@@ -304,6 +326,15 @@ class Engine:
                 running.discard(result.team)
                 status[result.team] = result.status
                 self.results[result.team] = result
+                if result.status == "failed" and self._posts is not None:
+                    # Posted in the background: a slow webhook never holds the run up.
+                    self._posts.start_soon(
+                        self.notifier.team_failed,
+                        ctx.run_id,
+                        result.team,
+                        result.reason,
+                        self.layout.report_file(ctx.run_id, "html"),
+                    )
 
     async def _block(
         self,

@@ -6,9 +6,11 @@ import json
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,11 @@ from pydantic import ValidationError
 from structlog.testing import capture_logs
 
 from orchestrator.notify import Notifier, Webhook, redact_url, webhooks_of
+from tests.support.gitrepo import GitRepo
+from tests.test_cli_run import _env as cli_env
+from tests.test_cli_run import _plan as plan_file
+from tests.test_cli_run import _run as cli_run
+from tests.test_engine_support import SEVEN, files_for, plan_yaml, write_agent
 
 pytestmark = pytest.mark.anyio
 
@@ -152,3 +159,33 @@ def test_webhooks_read_from_a_plan_without_the_field() -> None:
     assert webhooks_of(Bare()) == ()
     (hook,) = webhooks_of(WithHooks())
     assert hook.format == "slack" and hook.events == ("team_failed", "run_finished")
+
+
+# -- through `orchestrate run` --------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_run_posts_a_team_failure_and_its_end(
+    server: Hooked, git_repo: GitRepo, redis_url: str, tmp_path: Path
+) -> None:
+    """`orchestrate run` with `notify:` posts when a team fails (naming it, its reason and
+    the HTML report) and when the run ends (naming the failed team); a dead webhook beside
+    it neither fails the run nor changes its exit code (1, for the failed team)."""
+    teams = SEVEN[:2]
+    command, _ = write_agent(tmp_path / "agent", files_for(teams, db={"fail_attempts": 9}))
+    hooks = [{"url": f"{server.url}/hook"}, {"url": f"http://127.0.0.1:{_free_port()}/dead"}]
+    text = plan_yaml(command, teams, defaults={"retries": 0}, notify=hooks)
+    proc = cli_run(plan_file(git_repo, text), cli_env(redis_url, f"t{uuid.uuid4().hex[:8]}"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    events = [payload for path, payload in server.received if path == "/hook"]
+    assert [e["event"] for e in events] == ["team_failed", "run_finished"]
+    failed, finished = events
+    assert failed["team"] == "db" and "exit code" in (failed["reason"] or "")
+    assert failed["report"].endswith("report.html")
+    assert finished["status"] == "failed" and finished["failed"] == ["db"]
+    assert Path(finished["report"]).is_file() and finished["run"] == failed["run"]
