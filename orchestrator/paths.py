@@ -9,7 +9,7 @@
       runs/<run>/logs/<team>.<attempt>.status   agent exit status (JSON, written atomically)
       runs/<run>/prompts/<team>.<attempt>.md    the prompt each attempt got
       runs/<run>/report.{md,json,html}
-      worktrees/<run>/<team>      a team's git worktree (``shared`` isolation: worktrees/<run>/_shared)
+      worktrees/<run>/<team>      a team's git worktree (``shared``: worktrees/<run>/_shared)
 
 The folder sits at the root of the plan's repository, is readable by the user
 alone (0700) and is listed in ``.git/info/exclude`` so ``git status`` never
@@ -18,7 +18,6 @@ shows it.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +36,7 @@ def find_state_dir(start: Path | None = None) -> Path | None:
 
 
 def default_state_dir(start: Path | None = None) -> Path:
-    """An existing state folder upward from ``start``, else one at the enclosing git root, else at ``start``."""
+    """An existing state folder upward from ``start``; else one at the git root, or at ``start``."""
     found = find_state_dir(start)
     if found is not None:
         return found
@@ -72,7 +71,7 @@ class StateLayout:
     def ensure(self) -> StateLayout:
         """Create the folder (0700) and exclude it from git in the enclosing repository."""
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.root, 0o700)
+        self.root.chmod(0o700)
         _exclude_in_git(self.root.parent)
         return self
 

@@ -20,7 +20,10 @@ RedisUrlOpt = Annotated[
     str | None,
     typer.Option(
         "--redis-url",
-        help="redis://, rediss:// or unix:// URL of an external Redis (default: the embedded server).",
+        help=(
+            "redis://, rediss:// or unix:// URL of an external Redis "
+            "(default: the embedded server)."
+        ),
         envvar="ORCHESTRATE_REDIS_URL",
         show_envvar=False,  # never echo a URL that may hold a password
     ),
