@@ -166,9 +166,11 @@ class Engine:
         options: EngineOptions,
         notify: Notify,
         setup: Setup | None = None,
+        on_started: Callable[[str], None] | None = None,
     ) -> None:
         self.info = info
         self.setup = setup
+        self.on_started = on_started
         self.plan = info.loaded.plan
         self.store = store
         self.layout = layout
@@ -230,6 +232,8 @@ class Engine:
             else:
                 start = StartState()
                 await self.store.run_transition(run_id, "running", epoch=lease.epoch)
+            if self.on_started is not None:  # the run is running: a live board may follow it
+                self.on_started(run_id)
             if self.plan.isolation == "shared":
                 ctx.shared_worktree = self.layout.worktree(run_id, SHARED_WORKTREE)
                 ctx.shared_branch = shared_branch(run_id)
@@ -410,8 +414,11 @@ class Engine:
             if integration is not None and integration.status != "skipped":
                 parts.append(f"integration {integration.status}: {integration.reason or 'ok'}")
             final, reason = "failed", "; ".join(parts) or "not every team succeeded"
+        fields = {"finished": repr(time.time())}
+        if reason is None:
+            fields["reason"] = ""  # not the phase's ("integrating db, api") once it succeeded
         await self.store.run_transition(
-            run_id, final, epoch=ctx.epoch, reason=reason, fields={"finished": repr(time.time())}
+            run_id, final, epoch=ctx.epoch, reason=reason, fields=fields
         )
         self._say(final, reason or "every team succeeded")
         return RunResult(
@@ -452,8 +459,13 @@ async def start_run(
     options: EngineOptions | None = None,
     notify: Notify | None = None,
     on_created: Callable[[RunInfo], None] | None = None,
+    on_started: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Create a run of ``loaded`` and drive it to its end."""
+    """Create a run of ``loaded`` and drive it to its end.
+
+    ``on_created`` is called once the run is recorded, ``on_started`` (with
+    its id) once it holds its lease and is ``running``.
+    """
     git = Git(loaded.repo_root)
     layout.ensure()
     info = await create_run(store, layout, loaded, git)
@@ -466,15 +478,17 @@ async def start_run(
         git=git,
         options=options or EngineOptions(),
         notify=notify or _quiet,
+        on_started=on_started,
     )
     try:
         return await engine.run()
     except BaseExceptionGroup as group:
-        raise _first_error(group) from group
+        raise first_error(group) from group
 
 
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error to report from a task group's exception group: an OrchestrateError first."""
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error to report from a task group's exception group: an OrchestrateError first,
+    else the first that is not a cancellation (callers ``raise first_error(g) from g``)."""
     leaves: list[BaseException] = []
 
     def walk(exc: BaseException) -> None:

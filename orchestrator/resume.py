@@ -40,7 +40,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +55,7 @@ from orchestrator.engine import (
     EngineOptions,
     RunResult,
     StartState,
-    _first_error,
+    first_error,
 )
 from orchestrator.errors import (
     IllegalTransitionError,
@@ -414,8 +414,13 @@ async def resume_run(
     notify: Notify | None = None,
     retry_failed: bool = False,
     plan_file: Path | None = None,
+    on_started: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Resume ``run_id`` (default: the newest run) to its end; see the module docstring."""
+    """Resume ``run_id`` (default: the newest run) to its end; see the module docstring.
+
+    ``on_started`` is called with the run id once the run is taken over and
+    reconciled (a live board may follow it from there).
+    """
     say = notify or _quiet
     run_id = await resolve_run(store, run_id)
     run = await store.get_run(run_id)
@@ -438,11 +443,12 @@ async def resume_run(
         options=options or EngineOptions(),
         notify=say,
         setup=functools.partial(reconcile, retry_failed=retry_failed, plan_fields=fields),
+        on_started=on_started,
     )
     try:
         return await engine.run()
     except BaseExceptionGroup as group:
-        raise _first_error(group) from group
+        raise first_error(group) from group
 
 
 @dataclass(frozen=True)

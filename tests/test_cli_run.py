@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 import redis
 
 from tests.support.gitrepo import GitRepo
@@ -138,3 +141,56 @@ def test_ctrl_c_interrupts_the_run(git_repo: GitRepo, redis_url: str, tmp_path: 
     finally:
         client.close()
     assert json.dumps(meta)  # the run is recorded and readable
+
+
+def _screen(base: list[str]) -> str:
+    return subprocess.run(
+        [*base, "capture-pane", "-p", "-t", "0", "-S", "-100"], capture_output=True, text=True
+    ).stdout
+
+
+@pytest.mark.slow
+def test_run_shows_the_live_board_in_a_terminal(
+    git_repo: GitRepo, redis_url: str, tmp_path: Path
+) -> None:
+    """`orchestrate run` in a real terminal (tmux) draws the live board while the teams
+    work — a running team's row, then every team succeeded — instead of event lines,
+    within 80 columns, then the summary and exit 0."""
+    tmux = shutil.which("tmux")
+    if tmux is None:
+        pytest.skip("tmux is not installed")
+    teams = SEVEN[:3]
+    command, _ = write_agent(tmp_path / "agent", files_for(teams, db={"sleep": 1.5}))
+    plan_file = _plan(git_repo, plan_yaml(command, teams))
+    env = _env(redis_url, f"t{uuid.uuid4().hex[:8]}")
+    words = " ".join(
+        f"{k}={shlex.quote(v)}"
+        for k, v in env.items()
+        if k.startswith("ORCHESTRATE_") or k in ("HOME", "PATH")
+    )
+    run = f"{sys.executable} -m orchestrator run {shlex.quote(str(plan_file))} --backoff 0.05"
+    command_line = f"env {words} TERM=xterm-256color {run}; echo EXIT=$?; sleep 60"
+    base = [tmux, "-L", f"orch-run-{uuid.uuid4().hex[:8]}", "-f", "/dev/null"]
+    subprocess.run(
+        [*base, "new-session", "-d", "-x", "80", "-y", "40", "-c", str(tmp_path), command_line],
+        check=True,
+    )
+    try:
+        seen_running = False
+        screen = ""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "EXIT=" not in screen:
+            time.sleep(0.1)
+            screen = _screen(base)
+            seen_running = seen_running or bool(re.search(r"^▶ db\s+running", screen, re.M))
+        assert "EXIT=0" in screen, screen
+        assert seen_running, "no live row of the running team"
+        lines = screen.splitlines()
+        for team, _ in teams:
+            assert any(re.match(rf"^✔ {team}\s+succeeded", x) for x in lines), screen
+        assert "phase done" in screen and "integrating" not in screen
+        assert not re.search(r"^\d\d:\d\d:\d\d db +running", screen, re.M), screen
+        assert "branches: git -C" in screen  # the summary after the board
+        assert all(len(x) <= 80 for x in lines)
+    finally:
+        subprocess.run([*base, "kill-server"], capture_output=True)

@@ -81,11 +81,17 @@ def resume(
     """
     import anyio
 
-    from orchestrator.cli._run import _configure_logging, _echo, _summary, format_notice
+    from orchestrator.cli._run import (
+        OnStarted,
+        Output,
+        _configure_logging,
+        _echo,
+        _summary,
+        terminal_console,
+    )
     from orchestrator.engine import EngineOptions, RunResult
     from orchestrator.resume import resume_run
     from orchestrator.store import open_store
-    from orchestrator.teamrun import Notice
 
     _configure_logging(verbose)
     settings, layout = _where(state_dir, redis_url)
@@ -97,20 +103,24 @@ def resume(
         integrate_partial=integrate_partial,
     )
 
-    def notify(notice: Notice) -> None:
-        _echo(format_notice(notice, 12))
+    out = Output(terminal_console(), 12)
 
     async def main() -> RunResult:
         async with open_store(settings, layout) as store:
-            return await resume_run(
-                run_id,
-                store=store,
-                layout=layout,
-                options=options,
-                notify=notify,
-                retry_failed=retry_failed,
-                plan_file=plan,
-            )
+
+            async def go(on_started: OnStarted | None) -> RunResult:
+                return await resume_run(
+                    run_id,
+                    store=store,
+                    layout=layout,
+                    options=options,
+                    notify=out.notice,
+                    retry_failed=retry_failed,
+                    plan_file=plan,
+                    on_started=on_started,
+                )
+
+            return await out.drive(store, go)
 
     result = anyio.run(main)
     if result.teams:

@@ -1,8 +1,9 @@
 """``orchestrate run PLAN``: run a plan to its end.
 
-The user-facing output is plain timestamped event lines (one function,
-:func:`format_notice`, so a live board can replace it) and a summary at the
-end. ``-v`` adds the structured debug log (run, team, agent id) on stderr.
+On a terminal the user sees the live board (:func:`orchestrator.board.live_board`)
+from the moment the run is running until it ends; elsewhere (CI logs, pipes)
+plain timestamped event lines (:func:`format_notice`). Then a summary.
+``-v`` adds the structured debug log (run, team, agent id) on stderr.
 
 Exit codes: 0 every team succeeded and the integration's test suite passed
 (or none is configured), 1 a team or the integration failed, 2 a bad plan or
@@ -12,6 +13,7 @@ usage, 130 interrupted (Ctrl-C / SIGTERM) or cancelled (the run can be resumed).
 from __future__ import annotations
 
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -21,9 +23,16 @@ from orchestrator.cli import app
 from orchestrator.cli._common import RedisUrlOpt, StateDirOpt
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from orchestrator.engine import RunResult
     from orchestrator.planload import LoadedPlan
+    from orchestrator.store import Store
     from orchestrator.teamrun import Notice
+
+OnStarted = Callable[[str], None]
+BOARD_GRACE = 5.0
+"""Seconds the board may take to draw the run's end once the run returned."""
 
 
 def format_notice(notice: Notice, width: int) -> str:
@@ -39,6 +48,71 @@ def format_notice(notice: Notice, width: int) -> str:
 def _echo(line: str) -> None:
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
+
+
+def terminal_console() -> Console | None:
+    """A rich console when stdout is a terminal (the live board), else None (plain lines)."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else None
+
+
+class Output:
+    """Where a run's progress goes: event lines, or the live board once the run started."""
+
+    def __init__(self, console: Console | None, width: int) -> None:
+        self.console = console
+        self.width = width
+        self.board_on = False
+
+    def notice(self, notice: Notice) -> None:
+        if not self.board_on:  # the board shows the rest
+            _echo(format_notice(notice, self.width))
+
+    async def drive(
+        self, store: Store, go: Callable[[OnStarted | None], Awaitable[RunResult]]
+    ) -> RunResult:
+        """Run ``go`` (a run or a resume, given an ``on_started`` callback) to its end,
+        with the live board beside it on a terminal."""
+        console = self.console
+        if console is None:
+            return await go(None)
+        import anyio
+
+        from orchestrator.board import live_board
+        from orchestrator.engine import first_error
+        from orchestrator.errors import OrchestrateError
+
+        started: list[str] = []
+        is_started, board_ended = anyio.Event(), anyio.Event()
+
+        def on_started(run_id: str) -> None:
+            self.board_on = True
+            started.append(run_id)
+            is_started.set()
+
+        async def show() -> None:
+            await is_started.wait()
+            try:
+                await live_board(store, started[0], console)
+            except OrchestrateError as exc:  # the run goes on without its board
+                self.board_on = False
+                _echo(f"the live board stopped: {exc}")
+            finally:
+                board_ended.set()
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(show)
+                result = await go(on_started)
+                if is_started.is_set():
+                    with anyio.move_on_after(BOARD_GRACE):
+                        await board_ended.wait()
+                tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise first_error(group) from group
+        return result
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -171,24 +245,26 @@ def run(
         handle_signals=True,
         integrate_partial=integrate_partial,
     )
-    width = max(3, *(len(t.id) for t in loaded.plan.teams))
-
-    def notify(notice: Notice) -> None:
-        _echo(format_notice(notice, width))
+    out = Output(terminal_console(), max(3, *(len(t.id) for t in loaded.plan.teams)))
 
     def created(info: Any) -> None:
         _echo(f"run {info.run_id}: {len(loaded.plan.teams)} teams from {info.base_ref}")
 
     async def main() -> RunResult:
         async with open_store(settings, layout) as store:
-            return await start_run(
-                loaded,
-                store=store,
-                layout=layout,
-                options=options,
-                notify=notify,
-                on_created=created,
-            )
+
+            async def go(on_started: OnStarted | None) -> RunResult:
+                return await start_run(
+                    loaded,
+                    store=store,
+                    layout=layout,
+                    options=options,
+                    notify=out.notice,
+                    on_created=created,
+                    on_started=on_started,
+                )
+
+            return await out.drive(store, go)
 
     result = anyio.run(main)
     for line in _summary(result, loaded.repo_root):
