@@ -95,23 +95,56 @@ def _outcome(attempt: AttemptState, team: TeamState) -> str:
     return attempt.status or team.status
 
 
+def _check_result(check: Mapping[str, Any]) -> str:
+    if check.get("passed"):
+        return "passed"
+    if check.get("timed_out"):
+        return "timed out"
+    if check.get("exit_code") is None:
+        return "could not run"
+    return f"failed (exit {check['exit_code']})"
+
+
+def _recorded_checks(attempt: AttemptState | None) -> list[dict[str, Any]] | None:
+    """The checks' results the engine recorded on ``attempt`` (its field ``checks``, JSON
+    ``[{command, passed, exit_code, duration, timed_out}]``); None when it recorded none
+    (the agent failed first, or a run from before the field existed)."""
+    raw = attempt.fields.get("checks") if attempt is not None else None
+    if not raw:
+        return None
+    try:
+        stored = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(stored, list):
+        return None
+    return [
+        {
+            "command": str(c.get("command", "")),
+            "result": _check_result(c),
+            "passed": bool(c.get("passed")),
+            "exit_code": c.get("exit_code"),
+            "duration": c.get("duration"),
+            "timed_out": bool(c.get("timed_out")),
+            "source": "recorded",
+        }
+        for c in stored
+        if isinstance(c, dict)
+    ]
+
+
 def _checks(
     commands: Sequence[str], attempt: AttemptState | None, team: TeamState
 ) -> list[dict[str, Any]]:
     """Each check of the team and its result on the last attempt.
 
-    The engine stores no per-check results yet (wanted: the attempt field
-    ``checks``, JSON ``[{command, passed, exit_code, duration, timed_out}]``);
-    until it does, they are read from there when present, else inferred: a
-    team that succeeded passed every check; a failed check is named in the
-    attempt's reason.
+    As the engine recorded them on that attempt; for a run from before it did
+    (or an attempt whose checks did not run), inferred: a team that succeeded
+    passed every check; a failed check is named in the attempt's reason.
     """
-    if attempt is not None and attempt.fields.get("checks"):
-        try:
-            stored = json.loads(attempt.fields["checks"])
-            return [dict(c, source="recorded") for c in stored]
-        except ValueError:
-            pass
+    recorded = _recorded_checks(attempt)
+    if recorded is not None:
+        return recorded
     failed: dict[str, str] = {}
     reason = (attempt.reason if attempt else None) or team.reason or ""
     for m in _CHECK_RE.finditer(reason):
@@ -165,6 +198,7 @@ def _attempt_dict(a: AttemptState, team: TeamState) -> dict[str, Any]:
         "output_tokens": a.usage.output_tokens,
         "tokens": a.usage.tokens,
         "cost_usd": round(a.usage.cost_usd, 6),
+        "checks": _recorded_checks(a),
     }
 
 

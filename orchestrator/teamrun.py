@@ -26,6 +26,7 @@ re-attach to a running attempt, judge one that ended, or start the next one.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -638,6 +639,9 @@ class TeamRunner:
         failed = [c for c in checks if not c.passed]
         ok = judged.success and report.ok and not failed
         reason = "" if ok else _summarize(report.problems, failed, judged)
+        await self._record_judgement(
+            checks if judged.success and self.team.checks else None, reason
+        )
         feedback = Feedback(
             attempt=self.attempt,
             reason=reason,
@@ -662,6 +666,18 @@ class TeamRunner:
             retry_after=judged.retry_after,
         )
 
+    async def _record_judgement(self, checks: Sequence[CheckResult] | None, reason: str) -> None:
+        """On the attempt: each check's result (field ``checks``, JSON, when they ran) and
+        why it did not pass (``reason``: the missing files, the failing checks)."""
+        fields = {"checks": checks_json(checks)} if checks is not None else {}
+        if reason:
+            fields["reason"] = reason
+        if fields:
+            ctx = self.ctx
+            await ctx.store.update_attempt(
+                ctx.run_id, self.team.id, self.attempt, fields, epoch=ctx.epoch
+            )
+
     async def _succeed(self, judgement: _Judgement) -> TeamResult:
         ctx = self.ctx
         message = (
@@ -683,6 +699,23 @@ class TeamRunner:
         )
         self._notify("succeeded", f"attempt {self.attempt}  branch {self.branch}")
         return self._result("succeeded", files=judgement.files, final_message=self.final_message)
+
+
+def checks_json(checks: Sequence[CheckResult]) -> str:
+    """``[{"command", "passed", "exit_code", "duration", "timed_out"}]`` (an attempt's
+    ``checks`` field; the report reads it)."""
+    return json.dumps(
+        [
+            {
+                "command": c.command,
+                "passed": c.passed,
+                "exit_code": c.exit_code,
+                "duration": round(c.duration, 3),
+                "timed_out": c.timed_out,
+            }
+            for c in checks
+        ]
+    )
 
 
 def _read_head(log: Path, offset: int) -> list[str]:

@@ -164,6 +164,35 @@ async def test_report_after_a_real_engine_run(
     assert data["status"] == "succeeded" and data["totals"]["speedup"] is not None
 
 
+async def test_report_shows_each_attempts_check_results(
+    git_repo: GitRepo, store: Store, tmp_path: Path
+) -> None:
+    """A check that fails on attempt 1 and passes on attempt 2: the report shows exactly that,
+    per attempt (exit code, pass/fail, recorded by the engine) and for the team (passed)."""
+    teams = [("db", [])]
+    command, _ = write_agent(tmp_path / "agent", files_for(teams))
+    marker = tmp_path / "check-ran"
+    check = f"test -e {marker} || {{ touch {marker}; exit 3; }}"
+    plan_file = git_repo.path.parent / "plan.yaml"
+    text = plan_yaml(command, teams, checks={"db": [check, "true"]})
+    plan_file.write_text(text + f"repo: {git_repo.path.name}\n")
+    options = EngineOptions(backoff_initial=0.01, backoff_max=0.05, backoff_jitter=0.01)
+    result = await start_run(
+        load_plan(plan_file), store=store, layout=git_repo.state_layout(), options=options
+    )
+    assert result.status == "succeeded", result.reason
+    (db,) = (await build_report(store, result.run_id))["teams"]
+    first, second = db["attempts"]
+    assert [(c["command"], c["passed"], c["exit_code"], c["result"]) for c in first["checks"]] == [
+        (check, False, 3, "failed (exit 3)"),
+        ("true", True, 0, "passed"),
+    ]
+    assert [(c["passed"], c["exit_code"]) for c in second["checks"]] == [(True, 0), (True, 0)]
+    assert all(c["source"] == "recorded" and c["timed_out"] is False for c in db["checks"])
+    assert [c["passed"] for c in db["checks"]] == [True, True]
+    assert first["outcome"] == "retried" and "exit 3" in first["reason"]
+
+
 async def _cli(args: list[str], settings: Settings, cwd: Path) -> subprocess.CompletedProcess[str]:
     assert settings.redis_url is not None
     env = {**os.environ, "ORCHESTRATE_REDIS_URL": settings.redis_url.get_secret_value(),
