@@ -320,6 +320,13 @@ class Git:
         proc = await _run(["ls-tree", "-r", "--name-only", "-z", _check_ref(ref)], cwd=self.repo)
         return [p for p in proc.stdout.decode(errors="replace").split("\0") if p]
 
+    async def changed_between(self, a: str, b: str) -> list[str]:
+        """The paths ``b`` changed since it forked from ``a`` (``git diff a...b``), sorted."""
+        proc = await _run(
+            ["diff", "--name-only", "-z", f"{_check_ref(a)}...{_check_ref(b)}"], cwd=self.repo
+        )
+        return sorted(p for p in proc.stdout.decode(errors="replace").split("\0") if p)
+
     # -- worktrees ----------------------------------------------------------
 
     async def _worktrees(self) -> dict[Path, dict[str, str]]:

@@ -255,9 +255,9 @@ class ProcessRunner:
 
     def render(self, template: str, **variables: Any) -> str:
         """A bundled prompt template with the run's variables."""
-        from orchestrator.prompts import _render  # TODO: a public prompts.render_template
+        from orchestrator.prompts import render_template
 
-        return _render(None, template, {"run_id": self.run_id, "plan": self.plan, **variables})
+        return render_template(template, {"run_id": self.run_id, "plan": self.plan, **variables})
 
     def _next(self) -> int:
         self.n += 1
@@ -660,19 +660,10 @@ class _Integration:
 
     async def _teams_touching(self, files: Sequence[str]) -> dict[str, list[str]]:
         """For each file, the teams already merged whose branch changed it."""
-        from orchestrator.gitops import _out  # TODO: public Git.changed_between(a, b)
-
         changed: dict[str, set[str]] = {}
         for team in self.result.merged:
-            out = await _out(
-                [
-                    "diff",
-                    "--name-only",
-                    f"{self.result.base_commit}...{team_branch(self.run_id, team)}",
-                ],
-                cwd=self.git.repo,
-            )
-            changed[team] = set(out.splitlines())
+            branch = team_branch(self.run_id, team)
+            changed[team] = set(await self.git.changed_between(self.result.base_commit, branch))
         return {f: [t for t in self.result.merged if f in changed[t]] for f in files}
 
     async def conflict(self, team: str, files: list[str]) -> str | None:

@@ -142,6 +142,12 @@ def _render(template_file: Path | None, default_name: str, variables: Mapping[st
     return text.strip() + "\n"
 
 
+def render_template(name: str, variables: Mapping[str, Any]) -> str:
+    """A bundled template of ``prompts/`` (``conflict.md.j2``, ``fix.md.j2``, ...) rendered
+    with ``variables``; a missing variable or a broken template is a :class:`PlanError`."""
+    return _render(None, name, variables)
+
+
 def render_prompt(inp: PromptInput, *, plan_file: Path | None = None) -> str:
     """The full prompt of one attempt (``team.md.j2`` or the plan's own template)."""
     return _render(template_path(inp.plan, inp.team, plan_file), TEAM_TEMPLATE, inp.variables())

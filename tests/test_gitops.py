@@ -437,3 +437,20 @@ async def test_commits_ignore_the_users_hooks_and_merge_settings(
     assert await git.commit_all(path, "b done") is not None
     assert not marker.exists()
     assert len(git_repo.git("log", "-2", "--format=%P", cwd=path).splitlines()[1].split()) == 2
+
+
+async def test_changed_between_lists_what_a_branch_changed_since_it_forked(
+    git_repo: GitRepo,
+) -> None:
+    """`changed_between(base, branch)` names the files the branch changed since it forked
+    (not what the base did since): what the integration's conflict message names per team."""
+    git = Git(git_repo.path)
+    base = await git.rev_parse("main")
+    db = team_branch(RUN, "db")
+    git_repo.make_branch(db, {"src/db.js": "db\n", "a b.txt": "spaces\n"})
+    git_repo.commit("main moves on", {"later.txt": "x\n"})
+    assert await git.changed_between(base, db) == ["a b.txt", "src/db.js"]
+    assert await git.changed_between("main", db) == ["a b.txt", "src/db.js"]
+    assert await git.changed_between(db, db) == []
+    with pytest.raises(GitError):
+        await git.changed_between("--output=x", db)

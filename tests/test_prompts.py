@@ -149,3 +149,26 @@ def test_broken_template_is_a_plan_error(tmp_path: Path) -> None:
         render_prompt(_input(_plan(prompt_template="syntax.md.j2")), plan_file=plan_file)
     with pytest.raises(PlanError, match="not found"):
         render_prompt(_input(_plan(prompt_template="absent.j2")), plan_file=plan_file)
+
+
+def test_bundled_template_renders_by_name_and_misspelt_variables_fail() -> None:
+    """`render_template` renders a bundled template (the integration's fixer prompt) with the
+    given variables; a missing variable is a plan error, not a silent blank."""
+    from orchestrator.prompts import render_template
+    from orchestrator.resources import prompts_dir
+
+    names = sorted(p.name for p in prompts_dir().iterdir() if p.name.endswith(".j2"))
+    assert "fix.md.j2" in names and "conflict.md.j2" in names
+    plan = _plan()
+    text = render_template(
+        "fix.md.j2",
+        {"run_id": "demo-1", "plan": plan, "commands": ["pytest -q"],
+         "failed_command": "pytest -q", "reason": "exit 1", "output_tail": "E   boom-here",
+         "teams": list(plan.teams), "left_out": [], "round": 1, "rounds": 2,
+         "workdir": "/w", "branch": "orchestrate/demo-1/integration"},
+    )  # fmt: skip
+    assert "boom-here" in text and "pytest -q" in text
+    with pytest.raises(PlanError):
+        render_template("fix.md.j2", {"run_id": "demo-1"})
+    with pytest.raises(PlanError):
+        render_template("no-such.md.j2", {})
