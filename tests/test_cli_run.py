@@ -194,3 +194,31 @@ def test_run_shows_the_live_board_in_a_terminal(
         assert all(len(x) <= 80 for x in lines)
     finally:
         subprocess.run([*base, "kill-server"], capture_output=True)
+
+
+def test_missing_agent_executables_refuse_the_run(
+    git_repo: GitRepo, redis_url: str, tmp_path: Path
+) -> None:
+    """A plan whose agents' executables are not installed is refused before the run starts:
+    one line per missing executable naming the agent and its teams, exit 2, nothing recorded."""
+    text = (
+        "version: 1\nname: demo\ndefaults: {agent: codex}\n"
+        "teams:\n  - {id: db, task: x}\n  - {id: api, task: y, agent: aider}\n"
+    )
+    plan_file = _plan(git_repo, text)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    git = shutil.which("git")
+    assert git is not None
+    (bin_dir / "git").symlink_to(git)  # git alone on PATH: no agent CLI, wherever CI put them
+    env = {**_env(redis_url, f"t{uuid.uuid4().hex[:8]}"), "PATH": str(bin_dir)}
+    proc = _run(plan_file, env)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines == [
+        "orchestrate: error: agent 'codex' (used by db): executable 'codex' is not on PATH; "
+        "install it or set agents.codex.command",
+        "orchestrate: error: agent 'aider' (used by api): executable 'aider' is not on PATH; "
+        "install it or set agents.aider.command",
+    ]
+    assert not (git_repo.path / ".orchestrate" / "runs").exists()
