@@ -1,7 +1,7 @@
 """Logs: a chatty agent's cost, every line in ``orchestrate logs``, and ``logs -f`` lag.
 
 Part 1 (volume). One team whose agent prints 1,000,000 numbered lines of 100
-bytes (``seq -f %099g``: 99 digits + newline). Compared with the same command
+bytes (``seq -f %099.0f``: 99 digits + newline). Compared with the same command
 writing to a file (no orchestrate), reported three ways:
 
 - ``agent under orchestrate``: the agent's own start-to-exit (the supervisor's
@@ -109,7 +109,7 @@ def team_done_at(repo: Path, run_id: str, team: str) -> float:
 
 
 def volume(work: Path, lines: int) -> list[Result]:
-    command = f"seq -f %099g 1 {lines}"
+    command = f"seq -f %099.0f 1 {lines}"
     bare_file = work / "bare.out"
     start = time.perf_counter()
     subprocess.run(["sh", "-c", f"{command} > {bare_file}"], check=True)
