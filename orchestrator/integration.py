@@ -39,26 +39,30 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING
 
 import anyio
 import structlog
-from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator import graph
-from orchestrator.agentproc import AgentProcess, Launch, Outcome
-from orchestrator.agents import adapter_for
-from orchestrator.agents.base import AgentContext, AgentEvent, exit_reason
-from orchestrator.envs import agent_env
 from orchestrator.errors import OrchestrateError
 from orchestrator.gitops import Git, integration_branch, shared_branch, team_branch
-from orchestrator.keys import check_name
+from orchestrator.integration_procs import (
+    INTEGRATION,
+    STORE_NAME,
+    TAIL_LINES,
+    AgentRecord,
+    Bisection,
+    Conflict,
+    IntegrationResult,
+    ProcessRunner,
+    SuiteRun,
+    suite_commands,
+)
 from orchestrator.paths import SHARED_WORKTREE, StateLayout
 from orchestrator.planload import LoadedPlan
-from orchestrator.store import Store, Usage, new_agent_id
+from orchestrator.store import Store
 from orchestrator.teamrun import Notice, Notify
 from orchestrator.verify import command_text
 
@@ -72,385 +76,15 @@ __all__ = [
     "Bisection",
     "Conflict",
     "IntegrationResult",
+    "ProcessRunner",
     "SuiteRun",
     "integrate",
     "integrate_run",
     "load_result",
+    "suite_commands",
 ]
 
 log = structlog.get_logger("orchestrate.integration")
-
-TAIL_LINES = 80
-"""Lines of a failing suite's output kept for the fixer and the report."""
-
-INTEGRATION = "_integration"
-"""The pseudo-team of the integration phase: its worktree and log files are named after it."""
-
-
-def _store_name() -> str:
-    try:
-        return check_name("team", INTEGRATION)
-    except ValueError:  # keys.py does not take a leading underscore (yet): a name no team can have
-        return "integration.phase"
-
-
-STORE_NAME = _store_name()
-"""The integration's name in the store: its hash (phase, result), process records, log stream."""
-
-
-# -- what happened (JSON in the store, read back by the report) ------------------------------
-
-
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class AgentRecord(_Record):
-    """One run of the resolver or fixer agent."""
-
-    role: str
-    agent: str
-    agent_id: str
-    n: int
-    started: float
-    finished: float
-    exit_code: int | None = None
-    ok: bool = False
-    reason: str | None = None
-    log: str = ""
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-
-
-class SuiteRun(_Record):
-    """One run of the test suite: on the integration (``round`` 0, then after each fix) or a
-    bisection step (``prefix``: the teams merged at that point)."""
-
-    purpose: Literal["integration", "bisect"]
-    round: int = 0
-    prefix: list[str] | None = None
-    passed: bool
-    started: float
-    finished: float | None = None
-    failed_command: str | None = None
-    exit_code: int | None = None
-    reason: str | None = None
-    logs: list[str] = Field(default_factory=list)
-    tail: str = ""
-
-
-class Conflict(_Record):
-    """A merge conflict: the team being merged, the files, who changed each file before."""
-
-    team: str
-    files: list[str]
-    others: dict[str, list[str]] = Field(default_factory=dict)
-    resolved: bool = False
-    resolver_agent_id: str | None = None
-    resolution: str = ""
-
-    def describe(self) -> str:
-        """``src/app.py between db and auth; src/x.py between api and auth``."""
-        parts = []
-        for f in self.files:
-            before = ", ".join(self.others.get(f) or []) or "an earlier merge"
-            parts.append(f"{f} between {before} and {self.team}")
-        return "; ".join(parts)
-
-
-class Bisection(_Record):
-    """Which merge broke the suite."""
-
-    passes_with: list[str]
-    culprit: str | None
-    verdict: str
-    tested: dict[str, bool] = Field(default_factory=dict)
-    """Prefix length (teams merged) -> whether the suite passed there."""
-
-
-class IntegrationResult(_Record):
-    """What the integration phase did; ``ok`` when it merged and the suite passed."""
-
-    status: Literal["running", "succeeded", "failed", "skipped"]
-    reason: str | None = None
-    phase: str = "start"
-    isolation: str
-    branch: str
-    worktree: str
-    base_commit: str
-    head: str | None = None
-    order: list[str] = Field(default_factory=list)
-    merged: list[str] = Field(default_factory=list)
-    left_out: list[str] = Field(default_factory=list)
-    commits: dict[str, str] = Field(default_factory=dict)
-    """Team -> the merge commit after it (the prefixes bisection tests)."""
-    conflicts: list[Conflict] = Field(default_factory=list)
-    suite: list[SuiteRun] = Field(default_factory=list)
-    agents: list[AgentRecord] = Field(default_factory=list)
-    test_passed: bool | None = None
-    """None: no suite configured (or it never ran)."""
-    bisection: Bisection | None = None
-    started: float
-    finished: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "succeeded"
-
-
-def suite_commands(test: object) -> list[str | tuple[str, ...]]:
-    """``integration.test`` as a list of commands.
-
-    A string is one shell command; a list is a list of commands, like ``checks:``
-    (each a shell string or an argv list).
-    """
-    if test is None:
-        return []
-    if isinstance(test, str):
-        return [test]
-    out: list[str | tuple[str, ...]] = []
-    for item in test if isinstance(test, tuple | list) else ():
-        out.append(item if isinstance(item, str) else tuple(str(a) for a in item))
-    return out
-
-
-# -- running processes: the suite's commands and the resolver/fixer agents --------------------
-
-
-@dataclass(frozen=True)
-class _Proc:
-    command: str
-    ok: bool
-    exit_code: int | None
-    reason: str | None
-    log: str
-
-
-class ProcessRunner:
-    """Runs the integration's processes under the supervisor, numbered ``_integration.<n>``.
-
-    Output goes to ``logs/_integration.<n>.log`` and the integration's log stream;
-    each process is recorded as attempt ``n`` of the integration in the store.
-    """
-
-    def __init__(
-        self,
-        loaded: LoadedPlan,
-        *,
-        store: Store,
-        layout: StateLayout,
-        run_id: str,
-        epoch: int,
-        kill_grace: float,
-    ) -> None:
-        self.loaded = loaded
-        self.plan = loaded.plan
-        self.store = store
-        self.layout = layout
-        self.run_id = run_id
-        self.epoch = epoch
-        self.kill_grace = kill_grace
-        self.n = _last_number(layout.logs_dir(run_id))
-
-    def render(self, template: str, **variables: Any) -> str:
-        """A bundled prompt template with the run's variables."""
-        from orchestrator.prompts import render_template
-
-        return render_template(template, {"run_id": self.run_id, "plan": self.plan, **variables})
-
-    def _next(self) -> int:
-        self.n += 1
-        return self.n
-
-    async def _record(self, n: int, fields: dict[str, str]) -> None:
-        await self.store.update_attempt(
-            self.run_id, STORE_NAME, n, {"attempt": str(n), **fields}, epoch=self.epoch
-        )
-
-    async def _supervise(
-        self,
-        n: int,
-        argv: Sequence[str],
-        workdir: Path,
-        env: dict[str, str],
-        *,
-        limit: float,
-        stall_timeout: float | None,
-        on_line: Callable[[str], list[str]],
-    ) -> Outcome:
-        layout = self.layout
-        launch = Launch(
-            argv=list(argv),
-            cwd=workdir,
-            env=env,
-            log=layout.log_file(self.run_id, INTEGRATION, n),
-            status=layout.status_file(self.run_id, INTEGRATION, n),
-        )
-
-        async def on_lines(lines: list[str]) -> None:
-            shown = [s for line in lines for s in on_line(line)]
-            await self.store.append_log(self.run_id, STORE_NAME, n, shown)
-
-        async with await AgentProcess.start(launch) as proc:
-            await self._record(n, {"pid": str(proc.pid)})
-            return await proc.run(
-                timeout=limit,
-                stall_timeout=stall_timeout,
-                on_lines=on_lines,
-                grace=self.kill_grace,
-            )
-
-    def _env(self, extra: Mapping[str, str], layers: Sequence[Mapping[str, str]]) -> dict[str, str]:
-        return agent_env(
-            allow=self.plan.env_allow,
-            layers=[self.plan.env, *layers],
-            orchestrate={"ORCHESTRATE_RUN": self.run_id, "ORCHESTRATE_TEAM": INTEGRATION, **extra},
-        )
-
-    async def command(
-        self, command: str | tuple[str, ...], workdir: Path, *, limit: float, tail: deque[str]
-    ) -> _Proc:
-        """One command of the test suite; its output's end is added to ``tail``."""
-        n = self._next()
-        text = command_text(command)
-        argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
-        log_path = str(self.layout.log_file(self.run_id, INTEGRATION, n))
-        started = time.time()
-        await self._record(
-            n, {"role": "test", "command": text, "started": repr(started), "log": log_path}
-        )
-
-        def keep(line: str) -> list[str]:
-            tail.append(line)
-            return [line]
-
-        try:
-            outcome = await self._supervise(
-                n,
-                argv,
-                workdir,
-                self._env({}, []),
-                limit=limit,
-                stall_timeout=None,
-                on_line=keep,
-            )
-        except OrchestrateError as exc:
-            reason: str | None = f"`{text}` could not run: {exc}"
-            await self._record(n, {"finished": repr(time.time()), "reason": reason or ""})
-            return _Proc(text, False, None, reason, log_path)
-        reason = exit_reason(outcome)
-        if reason is not None:
-            reason = f"`{text}` {reason}"
-        await self._record(
-            n,
-            {
-                "finished": repr(time.time()),
-                "exit_code": "" if outcome.exit_code is None else str(outcome.exit_code),
-                "reason": reason or "",
-                "status": "succeeded" if outcome.ok else "failed",
-            },
-        )
-        return _Proc(text, outcome.ok, outcome.exit_code, reason, log_path)
-
-    async def agent(self, role: str, agent_name: str, workdir: Path, prompt: str) -> AgentRecord:
-        """Run the resolver or fixer agent once in ``workdir`` with ``prompt``."""
-        n = self._next()
-        agent_id = new_agent_id()
-        config = self.plan.agent_config(agent_name)
-        prompt_file = self.layout.prompt_file(self.run_id, INTEGRATION, n)
-        log_path = self.layout.log_file(self.run_id, INTEGRATION, n)
-        started = time.time()
-        record = AgentRecord(
-            role=role, agent=agent_name, agent_id=agent_id, n=n, started=started,
-            finished=started, log=str(log_path),
-        )  # fmt: skip
-        await self._record(
-            n,
-            {"role": role, "agent": agent_name, "agent_id": agent_id, "started": repr(started),
-             "log": str(log_path), "prompt_file": str(prompt_file)},
-        )  # fmt: skip
-        try:
-            adapter = adapter_for(config.kind or "")
-            await anyio.Path(prompt_file.parent).mkdir(mode=0o700, parents=True, exist_ok=True)
-            await anyio.Path(prompt_file).write_text(prompt)
-            env = self._env(
-                {
-                    "ORCHESTRATE_AGENT_ID": agent_id,
-                    "ORCHESTRATE_ATTEMPT": str(n),
-                    "ORCHESTRATE_PROMPT_FILE": str(prompt_file),
-                    "ORCHESTRATE_ROLE": role,
-                },
-                [config.env],
-            )
-            ctx = AgentContext(
-                config=config, kind=config.kind or "", team_id=INTEGRATION, attempt=n,
-                agent_id=agent_id, workdir=workdir, prompt_file=prompt_file, prompt_text=prompt,
-                model=config.model, env=env, run_id=self.run_id,
-            )  # fmt: skip
-            argv = adapter.argv(ctx)
-            env.update(adapter.env(ctx))
-            events: list[AgentEvent] = []
-            tail: deque[str] = deque(maxlen=TAIL_LINES)
-
-            def parse(line: str) -> list[str]:
-                shown = []
-                for event in adapter.parse(line):
-                    shown.append(event.display())
-                    if event.type in ("session", "usage", "result", "error"):
-                        events.append(event)
-                tail.extend(shown)
-                return shown
-
-            outcome = await self._supervise(
-                n, argv, workdir, env, limit=self.plan.defaults.timeout,
-                stall_timeout=self.plan.defaults.stall_timeout, on_line=parse,
-            )  # fmt: skip
-            verdict = adapter.judge(outcome, events)
-        except OrchestrateError as exc:
-            record = record.model_copy(update={"finished": time.time(), "reason": str(exc)})
-            await self._record(
-                n, {"finished": repr(record.finished), "reason": str(exc), "status": "failed"}
-            )
-            return record
-        record = record.model_copy(
-            update={
-                "finished": time.time(),
-                "exit_code": outcome.exit_code,
-                "ok": verdict.success,
-                "reason": verdict.reason,
-                "input_tokens": verdict.input_tokens,
-                "output_tokens": verdict.output_tokens,
-                "cost_usd": verdict.cost_usd or 0.0,
-            }
-        )
-        await self._record(
-            n,
-            {
-                "finished": repr(record.finished),
-                "exit_code": "" if outcome.exit_code is None else str(outcome.exit_code),
-                "reason": verdict.reason or "",
-                "status": "succeeded" if verdict.success else "failed",
-            },
-        )
-        usage = Usage(
-            input_tokens=verdict.input_tokens,
-            output_tokens=verdict.output_tokens,
-            cost_usd=verdict.cost_usd or 0.0,
-        )
-        if usage.tokens or usage.cost_usd:
-            await self.store.add_usage(self.run_id, STORE_NAME, usage, epoch=self.epoch, attempt=n)
-        return record
-
-
-def _last_number(logs: Path) -> int:
-    """The highest ``_integration.<n>.log`` already there (a resumed run goes on counting)."""
-    best = 0
-    for path in logs.glob(f"{INTEGRATION}.*.log") if logs.is_dir() else ():
-        number = path.name[len(INTEGRATION) + 1 : -len(".log")]
-        if number.isdigit():
-            best = max(best, int(number))
-    return best
 
 
 async def load_result(store: Store, run_id: str) -> IntegrationResult | None:
