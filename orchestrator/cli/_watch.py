@@ -157,6 +157,7 @@ def logs(
 
         lines: list[LogLine] = []
         after: dict[str, str] = {}
+        shown: dict[str, tuple[int, int] | None] = {}
         tails: dict[str, dict[int, FileTail]] | None = None
         if raw:
             tails = {}
@@ -177,6 +178,7 @@ def logs(
                 )
                 lines += found.lines
                 after[t] = found.last_id
+                shown[t] = found.last_pos
             lines.sort()
         for line in lines:
             emit(line)
@@ -196,6 +198,7 @@ def logs(
                 after=after,
                 raw_tails=tails,
                 attempt=attempt,
+                start=shown,
             )
 
     try:
