@@ -167,6 +167,14 @@ async def _wait_until(done: Callable[[], bool], limit: float) -> bool:
     return done()
 
 
+def _open_pidfd(pid: int) -> int | None:
+    """A pidfd of ``pid`` (Linux 5.3+): readable the moment the process exits. None elsewhere."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
 def _group_alive(pgid: int) -> bool:
     """Does any process of group ``pgid`` remain (zombies excepted)?"""
     try:
@@ -260,6 +268,8 @@ class AgentProcess:
         self._splitter = _LineSplitter()
         self._closed = False
         self._detached = False
+        self._pidfd = _open_pidfd(pid)
+        """Wakes :meth:`_nap` the moment the supervisor exits, instead of a poll tick later."""
 
     # -- starting ---------------------------------------------------------------------------
 
@@ -396,12 +406,31 @@ class AgentProcess:
                 if got == READ_CHUNK:
                     await anyio.lowlevel.checkpoint()  # more is waiting: catch up
                 else:
-                    await anyio.sleep(POLL_INTERVAL)
-            await _wait_until(lambda: not self._supervisor_alive(), _EXIT_WAIT)
+                    await self._nap(POLL_INTERVAL)
+            await self._wait_exit(_EXIT_WAIT)
             while await self._pump(fd, on_lines):
                 pass
             await self._deliver(self._splitter.finish(), on_lines)
         return self._outcome(timed_out, stalled, limit, time.monotonic() - began)
+
+    async def _nap(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if the supervisor exits meanwhile."""
+        if self._pidfd is None:
+            await anyio.sleep(seconds)
+            return
+        with anyio.move_on_after(seconds):
+            await anyio.wait_readable(self._pidfd)
+
+    async def _wait_exit(self, limit: float) -> None:
+        """Wait at most ``limit`` seconds for the supervisor to be gone."""
+        with anyio.move_on_after(limit):
+            while self._supervisor_alive():
+                await self._nap(POLL_INTERVAL)
+
+    def _close_pidfd(self) -> None:
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
 
     @contextlib.contextmanager
     def _open_log(self) -> Iterator[int]:
@@ -480,6 +509,7 @@ class AgentProcess:
     def detach(self) -> None:
         """Leave the agent running when this object closes (another orchestrator may attach)."""
         self._detached = True
+        self._close_pidfd()
         if self._popen is not None:
             _released.append(self._popen)  # still ours to reap, once it ends
             self._popen = None
@@ -494,7 +524,8 @@ class AgentProcess:
                 await self.terminate(grace=DEFAULT_GRACE)
             popen = self._popen
             if popen is not None and not self._detached:
-                await _wait_until(lambda: popen.poll() is not None, _EXIT_WAIT)
+                await self._wait_exit(_EXIT_WAIT)
+            self._close_pidfd()
 
     async def __aenter__(self) -> AgentProcess:
         return self
