@@ -239,6 +239,7 @@ class ProcessRunner:
             env=env,
             log=layout.log_file(self.run_id, INTEGRATION, n),
             status=layout.status_file(self.run_id, INTEGRATION, n),
+            secrets=self.store.secrets,
         )
 
         async def on_lines(lines: list[str]) -> None:

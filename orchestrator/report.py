@@ -50,11 +50,9 @@ _CHECK_RE = re.compile(
 
 def _redactor(store: Store) -> Callable[[str], str]:
     """Secret values (the environment's keys and tokens, the Redis password) to ``***``."""
-    from orchestrator.redact import Redactor, redis_secrets
+    from orchestrator.redact import Redactor
 
-    url = store.settings.redis_url
-    redactor = Redactor.from_env(extra=redis_secrets(url.get_secret_value() if url else None))
-    return redactor.redact
+    return Redactor.from_env(extra=store.secrets).redact
 
 
 def redact_tree(value: Any, redact: Callable[[str], str]) -> Any:

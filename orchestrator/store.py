@@ -143,6 +143,14 @@ class Store:
         """Which server this store talks to, password redacted (for messages)."""
         return self._where
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values never to be stored or printed: the Redis password, as written and decoded."""
+        from orchestrator.redact import redis_secrets
+
+        url = self.settings.redis_url
+        return tuple(redis_secrets(url.get_secret_value() if url is not None else None))
+
     async def aclose(self) -> None:
         """Close the connections; safe to call twice. The embedded server keeps running."""
         if self._closed:

@@ -497,7 +497,14 @@ class TeamRunner:
         )
         self._notify("running", f"attempt {self.attempt}/{self.max_attempts}  agent {agent_id}")
         bound.debug("starting agent", argv=argv)
-        launch = Launch(argv=argv, cwd=self.worktree, env=env, log=log_file, status=status_file)
+        launch = Launch(
+            argv=argv,
+            cwd=self.worktree,
+            env=env,
+            log=log_file,
+            status=status_file,
+            secrets=self.ctx.store.secrets,
+        )
         proc = await AgentProcess.start(launch)
         return await self._follow(
             proc, adapter, [], deque(maxlen=LOG_TAIL_LINES), self.plan.timeout(team), fresh=True

@@ -33,6 +33,8 @@ for i in range(n):
     if team != "flood" and i % 10 == 0:
         time.sleep(0.02)
 print(f"{team} uses key {os.environ.get('DEMO_API_KEY', '')}", flush=True)
+if team == "api":  # the Redis password, which no secret-named variable of the agent holds
+    print("api sees " + open(os.environ["DEMO_VALUE_FILE"]).read(), flush=True)
 if team == "split":  # a secret printed in two writes, a pause between them
     tok = os.environ["DEMO_SPLIT_TOKEN"]
     sys.stdout.write("split token " + tok[:8]); sys.stdout.flush()
@@ -47,6 +49,7 @@ name: demo
 base: main
 max_parallel: 4
 defaults: {{agent: talk, timeout: 2m, stall_timeout: 1m, retries: 0}}
+env: {{DEMO_VALUE_FILE: "{pw_file}"}}
 agents:
   talk: {{kind: command, command: [{py}, -u, {script}, "{{team}}", "{{attempt}}"]}}
 teams:
@@ -93,7 +96,10 @@ def done(tmp_path_factory: pytest.TempPathFactory, password_redis: PasswordRedis
     repo.mkdir()
     script = base / "agent.py"
     script.write_text(AGENT)
-    (repo / "plan.yaml").write_text(PLAN.format(py=sys.executable, script=script))
+    pw_file = base / "value.txt"  # outside the repo and the state folder
+    pw_file.write_text(password_redis.password)
+    plan = PLAN.format(py=sys.executable, script=script, pw_file=pw_file)
+    (repo / "plan.yaml").write_text(plan)
     prefix = f"t{uuid.uuid4().hex[:10]}"
     env = {
         k: v
@@ -163,7 +169,8 @@ def team_lines(out: str, team: str) -> list[str]:
 
 
 def expected(team: str, n: int = 30) -> list[str]:
-    return [f"{team} line {i}" for i in range(n)] + [f"{team} uses key ***"]
+    extra = ["api sees ***"] if team == "api" else []
+    return [f"{team} line {i}" for i in range(n)] + [f"{team} uses key ***", *extra]
 
 
 def test_run_succeeded(done: Done) -> None:
@@ -279,8 +286,14 @@ def seen(done: Done) -> str:
 
 
 def test_planted_secret_never_appears_anywhere(done: Done, seen: str) -> None:
-    """An API key the agent prints is in no Redis key, no log file and no command's output."""
+    """An API key the agent prints is in no Redis key, no log file and no command's output.
+
+    Nor is the Redis password, which the api agent prints from a variable whose
+    name looks harmless (so only the store's own secrets, handed to the
+    supervisor, can mask it).
+    """
     assert "db uses key ***" in seen
+    assert "api sees ***" in seen
     assert done.api_key not in seen
     assert done.redis.password not in seen
 

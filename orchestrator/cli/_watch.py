@@ -149,7 +149,7 @@ def logs(
             state.team_ids,
             color=use_color(out),
             prefix=team is None,
-            redactor=Redactor.from_env(extra=_redis_secrets(store)),
+            redactor=Redactor.from_env(extra=store.secrets),
         )
 
         def emit(line: LogLine) -> None:
@@ -208,12 +208,6 @@ def logs(
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 
-
-def _redis_secrets(store: Store) -> list[str]:
-    from orchestrator.redact import redis_secrets
-
-    url = store.settings.redis_url
-    return redis_secrets(url.get_secret_value() if url is not None else None)
 
 
 @app.command()
