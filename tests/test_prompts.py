@@ -172,3 +172,19 @@ def test_bundled_template_renders_by_name_and_misspelt_variables_fail() -> None:
         render_template("fix.md.j2", {"run_id": "demo-1"})
     with pytest.raises(PlanError):
         render_template("no-such.md.j2", {})
+
+
+def test_edited_plan_template_is_picked_up_by_the_next_render(tmp_path: Path) -> None:
+    """Templates are compiled once per process, yet a plan template edited during a run
+    (a retry after the user fixed it) renders its new text, not a stale compiled copy."""
+    import os
+
+    tpl = tmp_path / "live.md.j2"
+    tpl.write_text("FIRST {{ team.id }}\n")
+    os.utime(tpl, (1_000_000, 1_000_000))
+    plan = _plan(prompt_template="live.md.j2")
+    plan_file = tmp_path / "plan.yaml"
+    assert render_prompt(_input(plan), plan_file=plan_file).startswith("FIRST api")
+    tpl.write_text("SECOND {{ team.id }}\n")
+    os.utime(tpl, (2_000_000, 2_000_000))
+    assert render_prompt(_input(plan), plan_file=plan_file).startswith("SECOND api")
