@@ -38,14 +38,7 @@ INTEGRATION = "_integration"
 """The pseudo-team of the integration phase: its worktree and log files are named after it."""
 
 
-def _store_name() -> str:
-    try:
-        return check_name("team", INTEGRATION)
-    except ValueError:  # keys.py does not take a leading underscore (yet): a name no team can have
-        return "integration.phase"
-
-
-STORE_NAME = _store_name()
+STORE_NAME = check_name("team", INTEGRATION)
 """The integration's name in the store: its hash (phase, result), process records, log stream."""
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from orchestrator.errors import UsageError
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # leading _: internal (_integration)
 
 
 class InvalidIdError(UsageError, ValueError):

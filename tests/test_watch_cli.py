@@ -340,3 +340,12 @@ def test_watch_draws_the_board_in_a_real_terminal(done: Done) -> None:
         assert all(len(x) <= 80 for x in lines)
     finally:
         subprocess.run([*base, "kill-server"], capture_output=True)
+
+
+def test_logs_of_the_integration_phase(done: Done) -> None:
+    """`logs RUN _integration` shows the integration phase like a team; `logs` includes it."""
+    rc, out, err = cli("logs", done.run_id, "_integration", env=done.env, cwd=done.repo)
+    assert rc == 0, err
+    assert "integration succeeded" in out
+    _, everything, _ = cli("logs", done.run_id, env=done.env, cwd=done.repo)
+    assert "_integration | integration succeeded" in everything

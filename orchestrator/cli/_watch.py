@@ -140,13 +140,15 @@ def logs(
         from orchestrator.board import plan_for
 
         run_id = await _run_id(store, run)
+        from orchestrator.integration_procs import INTEGRATION
+
         state = await store.get_run(run_id)
-        if team is not None and team not in state.team_ids:
-            known = ", ".join(state.team_ids)
-            raise UsageError(f"no team {team!r} in run {run_id} (teams: {known})")
-        teams = [team] if team is not None else list(state.team_ids)
+        known = [*state.team_ids, INTEGRATION]  # the integration phase's output reads like a team's
+        if team is not None and team not in known:
+            raise UsageError(f"no team {team!r} in run {run_id} (teams: {', '.join(known)})")
+        teams = [team] if team is not None else known
         fmt = LineFormatter(
-            state.team_ids,
+            state.team_ids,  # the prefix width of the teams; _integration's lines may stick out
             color=use_color(out),
             prefix=team is None,
             redactor=Redactor.from_env(extra=store.secrets),
