@@ -67,6 +67,7 @@ from orchestrator.gitops import Git
 from orchestrator.paths import StateLayout
 from orchestrator.plan import Team
 from orchestrator.planload import LoadedPlan, load_plan
+from orchestrator.preflight import require_agents
 from orchestrator.prompts import Feedback
 from orchestrator.runs import RunInfo, plan_of_run, write_plan_copy
 from orchestrator.store import RunState, Store, TeamState
@@ -429,6 +430,7 @@ async def resume_run(
         return RunResult(run_id=run_id, status="succeeded", reason="already succeeded")
     teams = await store.get_teams(run_id)
     loaded, notes, fields = choose_plan(run, teams, layout, plan_file)
+    require_agents(loaded)
     for note in notes:
         say(Notice(time.time(), None, "plan", note))
     await take_over_dead_lease(store, run_id)

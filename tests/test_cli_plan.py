@@ -103,8 +103,11 @@ def test_plan_shows_waves_path_timeline_and_warnings(repo: Path) -> None:
     assert "Critical path: db -> auth ~50m" in out
     assert "T+00 db / T+20 auth, api / T+50 done" in out
     assert "teams 'auth' and 'api' may run at the same time and both deliver 'src/*.py'" in out
-    assert "agent 'scripted': executable 'definitely-not-installed-agent' is not on PATH" in out
-    assert "agent 'claude-code': executable 'claude' is not on PATH" in out
+    assert (
+        "agent 'scripted': executable 'definitely-not-installed-agent' is not on PATH (used by"
+        in out
+    )
+    assert "agent 'claude-code': executable 'claude' is not on PATH (used by" in out
 
 
 def test_schema_is_json_schema_of_plan(repo: Path) -> None:

@@ -216,9 +216,10 @@ def test_missing_agent_executables_refuse_the_run(
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = proc.stderr.splitlines()
     assert lines == [
-        "orchestrate: error: agent 'codex' (used by db): executable 'codex' is not on PATH; "
+        f"{plan_file}: agents.codex: executable 'codex' is not on PATH (used by db); "
         "install it or set agents.codex.command",
-        "orchestrate: error: agent 'aider' (used by api): executable 'aider' is not on PATH; "
+        f"{plan_file}: agents.aider: executable 'aider' is not on PATH (used by api); "
         "install it or set agents.aider.command",
+        "orchestrate: the plan has 2 problem(s)",
     ]
     assert not (git_repo.path / ".orchestrate" / "runs").exists()

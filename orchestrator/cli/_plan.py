@@ -15,57 +15,11 @@ import typer
 from orchestrator.cli import app
 
 if TYPE_CHECKING:
-    from orchestrator.plan import Plan
+    pass
 
 PlanArg = Annotated[
     Path, typer.Argument(help="The plan file (plan.yaml).", dir_okay=False, show_default=False)
 ]
-
-DEFAULT_EXECUTABLES: dict[str, str] = {
-    "claude-code": "claude",
-    "codex": "codex",
-    "aider": "aider",
-    "gemini": "gemini",
-    "opencode": "opencode",
-}
-"""The executable each built-in agent kind runs unless ``command:`` says otherwise."""
-
-
-def agent_executables(plan: Plan) -> dict[str, str]:
-    """The agents the plan uses (teams, integration) mapped to the executable each runs."""
-    import shlex
-
-    used: list[str] = [plan.agent_name(t) for t in plan.teams]
-    used += [a for a in (plan.integration.resolver, plan.integration.fixer) if a]
-    out: dict[str, str] = {}
-    for name in dict.fromkeys(used):
-        cfg = plan.agent_config(name)
-        command = cfg.command
-        if isinstance(command, tuple):
-            exe = command[0] if command else ""
-        elif isinstance(command, str):
-            try:
-                words = shlex.split(command) if cfg.kind == "command" else [command]
-            except ValueError:
-                words = command.split()
-            exe = words[0] if words else ""
-        else:
-            exe = DEFAULT_EXECUTABLES.get(cfg.kind or name, "")
-        if exe:
-            out[name] = exe
-    return out
-
-
-def _missing_executables(plan: Plan, repo_root: Path) -> dict[str, str]:
-    missing = {}
-    for name, exe in agent_executables(plan).items():
-        if "/" in exe:  # a path: relative ones run inside the team's worktree (the repo)
-            found = (repo_root / exe).is_file() or Path(exe).is_file()
-        else:
-            found = shutil.which(exe) is not None
-        if not found:
-            missing[name] = exe
-    return missing
 
 
 @app.command()
@@ -160,8 +114,10 @@ def show_plan(plan_file: PlanArg) -> None:
             + ("" if o.deliverable_a == o.deliverable_b else f" / {o.deliverable_b!r}")
             + ": a merge conflict waiting to happen (make one depend on the other?)"
         )
-    for name, exe in _missing_executables(plan, loaded.repo_root).items():
-        warnings.append(f"agent {name!r}: executable {exe!r} is not on PATH")
+    from orchestrator.preflight import missing_agents
+
+    for m in missing_agents(loaded, guess_shell=True):
+        warnings.append(f"agent {m.agent!r}: {m}")
     for w in warnings:
         console.print(f"[yellow]warning:[/] {w}")
     if not warnings:
@@ -205,14 +161,18 @@ def init(
     target = root / "plan.yaml"
     if target.exists() and not force:
         raise UsageError(f"init: {target} already exists; not overwriting it (--force to replace)")
-    found = [kind for kind in _AGENT_CLIS if shutil.which(DEFAULT_EXECUTABLES[kind])]
+    from orchestrator.agents import executable
+    from orchestrator.plan import AgentConfig
+
+    programs = {kind: executable(AgentConfig(kind=kind)) for kind in _AGENT_CLIS}
+    found = [kind for kind in _AGENT_CLIS if shutil.which(programs[kind])]
     template = (configs_dir() / "init" / "plan.yaml.j2").read_text(encoding="utf-8")
     text = jinja2.Template(template, keep_trailing_newline=True).render(
         name=_safe_name(root.name),
         agent=found[0] if found else "claude-code",
         found=found,
         missing=[k for k in _AGENT_CLIS if k not in found],
-        executables=DEFAULT_EXECUTABLES,
+        executables=programs,
     )
     target.write_text(text, encoding="utf-8")
     typer.echo(f"wrote {target}")

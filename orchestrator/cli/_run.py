@@ -156,39 +156,6 @@ def _load(plan_file: Path) -> LoadedPlan:
     return load_plan_text(imported.yaml_text, path=plan_file.absolute().with_suffix(".yaml"))
 
 
-def missing_executables(loaded: LoadedPlan) -> list[str]:
-    """One line per agent executable the plan needs and this machine lacks (empty: all there).
-
-    A ``command`` agent given as a shell string is left to its shell (it may start
-    with a builtin or a variable); argv lists and the agent CLIs are looked up on
-    PATH, a relative path in the plan's repository.
-    """
-    import shutil
-
-    from orchestrator.cli._plan import agent_executables
-
-    plan = loaded.plan
-    lines = []
-    for name, exe in agent_executables(plan).items():
-        cfg = plan.agent_config(name)
-        if cfg.kind == "command" and isinstance(cfg.command, str):
-            continue
-        if "/" in exe:
-            found = (loaded.repo_root / exe).is_file() or Path(exe).is_file()
-        else:
-            found = shutil.which(exe) is not None
-        if found:
-            continue
-        users = [t.id for t in plan.teams if plan.agent_name(t) == name]
-        users += [f"integration.{r}" for r in ("resolver", "fixer")
-                  if getattr(plan.integration, r) == name]  # fmt: skip
-        lines.append(
-            f"agent {name!r} (used by {', '.join(users)}): executable {exe!r} is not on PATH; "
-            f"install it or set agents.{name}.command"
-        )
-    return lines
-
-
 def _summary(result: RunResult, repo_root: Path) -> list[str]:
     lines = [""]
     verdict = result.status if not result.reason else f"{result.status}: {result.reason}"
@@ -262,11 +229,9 @@ def run(
 
     _configure_logging(verbose)
     loaded = _load(plan_file)
-    missing = missing_executables(loaded)
-    if missing:  # before anything is recorded: nothing to resume, nothing half started
-        for line in missing:
-            sys.stderr.write(f"orchestrate: error: {line}\n")
-        raise typer.Exit(2)
+    from orchestrator.preflight import require_agents
+
+    require_agents(loaded)  # before anything is recorded: nothing to resume, nothing half started
     overrides: dict[str, Any] = {}
     if redis_url:
         overrides["redis_url"] = redis_url
