@@ -4,26 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.agentproc import Outcome
-from orchestrator.agents import adapter_for
 from orchestrator.agents.aider import SESSION, count
-from orchestrator.agents.base import AgentContext, AgentEvent, Verdict
+from orchestrator.agents.base import AgentContext
 from orchestrator.plan import AgentConfig
+from tests.support.recordings import Recorded
 
-FIXTURES = Path(__file__).parent / "fixtures" / "agent-output" / "aider"
-ADAPTER = adapter_for("aider")
-
-
-def events_of(name: str) -> list[AgentEvent]:
-    lines = (FIXTURES / f"{name}.jsonl").read_text().splitlines()
-    return [event for line in lines for event in ADAPTER.parse(line)]
-
-
-def verdict_of(name: str, exit_code: int = 0) -> Verdict:
-    outcome = Outcome(
-        exit_code=exit_code, signal=None, timed_out=False, stalled=False, duration=1.0
-    )
-    return ADAPTER.judge(outcome, events_of(name))
+REC = Recorded("aider")
+FIXTURES = REC.folder
+ADAPTER = REC.adapter
+events_of = REC.events
+verdict_of = REC.verdict
 
 
 def test_argv_sends_one_message_and_leaves_commits_to_orchestrate(tmp_path: Path) -> None:

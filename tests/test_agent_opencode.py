@@ -4,40 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.agentproc import Outcome
-from orchestrator.agents import adapter_for
-from orchestrator.agents.base import AgentContext, AgentEvent, Verdict
-from orchestrator.plan import AgentConfig
+from tests.support.recordings import Recorded
 
-FIXTURES = Path(__file__).parent / "fixtures" / "agent-output" / "opencode"
-ADAPTER = adapter_for("opencode")
-
-
-def events_of(name: str) -> list[AgentEvent]:
-    lines = (FIXTURES / f"{name}.jsonl").read_text().splitlines()
-    return [event for line in lines for event in ADAPTER.parse(line)]
-
-
-def verdict_of(name: str, exit_code: int) -> Verdict:
-    outcome = Outcome(
-        exit_code=exit_code, signal=None, timed_out=False, stalled=False, duration=1.0
-    )
-    return ADAPTER.judge(outcome, events_of(name))
-
-
-def context(tmp_path: Path, **kw: object) -> AgentContext:
-    values: dict[str, object] = {
-        "config": AgentConfig(kind="opencode"),
-        "kind": "opencode",
-        "team_id": "db",
-        "attempt": 1,
-        "agent_id": "a1",
-        "workdir": tmp_path,
-        "prompt_file": tmp_path / "p.md",
-        "prompt_text": "Build the db",
-    }
-    values.update(kw)
-    return AgentContext(**values)  # type: ignore[arg-type]
+REC = Recorded("opencode")
+FIXTURES = REC.folder
+ADAPTER = REC.adapter
+events_of = REC.events
+verdict_of = REC.verdict
+context = REC.context
 
 
 def test_argv_pins_the_worktree_and_approves_edits(tmp_path: Path) -> None:
