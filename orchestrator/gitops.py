@@ -339,22 +339,35 @@ class Git:
                 found[await _resolve(Path(attrs["worktree"]))] = attrs
         return found
 
-    async def add_worktree(self, path: Path, branch: str, start: str) -> None:
+    async def add_worktree(self, path: Path, branch: str, start: str) -> bool:
         """A worktree at ``path`` on ``branch`` (created at ``start`` if new). Idempotent.
 
-        Resume-safe: a worktree already there on ``branch`` is reused; a branch
-        whose worktree was deleted is re-attached as it is (``start`` ignored).
-        A path holding something else raises GitError.
+        Returns True when this call created ``branch`` at ``start`` (a fresh
+        worktree), False when it reused what was there. Resume-safe: a worktree
+        already there on ``branch`` is reused; a branch whose worktree was
+        deleted is re-attached as it is (``start`` ignored). A path holding
+        something else raises GitError.
         """
         path = await _resolve(path)
         folder = anyio.Path(path)
         _check_ref(branch)
         async with self._lock:
+            if not await folder.exists():
+                # The common case (a fresh team): one git process. Anything unusual
+                # (the branch exists, the path is registered) takes the careful way.
+                fresh = await _run(
+                    ["worktree", "add", "--no-track", "-b", branch, str(path), _check_ref(start)],
+                    cwd=self.repo, ok_codes=range(256),
+                )  # fmt: skip
+                if fresh.returncode == 0:
+                    self._linked.add(path)
+                    return True
             known = (await self._worktrees()).get(path)
             if known is not None and "prunable" not in known and await folder.is_dir():
                 on = known.get("branch", "").removeprefix("refs/heads/")
                 if on == branch:
-                    return
+                    self._linked.add(path)
+                    return False
                 raise GitError(
                     f"{path} is already a worktree on {on or 'a detached HEAD'}, not {branch}"
                 )
@@ -366,14 +379,16 @@ class Git:
                 else:
                     raise GitError(f"cannot make a worktree at {path}: it exists and is not one")
             await folder.parent.mkdir(parents=True, exist_ok=True)
-            if await self.branch_exists(branch):
-                await _run(["worktree", "add", str(path), branch], cwd=self.repo)
-            else:
+            created = not await self.branch_exists(branch)
+            if created:
                 await _run(
                     ["worktree", "add", "--no-track", "-b", branch, str(path), _check_ref(start)],
                     cwd=self.repo,
                 )
+            else:
+                await _run(["worktree", "add", str(path), branch], cwd=self.repo)
             self._linked.add(path)
+            return created
 
     async def remove_worktree(self, path: Path) -> None:
         """Remove the worktree at ``path`` (its branch stays). Safe to call twice."""
@@ -444,6 +459,18 @@ class Git:
             await _run(["merge", "--abort"], cwd=worktree)
 
     async def _merging(self, worktree: Path) -> bool:
+        """Whether a merge is in progress: MERGE_HEAD in the worktree's git dir.
+
+        A linked worktree's ``.git`` is a file naming its git dir, so this is
+        read from the file system; git is asked only when that fails.
+        """
+        try:
+            text = await anyio.Path(worktree / ".git").read_text()
+        except OSError:
+            text = ""
+        if text.startswith("gitdir: "):
+            git_dir = Path(text[len("gitdir: ") :].strip())
+            return await anyio.Path(worktree / git_dir / "MERGE_HEAD").exists()
         proc = await _run(
             ["rev-parse", "-q", "--verify", "MERGE_HEAD"], cwd=worktree, ok_codes=(0, 1)
         )
@@ -499,11 +526,20 @@ class Git:
         first, since ``git add -A`` takes the files as they are.
         """
         worktree = await self._require_linked(worktree)
+        status = await _run(["status", "--porcelain", "-z"], cwd=worktree)
+        merging = await self._merging(worktree)
+        if not status.stdout and not merging:
+            return None  # the common case of an agent that changed nothing: one git process
         await _run(["add", "-A"], cwd=worktree)
-        staged = await _run(["diff", "--cached", "--quiet"], cwd=worktree, ok_codes=(0, 1))
-        if staged.returncode == 0 and not await self._merging(worktree):
-            return None
-        await _run(["commit", "--quiet", "--no-verify", "-m", message], cwd=worktree, hooks=False)
+        done = await _run(
+            ["commit", "--quiet", "--no-verify", "-m", message],
+            cwd=worktree, hooks=False, ok_codes=(0, 1),
+        )  # fmt: skip
+        if done.returncode != 0:
+            if not merging and b"nothing" in done.stdout + done.stderr:
+                return None  # only changes git does not commit (an empty directory, ...)
+            said = _first_lines(done.stderr) or _first_lines(done.stdout)
+            raise GitError(f"git commit failed in {worktree} (exit {done.returncode}): {said}")
         return await self.head(worktree)
 
     async def reset_hard(self, worktree: Path, ref: str, *, clean: bool = True) -> None:

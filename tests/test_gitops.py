@@ -454,3 +454,35 @@ async def test_changed_between_lists_what_a_branch_changed_since_it_forked(
     assert await git.changed_between(db, db) == []
     with pytest.raises(GitError):
         await git.changed_between("--output=x", db)
+
+
+async def test_a_fresh_worktree_says_so_and_a_reused_one_does_not(git_repo: GitRepo) -> None:
+    """A team's worktree can start on its upstream team's branch tip; adding it again
+    (a resume) reuses it and reports that it was not freshly created."""
+    git = Git(git_repo.path)
+    db = team_branch(RUN, "db")
+    git_repo.make_branch(db, {"src/db.js": "db\n"})
+    path = wt(git_repo, "api")
+    assert await git.add_worktree(path, team_branch(RUN, "api"), db) is True
+    assert (path / "src" / "db.js").read_text() == "db\n"
+    assert await git.add_worktree(path, team_branch(RUN, "api"), "main") is False
+    assert await git.head(path) == await git.rev_parse(db)
+
+
+async def test_a_resolved_merge_with_no_change_is_still_committed(git_repo: GitRepo) -> None:
+    """An agent that resolves a merge by keeping the worktree's side (no file differs
+    from HEAD) still gets the merge concluded as a merge commit, not 'nothing to commit'."""
+    git = Git(git_repo.path)
+    a = team_branch(RUN, "a")
+    git_repo.make_branch(a, {"README.md": "from a\n"})
+    path = wt(git_repo, "_integration")
+    await git.add_worktree(path, integration_branch(RUN), "main")
+    (path / "README.md").write_text("ours\n")
+    await git.commit_all(path, "ours")
+    result = await git.merge(path, [a], message="integrate {branch}", abort_on_conflict=False)
+    assert result.in_progress
+    git_repo.git("checkout", "--ours", "README.md", cwd=path)
+    git_repo.git("add", "README.md", cwd=path)
+    sha = await git.commit_all(path, "integrate a (kept ours)")
+    assert sha is not None
+    assert len(git_repo.git("log", "-1", "--format=%P", sha).split()) == 2
