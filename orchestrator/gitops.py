@@ -315,6 +315,19 @@ class Git:
         )  # fmt: skip
         return proc.returncode == 0
 
+    async def not_merged(self, worktree: Path, branches: Sequence[str]) -> list[str]:
+        """Those of ``branches`` (in the given order) whose tip is not an ancestor of
+        ``worktree``'s HEAD, found with one ``git for-each-ref --merged`` for all of
+        them (a branch that does not exist counts as not merged)."""
+        if not branches:
+            return []
+        refs = [f"refs/heads/{_check_ref(b)}" for b in branches]
+        out = await _out(
+            ["for-each-ref", "--merged=HEAD", "--format=%(refname)", *refs], cwd=worktree
+        )
+        merged = set(out.splitlines())
+        return [b for b, ref in zip(branches, refs, strict=True) if ref not in merged]
+
     async def files_in(self, ref: str) -> list[str]:
         """Every file path in the tree of ``ref``."""
         proc = await _run(["ls-tree", "-r", "--name-only", "-z", _check_ref(ref)], cwd=self.repo)

@@ -261,6 +261,8 @@ class TeamRunner:
         self.agent_id = ""
         self.session_id: str | None = recovery.session_id if recovery else None
         self.final_message: str | None = None
+        self._to_merge: list[str] | None = None
+        """Upstream branches still to merge; None: ask git (a reused worktree)."""
         self.log = log.bind(run=ctx.run_id, team=team.id)
 
     # -- helpers ------------------------------------------------------------------------
@@ -365,26 +367,44 @@ class TeamRunner:
                 pause *= 4  # a rate limit or an overload: give the service time
             await anyio.sleep(pause)
 
+    def _direct_upstream_branches(self) -> list[str]:
+        """The branches of the teams this one names in ``depends_on``, in plan order.
+
+        Each of them already holds its own upstream teams' work (merged when that
+        team started), so merging these brings in every transitive upstream.
+        """
+        direct = set(self.team.depends_on)
+        return [
+            team_branch(self.ctx.run_id, t.id) for t in self.plan.teams if t.id in direct
+        ]
+
     async def _prepare(self) -> None:
+        self._to_merge = []
         if self.ctx.shared_worktree is not None:
             return
-        await self.ctx.git.add_worktree(self.worktree, self.branch, self.ctx.base_commit)
-        await self.ctx.git.abort_merge(self.worktree)  # one a crashed orchestrator left
+        upstream = self._direct_upstream_branches()
+        # A fresh team starts on its first upstream's tip: with one upstream there is
+        # nothing left to merge; the base commit is in every upstream branch already.
+        start = upstream[0] if upstream else self.ctx.base_commit
+        git = self.ctx.git
+        created = await git.add_worktree(self.worktree, self.branch, start)
+        if created:
+            self._to_merge = upstream[1:]
+            return
+        await git.abort_merge(self.worktree)  # one a crashed orchestrator left
+        self._to_merge = None  # a reused worktree: find out what is merged already
 
     async def _merge_upstream(self) -> str | None:
-        """Merge the upstream teams' branches (dependency order); a conflict's description.
+        """Merge the direct upstream teams' branches (plan order); a conflict's description.
 
-        Branches already merged (a resumed team) are skipped.
+        Branches already merged (a resumed team, the branch it started on) are skipped.
         """
         if self.ctx.shared_worktree is not None:
             return None
         git = self.ctx.git
-        branches = []
-        head = await git.head(self.worktree)
-        for t in graph.upstream(self.plan, self.team.id):
-            branch = team_branch(self.ctx.run_id, t)
-            if not await git.is_ancestor(branch, head):
-                branches.append(branch)
+        branches = self._to_merge
+        if branches is None:
+            branches = await git.not_merged(self.worktree, self._direct_upstream_branches())
         if not branches:
             return None
         try:

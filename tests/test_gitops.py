@@ -469,6 +469,22 @@ async def test_a_fresh_worktree_says_so_and_a_reused_one_does_not(git_repo: GitR
     assert await git.head(path) == await git.rev_parse(db)
 
 
+async def test_not_merged_names_the_branches_head_does_not_contain(git_repo: GitRepo) -> None:
+    """Which upstream branches a resumed team still has to merge, in the order asked;
+    a branch that does not exist is never taken for merged."""
+    git = Git(git_repo.path)
+    db, auth = team_branch(RUN, "db"), team_branch(RUN, "auth")
+    git_repo.make_branch(db, {"src/db.js": "db\n"})
+    git_repo.make_branch(auth, {"src/auth.js": "auth\n"})
+    path = wt(git_repo, "api")
+    await git.add_worktree(path, team_branch(RUN, "api"), db)
+    gone = team_branch(RUN, "gone")
+    assert await git.not_merged(path, [auth, db, gone]) == [auth, gone]
+    assert await git.not_merged(path, []) == []
+    await git.merge(path, [auth], message="merge {branch}")
+    assert await git.not_merged(path, [db, auth]) == []
+
+
 async def test_a_resolved_merge_with_no_change_is_still_committed(git_repo: GitRepo) -> None:
     """An agent that resolves a merge by keeping the worktree's side (no file differs
     from HEAD) still gets the merge concluded as a merge commit, not 'nothing to commit'."""
