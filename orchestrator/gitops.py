@@ -414,6 +414,8 @@ class Git:
 
     async def _require_linked(self, worktree: Path) -> Path:
         """Refuse to change the main worktree (the user's): only linked worktrees."""
+        if worktree in self._linked:  # the path add_worktree made (already resolved)
+            return worktree
         worktree = await _resolve(worktree)
         if worktree in self._linked:
             return worktree
@@ -477,13 +479,14 @@ class Git:
         A linked worktree's ``.git`` is a file naming its git dir, so this is
         read from the file system; git is asked only when that fails.
         """
+        # Two tiny local reads: inline, cheaper than two hops to a worker thread.
         try:
-            text = await anyio.Path(worktree / ".git").read_text()
+            text = (worktree / ".git").read_text()
         except OSError:
             text = ""
         if text.startswith("gitdir: "):
             git_dir = Path(text[len("gitdir: ") :].strip())
-            return await anyio.Path(worktree / git_dir / "MERGE_HEAD").exists()
+            return (worktree / git_dir / "MERGE_HEAD").exists()
         proc = await _run(
             ["rev-parse", "-q", "--verify", "MERGE_HEAD"], cwd=worktree, ok_codes=(0, 1)
         )

@@ -355,12 +355,15 @@ class Store:
         attempt: int,
         fields: Mapping[str, str] | None = None,
         reason: str | None = None,
+        deliverables: Mapping[str, str | None] | None = None,
     ) -> bool:
         """Move a team to ``to`` at ``attempt``; False if it already was there (a repeat).
 
         ``attempt`` is the team's attempt number after the transition (a retry
-        carries the next number). ``fields`` are written to the team's hash in
-        the same step. Raises IllegalTransitionError, StaleEpochError.
+        carries the next number). ``fields`` are written to the team's hash (and
+        the attempt's) in the same step; ``deliverables``, when given, replace
+        the team's deliverables in that step too (as :meth:`set_deliverables`),
+        so a success is one round trip. Raises IllegalTransitionError, StaleEpochError.
         """
         if to not in TEAM_STATES:
             raise IllegalTransitionError(f"unknown team state {to!r}")
@@ -370,7 +373,11 @@ class Store:
             k.team(run_id, team),
             k.events(run_id),
             k.attempt(run_id, team, attempt),
+            k.deliverables(run_id, team),
         ]
+        found = "" if deliverables is None else json.dumps(
+            {str(p): d or "" for p, d in deliverables.items()}
+        )
         args = [
             str(epoch),
             team,
@@ -381,6 +388,7 @@ class Store:
             json.dumps({str(a): str(b) for a, b in (fields or {}).items()}),
             str(self.settings.event_stream_cap),
             lua.TEAM_TRANSITIONS_JSON,
+            found,
         ]
         done = await self._call(lambda: self._team_transition(keys=keys, args=args))
         return bool(done)

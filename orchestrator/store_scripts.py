@@ -68,8 +68,9 @@ if epoch < current_epoch then
 end
 """
 
-# KEYS: epoch, team hash, events, attempt hash
-# ARGV: epoch, team, to, attempt, now, reason, fields(json object), events cap, transitions(json)
+# KEYS: epoch, team hash, events, attempt hash, deliverables hash
+# ARGV: epoch, team, to, attempt, now, reason, fields(json object), events cap, transitions(json),
+#       deliverables(json object path -> hash, '' = leave them as they are)
 TEAM_TRANSITION = (
     _EPOCH_CHECK
     + """
@@ -96,6 +97,12 @@ if to == 'running' then
 end
 if to == 'succeeded' or to == 'failed' or to == 'blocked' or to == 'cancelled' then
   table.insert(set, 'finished'); table.insert(set, now)
+end
+if ARGV[10] and ARGV[10] ~= '' then
+  redis.call('DEL', KEYS[5])
+  local dset = {}
+  for k, v in pairs(cjson.decode(ARGV[10])) do table.insert(dset, k); table.insert(dset, v) end
+  if #dset > 0 then redis.call('HSET', KEYS[5], unpack(dset)) end
 end
 redis.call('HSET', KEYS[2], unpack(set))
 if attempt > 0 then

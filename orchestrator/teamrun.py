@@ -166,6 +166,22 @@ class RunContext:
     """A write was refused: another orchestrator owns the run now."""
     cancel_requested: anyio.Event = field(default_factory=anyio.Event)
     """``orchestrate cancel`` marked the run cancelled; the engine stops it."""
+    _topo_index: dict[str, int] | None = None
+
+    def upstream(self, team_id: str) -> list[str]:
+        """Every team ``team_id`` depends on, directly or not, in dependency order
+        (:func:`graph.upstream`, with the plan's order computed once per run)."""
+        if self._topo_index is None:
+            self._topo_index = {t: i for i, t in enumerate(graph.topo_order(self.plan))}
+        deps = {t.id: t.depends_on for t in self.plan.teams}
+        seen: set[str] = set()
+        todo = list(deps[team_id])
+        while todo:
+            tid = todo.pop()
+            if tid not in seen:
+                seen.add(tid)
+                todo.extend(deps[tid])
+        return sorted(seen, key=self._topo_index.__getitem__)
 
     @property
     def plan(self) -> Plan:
@@ -271,7 +287,12 @@ class TeamRunner:
         self.ctx.notify(Notice(time.time(), self.team.id, status, detail))
 
     async def _transition(
-        self, to: str, *, fields: Mapping[str, str] | None = None, reason: str | None = None
+        self,
+        to: str,
+        *,
+        fields: Mapping[str, str] | None = None,
+        reason: str | None = None,
+        deliverables: Mapping[str, str | None] | None = None,
     ) -> None:
         ctx = self.ctx
         await ctx.store.team_transition(
@@ -282,6 +303,7 @@ class TeamRunner:
             attempt=self.attempt,
             fields=fields or {},
             reason=reason,
+            deliverables=deliverables,
         )
         self.status = to
 
@@ -423,7 +445,7 @@ class TeamRunner:
 
     def _upstream(self) -> list[UpstreamResult]:
         out = []
-        for tid in graph.upstream(self.plan, self.team.id):
+        for tid in self.ctx.upstream(self.team.id):
             res = self.ctx.results.get(tid)
             up = self.plan.team(tid)
             out.append(
@@ -479,8 +501,9 @@ class TeamRunner:
             prompt = render_feedback(prompt_input)
         else:
             prompt = render_prompt(prompt_input, plan_file=ctx.loaded.path)
-        await anyio.Path(prompt_file.parent).mkdir(mode=0o700, parents=True, exist_ok=True)
-        await anyio.Path(prompt_file).write_text(prompt)
+        # A few KB on a local disk: cheaper inline than two hops to a worker thread.
+        prompt_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        prompt_file.write_text(prompt)
         env = self._env(agent_id, prompt_file, config.env)
         agent_ctx = AgentContext(
             config=config,
@@ -611,26 +634,24 @@ class TeamRunner:
                 if ctx.lost:
                     proc.detach()  # the orchestrator that took over follows it
                 raise
-        await self._stop_if_cancelled()
+        if not outcome.ok:  # `orchestrate cancel` kills agents: a clean exit was not killed
+            await self._stop_if_cancelled()
         judged = Judged.of(adapter.judge(outcome, events), outcome, list(tail))
         self.final_message = judged.final_message
         if judged.session_id:
             self.session_id = judged.session_id
         if count_usage:
             await self._record_usage(judged.usage)
-        await store.update_attempt(
-            run_id,
-            team.id,
-            attempt,
-            {
+        # The attempt's end and the move to verifying: one step (one round trip).
+        await self._transition(
+            "verifying",
+            fields={
                 "exit_code": "" if outcome.exit_code is None else str(outcome.exit_code),
                 "finished": repr(time.time()),
                 "reason": judged.reason or "",
                 **({"session_id": judged.session_id} if judged.session_id else {}),
             },
-            epoch=ctx.epoch,
         )
-        await self._transition("verifying")
         return await self._judge(outcome, judged, list(tail))
 
     async def _stop_if_cancelled(self) -> None:
@@ -719,10 +740,10 @@ class TeamRunner:
             commit = await ctx.git.commit_all(self.worktree, message)
             if commit is None:  # committed before a crash (a resume judges it again)
                 commit = await ctx.git.head(self.worktree)
-        await ctx.store.set_deliverables(ctx.run_id, self.team.id, judgement.found, epoch=ctx.epoch)
         await self._transition(
             "succeeded",
             fields={"finished": repr(time.time()), "commit": commit or ""},
+            deliverables=judgement.found,
         )
         self._notify("succeeded", f"attempt {self.attempt}  branch {self.branch}")
         return self._result("succeeded", files=judgement.files, final_message=self.final_message)

@@ -318,3 +318,25 @@ async def test_log_lines_are_numbered_per_attempt(store: Store) -> None:
     assert await store.log_lines("r1", "db", 1) == 3
     last = await store.last_log("r1", "db")
     assert last is not None and (last.attempt, last.n, last.line) == (2, 1, "d")
+
+
+async def test_success_records_its_deliverables_in_the_same_step(store: Store) -> None:
+    """A team's move to succeeded carries its deliverable hashes in one atomic step: the
+    report never shows a succeeded team with the previous attempt's (or no) deliverables."""
+    await make_run(store)
+    async with store.lease("r1") as lease:
+        e = lease.epoch
+        await store.set_deliverables("r1", "db", {"old.py": "h0"}, epoch=e)
+        await store.team_transition("r1", "db", "running", epoch=e, attempt=1)
+        await store.team_transition(
+            "r1", "db", "verifying", epoch=e, attempt=1, fields={"exit_code": "0"}
+        )
+        assert (await store.get_team("r1", "db")).deliverables == {"old.py": "h0"}
+        await store.team_transition(
+            "r1", "db", "succeeded", epoch=e, attempt=1,
+            deliverables={"a.py": "h1", "b.py": None},
+        )  # fmt: skip
+    team = await store.get_team("r1", "db")
+    assert team.status == "succeeded"
+    assert team.deliverables == {"a.py": "h1", "b.py": None}
+    assert (await store.get_attempts("r1", "db"))[0].fields["exit_code"] == "0"
