@@ -349,3 +349,22 @@ def test_logs_of_the_integration_phase(done: Done) -> None:
     assert "integration succeeded" in out
     _, everything, _ = cli("logs", done.run_id, env=done.env, cwd=done.repo)
     assert "_integration | integration succeeded" in everything
+
+
+def test_logs_with_a_team_alone_reads_that_team_of_the_newest_run(done: Done) -> None:
+    """`orchestrate logs db` (no run id) shows team db of the newest run, as the journey types it;
+    a word that is neither a run nor a team names the teams in one line, exit 2."""
+    rc, out, err = cli("logs", "db", env=done.env, cwd=done.repo)
+    assert rc == 0, err
+    assert out.splitlines() == expected("db")
+    rc, out, err = cli("logs", "dbb", env=done.env, cwd=done.repo)
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert "no run or team 'dbb'" in err and "db, api" in err
+
+
+def test_help_of_every_run_command_names_its_argument_run() -> None:
+    """`--help` of status, watch, logs, resume, cancel and report spells the argument RUN."""
+    for cmd in ("status", "watch", "logs", "resume", "cancel", "report"):
+        rc, out, err = cli(cmd, "--help", env=dict(os.environ), cwd=Path.cwd())
+        assert rc == 0, err
+        assert f" {cmd} [OPTIONS] [RUN]" in out, out

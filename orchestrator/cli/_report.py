@@ -14,7 +14,7 @@ from orchestrator.cli._common import RedisUrlOpt, StateDirOpt
 @app.command()
 def report(
     run_id: Annotated[
-        str | None, typer.Argument(metavar="[RUN]", help="The run (default: the newest).")
+        str | None, typer.Argument(metavar="RUN", help="The run (default: the newest).")
     ] = None,
     fmt: Annotated[
         list[str] | None,

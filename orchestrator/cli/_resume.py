@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from orchestrator.settings import Settings
 
 RunArg = Annotated[
-    str | None, typer.Argument(help="The run id (default: the newest run).", show_default=False)
+    str | None,
+    typer.Argument(help="The run id (default: the newest run).", metavar="RUN", show_default=False),
 ]
 
 

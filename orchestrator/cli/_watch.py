@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from orchestrator.store import Store
 
 RunArg = Annotated[
-    str | None, typer.Argument(help="The run id (default: the newest run).", show_default=False)
+    str | None,
+    typer.Argument(help="The run id (default: the newest run).", metavar="RUN", show_default=False),
 ]
 NOTHING_HERE = "no runs here yet; start one with `orchestrate run plan.yaml`"
 
@@ -70,6 +71,27 @@ async def _run_id(store: Store, run: str | None) -> str:
     return runs[0]
 
 
+async def _run_or_team(
+    store: Store, run: str | None, team: str | None, *, extra: tuple[str, ...] = ()
+) -> tuple[str | None, str | None]:
+    """``(run, team)`` of ``logs [RUN] [TEAM]``: a lone argument that names no run but a
+    team of the newest run is that team (``orchestrate logs -f auth``)."""
+    if run is None or team is not None:
+        return run, team
+    ids = await store.list_runs()
+    if not ids or run in ids:
+        return run, team
+    newest = await store.get_run(ids[0])
+    if run in newest.team_ids or run in extra:
+        return None, run
+    from orchestrator.errors import UsageError
+
+    raise UsageError(
+        f"no run or team {run!r} (teams of {ids[0]}: {', '.join(newest.team_ids)};"
+        " `orchestrate runs` lists the runs)"
+    )
+
+
 def _run(state_dir: Path | None, redis_url: str | None, fn: Any) -> Any:
     import anyio
 
@@ -86,9 +108,20 @@ def _run(state_dir: Path | None, redis_url: str | None, fn: Any) -> Any:
 
 @app.command()
 def logs(
-    run: RunArg = None,
-    team: Annotated[
-        str | None, typer.Argument(help="One team (default: every team, interleaved).")
+    run: Annotated[
+        str | None,
+        typer.Argument(
+            help="The run id (default: the newest run); a team's id alone means that team "
+            "of the newest run.",
+            metavar="RUN",
+            show_default=False,
+        ),
+    ] = None,
+    team_arg: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="TEAM", help="One team (default: every team, interleaved).", show_default=False
+        ),
     ] = None,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new lines until the run ends.")
@@ -109,6 +142,7 @@ def logs(
 
     Agent events read as short lines (tool calls, messages, results); --raw
     shows what the agent printed. With -f, follow until the run ends, then exit 0.
+    `orchestrate logs -f auth` follows team auth of the newest run.
     """
     import time
 
@@ -138,10 +172,10 @@ def logs(
 
     async def go(store: Store, layout: StateLayout) -> None:
         from orchestrator.board import plan_for
-
-        run_id = await _run_id(store, run)
         from orchestrator.integration_procs import INTEGRATION
 
+        run_arg, team = await _run_or_team(store, run, team_arg, extra=(INTEGRATION,))
+        run_id = await _run_id(store, run_arg)
         state = await store.get_run(run_id)
         known = [*state.team_ids, INTEGRATION]  # the integration phase's output reads like a team's
         if team is not None and team not in known:
@@ -209,7 +243,6 @@ def logs(
         sys.stderr.close()
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
-
 
 
 @app.command()
