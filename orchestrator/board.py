@@ -198,6 +198,27 @@ def _phase(status: str) -> Phase:
     return "integration" if status == "integrating" else "teams"
 
 
+async def orchestrator_gone(store: Store, run_id: str) -> bool:
+    """Does no live orchestrator hold the run's lease (a killed ``orchestrate run``)?
+
+    A holder on another host cannot be checked: it counts as alive until its lease expires.
+    """
+    import socket
+
+    import psutil
+
+    holder = await store.lease_holder(run_id)
+    if holder is None:
+        return True
+    if holder.host != socket.gethostname():
+        return False
+    try:
+        proc = psutil.Process(holder.pid)
+        return proc.status() == psutil.STATUS_ZOMBIE or proc.create_time() > holder.since + 1.0
+    except psutil.Error:
+        return True
+
+
 async def build_snapshot(
     store: Store,
     run_id: str,
@@ -257,6 +278,9 @@ async def build_snapshot(
                 else None,
             )
         )
+    reason = redactor.redact(run.meta.get("reason") or "") or None
+    if run.status not in RUN_DONE and await orchestrator_gone(store, run_id):
+        reason = f"no orchestrator is running it (killed?): `orchestrate resume {run_id}`"
     created = run.created or _epoch(run.meta.get("created"))
     finished = _epoch(run.meta.get("finished")) if run.status in RUN_DONE else None
     if finished is None and run.status in RUN_DONE:
@@ -278,7 +302,7 @@ async def build_snapshot(
         input_tokens=run.usage.input_tokens,
         output_tokens=run.usage.output_tokens,
         cost_usd=max(0.0, run.usage.cost_usd),
-        reason=redactor.redact(run.meta.get("reason") or "") or None,
+        reason=reason,
         at=now,
         teams=rows,
     )
@@ -309,11 +333,34 @@ def _bar(done: int, total: int, width: int, style: str = "green") -> Text:
     return text
 
 
-def _cell(value: str, width: int, style: str = "", *, right: bool = False) -> Text:
+def _cell(
+    value: str, width: int, style: str = "", *, right: bool = False, pad: bool = True
+) -> Text:
     text = Text(value, style=style, no_wrap=True)
     text.truncate(width, overflow="ellipsis")
-    pad = " " * (width - text.cell_len)
-    return Text(pad, style=style) + text if right else text + Text(pad)
+    if not pad:  # the last thing on its line: no trailing spaces
+        return text
+    spaces = " " * (width - text.cell_len)
+    return Text(spaces, style=style) + text if right else text + Text(spaces)
+
+
+def _head(s: BoardSnapshot, width: int) -> Text:
+    """``run ID  STATUS  phase P  ELAPSED``; short of room the phase goes first, then the
+    middle of the run id (its unique tail is kept), never the status."""
+    right = f"  {_elapsed(s.elapsed_s)}"
+    status = Text.assemble("  ", (s.status, _STATUS_STYLE.get(s.status, "")))
+    phase = Text.assemble(("  phase ", "dim"), s.phase)
+    room = width - len("run ") - status.cell_len - len(right)
+    if len(s.run_id) + phase.cell_len > room:
+        phase = Text()
+    run_id = s.run_id
+    if len(run_id) > room:
+        keep = max(0, room - 1)
+        tail = min(12, keep // 2)
+        run_id = run_id[: keep - tail] + "…" + (run_id[-tail:] if tail else "")
+    head = Text.assemble(("run ", "dim"), (run_id, "bold"), status, phase, right)
+    head.truncate(width, overflow="ellipsis")
+    return head
 
 
 class Board:
@@ -327,36 +374,37 @@ class Board:
 
     def lines(self, width: int) -> list[Text]:
         s = self.snapshot
-        style = _STATUS_STYLE.get(s.status, "")
-        head = Text.assemble(
-            ("run ", "dim"),
-            (s.run_id, "bold"),
-            "  ",
-            (s.status, style),
-            ("  phase ", "dim"),
-            s.phase,
-        )
-        right = f"  {_elapsed(s.elapsed_s)}"
-        head.truncate(width - len(right), overflow="ellipsis")
-        head.append(right)
+        head = _head(s, width)
+        failed = sum(t.status in ("failed", "blocked") for t in s.teams)
+        cancelled = sum(t.status == "cancelled" for t in s.teams)
         done = s.teams_succeeded + s.teams_failed
         totals = (
             f" {s.teams_succeeded}/{s.teams_total} done"
-            + (f", {s.teams_failed} failed" if s.teams_failed else "")
+            + (f", {failed} failed" if failed else "")
+            + (f", {cancelled} cancelled" if cancelled else "")
             + f"  files {s.deliverables_found}/{s.deliverables_total}"
             + f"  {_tokens(s.input_tokens + s.output_tokens)} tok  ${s.cost_usd:.2f}"
         )
         bar_w = max(10, width - len(totals) - 1)
-        overall = _bar(done, s.teams_total, bar_w, "red" if s.teams_failed else "green")
+        bar_style = "red" if failed else "yellow" if cancelled else "green"
+        overall = _bar(done, s.teams_total, bar_w, bar_style)
         overall.append(totals)
         overall.truncate(width, overflow="ellipsis")
         out = [head, overall]
-        if s.reason and s.done:
-            out.append(_cell(s.reason, width, "dim"))
+        if s.reason and (s.done or s.status in ("running", "integrating")):
+            for part in Text(s.reason, style="dim").wrap(Console(width=width), width)[:3]:
+                part.rstrip()
+                out.append(part)
         out.append(Text())
         name_w = max(4, min(14, max((len(t.id) for t in s.teams), default=4)))
-        fixed = 2 + name_w + 1 + 10 + 1 + 7 + 1 + 5 + 1 + 6 + 5 + 1 + 6 + 1 + 7 + 1 + 7
-        bar_w = max(4, min(12, 6 + width - fixed))
+        # glyph, name, status, agent, attempt, (bar), files, elapsed; then tokens, cost
+        fixed = 2 + name_w + 1 + 10 + 1 + 7 + 1 + 5 + 1 + 6 + 1 + 6
+        show_tokens = show_cost = True
+        if width - fixed - 16 < 4:
+            show_cost = False
+            show_tokens = width - fixed - 8 >= 4
+        fixed += 8 * (show_tokens + show_cost)
+        bar_w = max(4, min(12, width - fixed))
         for t in s.teams:
             st = _STATUS_STYLE.get(t.status, "")
             row = Text.assemble(
@@ -373,11 +421,12 @@ class Board:
                 _cell(f"{t.deliverables_found}/{t.deliverables_total}", 6, right=True),
                 " ",
                 _cell(_elapsed(t.elapsed_s), 6, right=True),
-                " ",
-                _cell(_tokens(t.input_tokens + t.output_tokens) + "t", 7, "dim", right=True),
-                " ",
-                _cell(f"${t.cost_usd:.2f}", 7, "dim", right=True),
             )
+            if show_tokens:
+                tok = _tokens(t.input_tokens + t.output_tokens) + "t"
+                row.append_text(Text(" ") + _cell(tok, 7, "dim", right=True))
+            if show_cost:
+                row.append_text(Text(" ") + _cell(f"${t.cost_usd:.2f}", 7, "dim", right=True))
             row.truncate(width, overflow="ellipsis")
             out.append(row)
             detail = ""
@@ -388,7 +437,7 @@ class Board:
             elif t.last_line:
                 detail = " ".join(t.last_line.split())
             if detail:
-                out.append(Text("  └ ", style="dim") + _cell(detail, width - 4, "dim"))
+                out.append(Text("  └ ", style="dim") + _cell(detail, width - 4, "dim", pad=False))
         return out
 
 

@@ -212,3 +212,65 @@ async def test_plain_mode_prints_timestamped_event_lines(store: Store) -> None:
     assert re.match(
         r"^\d\d:\d\d:\d\d run\s+failed", lines[-2] if "lease" in lines[-1] else lines[-1]
     )
+
+
+LONG_PLAN = """\
+version: 1
+name: ledgerline-payments-parallel-build-board
+agents:
+  fake: {kind: command, command: [echo, hi]}
+defaults: {agent: fake, retries: 2}
+teams:
+  - {id: schema-storage, task: s, deliverables: [a.txt]}
+  - {id: webhooks-notifications, task: w, deliverables: [b.txt]}
+"""
+
+
+async def test_long_ids_fit_80_columns_and_keep_status_and_cost(store: Store) -> None:
+    """An imported plan's long run and team ids: every line fits 80 columns with no trailing
+    spaces, the run's status and each team's cost stay whole, the run id keeps its tail."""
+    run = "ledgerline-payments-parallel-build-board-20261122-145358-d9be"
+    meta = {"plan_text": LONG_PLAN, "plan_path": "/nowhere/plan.yaml", "plan_name": "x"}
+    await store.create_run(run, meta=meta, team_ids=["schema-storage", "webhooks-notifications"])
+    async with store.lease(run) as lease:
+        await store.run_transition(run, "running", epoch=lease.epoch)
+        await store.team_transition(run, "schema-storage", "running", epoch=lease.epoch, attempt=1)
+        await store.append_log(run, "schema-storage", 1, ["Write db/seed.py"])
+        snap = await build_snapshot(store, run)
+        for width in (80, 100):
+            lines = draw(snap, width)
+            assert all(len(x) <= width and x == x.rstrip() for x in lines), lines
+            assert lines[0].startswith("run ledgerline") and "running" in lines[0]
+            assert lines[0].split("  ")[0].endswith("145358-d9be")
+            assert row(lines, "schema-storage").endswith("$0.00")
+        narrow = draw(snap, 60)
+        assert all(len(x) <= 60 for x in narrow) and "running" in row(narrow, "schema-storage")
+
+
+async def test_an_interrupted_run_counts_cancelled_teams_apart_from_failed(store: Store) -> None:
+    """After Ctrl-C the totals say '2 cancelled', not '2 failed'."""
+    run = await new_run(store)
+    async with store.lease(run) as lease:
+        e = lease.epoch
+        await store.run_transition(run, "running", epoch=e)
+        for t in ("db", "auth"):
+            await store.team_transition(run, t, "running", epoch=e, attempt=1)
+            await store.team_transition(run, t, "cancelled", epoch=e, attempt=1, reason="stop")
+        await store.run_transition(run, "interrupted", epoch=e, reason="interrupted")
+        snap = await build_snapshot(store, run)
+    lines = draw(snap)
+    assert "0/3 done, 2 cancelled" in lines[1] and "failed" not in lines[1]
+
+
+async def test_a_running_run_whose_orchestrator_is_gone_says_resume(store: Store) -> None:
+    """`status` of a run whose `orchestrate run` was killed says so and names `orchestrate
+    resume`; while its orchestrator lives, it says nothing of the kind."""
+    run = await new_run(store)
+    async with store.lease(run) as lease:
+        await store.run_transition(run, "running", epoch=lease.epoch)
+        alive = await build_snapshot(store, run)
+    gone = await build_snapshot(store, run)  # the lease is free: nobody runs it
+    assert alive.reason is None
+    assert gone.status == "running" and gone.reason is not None
+    assert f"orchestrate resume {run}" in gone.reason
+    assert any("no orchestrator is running it" in x for x in draw(gone))
