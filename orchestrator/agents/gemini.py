@@ -1,31 +1,45 @@
 """The ``gemini`` kind: Google's Gemini CLI, headless.
 
-Command line (from the Gemini CLI's documentation and source; not run here)::
+Command line (checked against Gemini CLI 0.61.0, see tests/fixtures/agent-output/)::
 
     gemini -p PROMPT -o stream-json --approval-mode yolo --skip-trust
            [-m M] [--resume SESSION] [ARGS...]
 
 in the team's worktree with stdin closed. ``--skip-trust`` lets it work in a
 folder it has not been told to trust (else a headless run fails). One JSON
-object per line (``packages/core/src/output/types.ts``): ``init``
+object per line on stdout (``packages/core/src/output/types.ts``): ``init``
 (``session_id``, ``model``), ``message`` (``role``, ``content``, ``delta``),
 ``tool_use`` (``tool_name``, ``parameters``), ``tool_result`` (``status``,
 ``error``), ``error`` (``severity``, ``message``), and a last ``result``
 (``status`` success|error, ``error``, ``stats`` with ``input_tokens``,
-``output_tokens``, ``cached``, ``input``). It reports no cost.
+``output_tokens``, ``cached``, ``input``). It reports no cost. Stderr
+carries plain text: banners, retry notes, and a stack trace after an API
+error.
 
 Exit codes: 41 authentication, 42 bad input, 52 configuration (all fatal),
-53 turn limit, 54 tool error, 130 interrupted.
+53 turn limit, 54 tool error, 130 interrupted. An API error exits with the
+HTTP status itself, which the OS cuts to its low byte: 429 -> 173, 500 ->
+244, 401 -> 145. An authentication failure found before the session starts
+(no key) prints plain text, not JSON, and exits 41.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
 from orchestrator.agentproc import Outcome
-from orchestrator.agents._jsonl import as_int, error_event, load, obj, prompt_arg, tool_line
+from orchestrator.agents._jsonl import (
+    as_int,
+    classify_error,
+    error_event,
+    load,
+    obj,
+    prompt_arg,
+    tool_line,
+)
 from orchestrator.agents.base import AgentAdapter, AgentContext, AgentEvent, Verdict, summarize
 
 EXIT_CODES = {
@@ -36,6 +50,22 @@ EXIT_CODES = {
     54: "a tool failed (exit 54)",
 }
 _FATAL_EXITS = frozenset({41, 42, 52})
+_AUTH_TEXT_RE = re.compile(
+    r"^(When using Gemini API, you must specify|Please set an Auth method|"
+    r"Invalid auth method selected|When using Vertex AI, you must specify)"
+)
+"""The plain-text lines of an authentication failure before the session starts (exit 41)."""
+
+
+def http_status(exit_code: int | None) -> int | None:
+    """The HTTP status an API error exit stands for (exit 173 -> 429), or None.
+
+    The CLI exits with the status (``process.exit(429)``); the OS keeps the low
+    byte, so 400..511 arrive as 144..255, above every exit code of its own.
+    """
+    if exit_code is not None and 144 <= exit_code <= 255:
+        return exit_code + 256
+    return None
 
 
 class GeminiAdapter(AgentAdapter):
@@ -66,6 +96,8 @@ class GeminiAdapter(AgentAdapter):
     def parse(self, line: str) -> list[AgentEvent]:
         data = load(line)
         if data is None:
+            if _AUTH_TEXT_RE.match(line.strip()):
+                return [error_event(line.strip(), status=401)]
             return super().parse(line)
         kind = data.get("type")
         if kind == "init":
@@ -99,6 +131,16 @@ class GeminiAdapter(AgentAdapter):
     def judge(self, outcome: Outcome, events: Sequence[AgentEvent]) -> Verdict:
         verdict = summarize(outcome, events)
         code = outcome.exit_code
+        status = http_status(code)
+        if not verdict.success and status is not None:
+            retryable, fatal = classify_error(status, "")
+            said = (verdict.reason or "").removeprefix(f"exit code {code}")
+            return replace(
+                verdict,
+                reason=f"HTTP {status} (exit {code}){said}",
+                retryable=retryable,
+                fatal=fatal,
+            )
         if verdict.success or code not in EXIT_CODES:
             return verdict
         reason = EXIT_CODES[code]
@@ -128,7 +170,7 @@ def _result(data: dict[str, Any]) -> list[AgentEvent]:
         )
     if data.get("status") == "error":
         error = obj(data.get("error"))
-        text = str(error.get("message") or "the Gemini CLI reported an error")
+        text = " ".join(str(error.get("message") or "the Gemini CLI reported an error").split())
         events += [error_event(text), AgentEvent(type="result", text=text, is_error=True)]
     return events  # a success carries no text: the messages before it are the answer
 

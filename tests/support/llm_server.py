@@ -1,10 +1,12 @@
 """A scripted LLM endpoint on loopback for the real agent CLIs (tests/e2e/).
 
-One server speaks the three wire formats the CLIs use, routed by path:
+One server speaks the four wire formats the CLIs use, routed by path:
 
     POST /v1/messages           Anthropic Messages API, streamed (Claude Code)
     POST /v1/responses          OpenAI Responses API, streamed (Codex)
-    POST /v1/chat/completions   OpenAI Chat Completions, streamed (OpenCode)
+    POST /v1/chat/completions   OpenAI Chat Completions, streamed (OpenCode) or not (Aider)
+    POST /v1beta/models/M:streamGenerateContent?alt=sse, M:generateContent
+                                the Gemini API (Gemini CLI, GOOGLE_GEMINI_BASE_URL)
     GET  /v1/models             a one-model list in the caller's dialect
     GET  /v1/responses          (Codex tries a websocket first) -> 426, it falls back to POST
 
@@ -13,10 +15,17 @@ found in the conversation's first user message (put a unique token in each
 team's task), and holds a queue of :class:`Turn`\\ s. A turn either fails with
 an HTTP status (429, 529, 500, 401) for ``times`` requests, or writes files
 through the CLI's own file tool (Claude Code ``Write``, OpenCode ``write``,
-Codex's shell tool from the request's ``tools``) and then, when the next
-request carries the tool results, ends with ``text``. A turn with no writes
-ends at once (the "did nothing" fault). Requests without tools (titles,
-summaries, quota probes) get a short text and do not consume a turn.
+Gemini CLI ``write_file``, Codex's shell tool from the request's ``tools``)
+and then, when the next request carries the tool results, ends with
+``text``. A turn with no writes ends at once (the "did nothing" fault).
+Requests without tools (titles, summaries, quota probes) get a short text
+(or, when they ask for JSON with a schema, the smallest object that fits it)
+and do not consume a turn.
+
+Aider has no tool calls: a script made with ``fenced=True`` answers every
+request (tools or not) from its turns, in plain text, each write as a
+whole-file fenced block (Aider's ``whole`` edit format: the path on a line,
+then the content in a ``` fence), and Aider writes the files itself.
 
 Every request is recorded (:attr:`LLMServer.requests`), so a test can check
 that a retry resumed the session: its first request carries the earlier
@@ -88,6 +97,7 @@ class _Script:
     marker: str
     turns: list[Turn]
     repeat_last: bool
+    fenced: bool = False
     active: Turn | None = None
 
 
@@ -136,14 +146,17 @@ class LLMServer:
 
     # -- scripting ---------------------------------------------------------------------------
 
-    def script(self, marker: str, *turns: Turn, repeat_last: bool = True) -> None:
+    def script(
+        self, marker: str, *turns: Turn, repeat_last: bool = True, fenced: bool = False
+    ) -> None:
         """Conversations whose first user message contains ``marker`` play ``turns`` in order.
 
         When the queue runs out, the last turn repeats (``repeat_last``) or the
-        model just says "Nothing more to do."
+        model just says "Nothing more to do." ``fenced``: the CLI has no tools
+        (Aider); every request plays a turn, its writes as fenced file blocks.
         """
         with self._lock:
-            self._scripts.append(_Script(marker, list(turns), repeat_last))
+            self._scripts.append(_Script(marker, list(turns), repeat_last, fenced))
 
     def reset(self) -> None:
         with self._lock:
@@ -151,38 +164,46 @@ class LLMServer:
             self.requests.clear()
 
     def requests_for(self, marker: str, api: str | None = None) -> list[Recorded]:
-        """The model requests (with tools) a script answered, in arrival order."""
+        """The model requests (with tools, or any for a fenced script) a script answered."""
         with self._lock:
+            fenced = {s.marker for s in self._scripts if s.fenced}
             return [
                 r
                 for r in self.requests
-                if r.script == marker and (api is None or r.api == api) and _has_tools(r.body)
+                if r.script == marker
+                and (api is None or r.api == api)
+                and (_has_tools(r.body) or marker in fenced)
             ]
 
     # -- the model ---------------------------------------------------------------------------
 
-    def _decide(self, api: str, body: dict[str, Any]) -> tuple[str | None, Turn | None, bool]:
-        """-> (script marker, the turn to play or None for plain text, after_tools)."""
+    def _decide(self, api: str, body: dict[str, Any]) -> tuple[str | None, Turn | None, bool, bool]:
+        """-> (script marker, the turn to play or None for plain text, after_tools, fenced)."""
         first = _first_user_text(api, body)
         after_tools = _ends_with_tool_result(api, body)
         with self._lock:
             script = next((s for s in self._scripts if s.marker in first), None)
-            if script is None or not _has_tools(body):
-                return (script.marker if script else None), None, after_tools
-            if after_tools and script.active is not None:
-                return script.marker, script.active, True
-            # A new user message (first prompt, or a retry's feedback): the next turn.
-            turn = script.turns[0] if script.turns else None
-            if turn is None:
-                return script.marker, Turn(text="Nothing more to do."), False
-            if turn.status is not None:
-                turn.times -= 1
-                if turn.times <= 0:
-                    self._advance(script)
-                return script.marker, Turn(status=turn.status), False
-            self._advance(script)
-            script.active = turn
-            return script.marker, turn, False
+            if script is None or not (script.fenced or _has_tools(body)):
+                return (script.marker if script else None), None, after_tools, False
+            marker, turn, after_tools = self._play(script, after_tools)
+            return marker, turn, after_tools, script.fenced
+
+    def _play(self, script: _Script, after_tools: bool) -> tuple[str, Turn, bool]:
+        """The turn ``script`` plays now (the lock is held)."""
+        if after_tools and script.active is not None:
+            return script.marker, script.active, True
+        # A new user message (first prompt, or a retry's feedback): the next turn.
+        turn = script.turns[0] if script.turns else None
+        if turn is None:
+            return script.marker, Turn(text="Nothing more to do."), False
+        if turn.status is not None:
+            turn.times -= 1
+            if turn.times <= 0:
+                self._advance(script)
+            return script.marker, Turn(status=turn.status), False
+        self._advance(script)
+        script.active = turn
+        return script.marker, turn, False
 
     @staticmethod
     def _advance(script: _Script) -> None:
@@ -204,6 +225,12 @@ def _has_tools(body: Mapping[str, Any]) -> bool:
     return bool(body.get("tools"))
 
 
+def _gemini_parts(body: Mapping[str, Any], role: str) -> Iterator[dict[str, Any]]:
+    for content in body.get("contents") or ():
+        if isinstance(content, dict) and content.get("role", "user") == role:
+            yield from (p for p in content.get("parts") or () if isinstance(p, dict))
+
+
 def _content_text(content: Any) -> str:
     if isinstance(content, str):
         return content
@@ -220,6 +247,8 @@ def _content_text(content: Any) -> str:
 
 def _first_user_text(api: str, body: Mapping[str, Any]) -> str:
     """The text of every user message (the CLIs prepend context messages to the prompt)."""
+    if api == "gemini":
+        return "\n".join(str(p.get("text", "")) for p in _gemini_parts(body, "user"))
     items = body.get("input") if api == "responses" else body.get("messages")
     if isinstance(items, str):
         return items
@@ -231,6 +260,10 @@ def _first_user_text(api: str, body: Mapping[str, Any]) -> str:
 
 
 def _ends_with_tool_result(api: str, body: Mapping[str, Any]) -> bool:
+    if api == "gemini":
+        contents = body.get("contents") or []
+        parts = contents[-1].get("parts") if contents and isinstance(contents[-1], dict) else ()
+        return any(isinstance(p, dict) and "functionResponse" in p for p in parts or ())
     if api == "responses":
         items = body.get("input") or []
         return (
@@ -259,7 +292,9 @@ def _ends_with_tool_result(api: str, body: Mapping[str, Any]) -> bool:
 def _tool_names(api: str, body: Mapping[str, Any]) -> list[str]:
     names = []
     for t in body.get("tools") or ():
-        if api == "chat":
+        if api == "gemini":
+            names += [str(f.get("name", "")) for f in t.get("functionDeclarations") or ()]
+        elif api == "chat":
             names.append(str((t.get("function") or {}).get("name", "")))
         else:
             names.append(str(t.get("name", "")))
@@ -290,6 +325,12 @@ def _tool_calls(
             ("Write", {"file_path": f"{cwd}/{p}" if cwd else p, "content": c})
             for p, c in writes.items()
         ]
+    if api == "gemini":
+        cwd = _cwd(api, body)
+        return [
+            ("write_file", {"file_path": f"{cwd}/{p}" if cwd else p, "content": c})
+            for p, c in writes.items()
+        ]
     if api == "chat":
         tool = "write" if "write" in names else names[0]
         cwd = _cwd(api, body)
@@ -314,6 +355,11 @@ def _cwd(api: str, body: Mapping[str, Any]) -> str | None:
 
     if api == "anthropic":
         text = _content_text(body.get("system"))
+    elif api == "gemini":
+        # <session_context> ... **Workspace Directories:**\n  - /path
+        text = _first_user_text(api, body)
+        m = re.search(r"Workspace Directories:\**\s*-\s*(/\S+)", text)
+        return m.group(1) if m else None
     else:
         text = "\n".join(
             _content_text(m.get("content"))
@@ -322,6 +368,31 @@ def _cwd(api: str, body: Mapping[str, Any]) -> str | None:
         )
     m = re.search(r"(?:Primary working directory|Working directory):\s*(/\S+)", text)
     return m.group(1) if m else None
+
+
+def _fenced_text(text: str, writes: Mapping[str, str]) -> str:
+    """``text``, then each write as Aider's whole-file block: the path, then a fence."""
+    blocks = [
+        f"{path}\n```\n{content}{'' if content.endswith(chr(10)) else chr(10)}```"
+        for path, content in writes.items()
+    ]
+    return "\n\n".join([text, *blocks]) if blocks else text
+
+
+def _schema_value(schema: Any) -> Any:
+    """The smallest value fitting a JSON schema (Gemini CLI asks for JSON on side requests)."""
+    if not isinstance(schema, dict):
+        return {}
+    kind = str(schema.get("type", "object")).lower()
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if kind == "object":
+        props = schema.get("properties") or {}
+        required = schema.get("required") or ()
+        return {k: _schema_value(v) for k, v in props.items() if k in required}
+    return {"string": "scripted", "integer": 1, "number": 1, "boolean": False, "array": []}.get(
+        kind
+    )
 
 
 # -- the HTTP side --------------------------------------------------------------------------
@@ -378,6 +449,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
 
     def _api_of(self, path: str) -> str:
+        if path.endswith((":generateContent", ":streamGenerateContent", ":countTokens")):
+            return "gemini"
         if path.endswith("/messages"):
             return "anthropic"
         if path.endswith("/responses"):
@@ -437,12 +510,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.llm._record(rec)
             self._json(200, {"input_tokens": len(json.dumps(body)) // 4})
             return
-        if api not in ("anthropic", "responses", "chat"):
+        if path.endswith(":countTokens"):
+            self.llm._record(rec)
+            self._json(200, {"totalTokens": len(json.dumps(body)) // 4})
+            return
+        if api not in ("anthropic", "responses", "chat", "gemini"):
             rec.status = 404
             self.llm._record(rec)
             self._json(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
             return
-        marker, turn, after_tools = self.llm._decide(api, body)
+        marker, turn, after_tools, fenced = self.llm._decide(api, body)
         rec.script = marker
         if turn is not None and turn.status is not None:
             rec.status = turn.status
@@ -453,6 +530,11 @@ class _Handler(BaseHTTPRequestHandler):
         if turn is None:
             calls: list[tuple[str, dict[str, Any]]] = []
             text = "OK."
+            schema = (body.get("generationConfig") or {}).get("responseJsonSchema")
+            if api == "gemini" and schema:
+                text = json.dumps(_schema_value(schema))
+        elif fenced:
+            calls, text = [], _fenced_text(turn.text, turn.writes)
         elif after_tools or not turn.writes:
             calls, text = [], turn.text
         else:
@@ -460,7 +542,13 @@ class _Handler(BaseHTTPRequestHandler):
         usage_in = max(1, len(json.dumps(body)) // 4)
         stream = bool(body.get("stream", api == "responses"))
         rid = self.llm.next_id()
-        if api == "anthropic":
+        if api == "gemini":
+            reply = _gemini_response(calls, text, usage_in)
+            if path.endswith(":streamGenerateContent"):
+                self._sse(iter([(None, reply)]))
+            else:
+                self._json(200, reply)
+        elif api == "anthropic":
             if stream:
                 self._sse(_anthropic_events(rid, calls, text, usage_in))
             else:
@@ -477,6 +565,15 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"retry-after": "0"} if status in (429, 529, 503) else {}
         if api == "anthropic":
             payload: Any = {"type": "error", "error": {"type": kind, "message": message}}
+        elif api == "gemini":
+            code = {
+                400: "INVALID_ARGUMENT",
+                401: "UNAUTHENTICATED",
+                403: "PERMISSION_DENIED",
+                429: "RESOURCE_EXHAUSTED",
+                503: "UNAVAILABLE",
+            }.get(status, "INTERNAL")
+            payload = {"error": {"code": status, "message": message, "status": code}}
         else:
             code = {429: "rate_limit_exceeded", 401: "invalid_api_key"}.get(status, "server_error")
             payload = {"error": {"message": message, "type": kind, "code": code, "param": None}}
@@ -581,7 +678,7 @@ def _responses_events(
     )
     items: list[dict[str, Any]] = []
     for i, (name, args) in enumerate(calls):
-        item = {
+        item: dict[str, Any] = {
             "type": "function_call",
             "id": f"fc_{rid}_{i}",
             "call_id": f"call_{rid}_{i}",
@@ -656,6 +753,30 @@ def _responses_events(
             "response": dict(base, status="completed", output=items, usage=usage),
         },
     )
+
+
+def _gemini_response(
+    calls: Sequence[tuple[str, dict[str, Any]]], text: str, usage_in: int
+) -> dict[str, Any]:
+    """One GenerateContentResponse (the whole answer in one SSE chunk when streamed)."""
+    parts: list[dict[str, Any]] = [{"functionCall": {"name": n, "args": a}} for n, a in calls]
+    if not calls:
+        parts.append({"text": text or "OK."})
+    candidate: dict[str, Any] = {
+        "content": {"role": "model", "parts": parts},
+        "finishReason": "STOP",
+        "index": 0,
+    }
+    return {
+        "candidates": [candidate],
+        "usageMetadata": {
+            "promptTokenCount": usage_in,
+            "candidatesTokenCount": OUTPUT_TOKENS,
+            "totalTokenCount": usage_in + OUTPUT_TOKENS,
+        },
+        "modelVersion": MODEL,
+        "responseId": f"scripted-{usage_in}",
+    }
 
 
 def _chat_message(
