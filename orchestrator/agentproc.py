@@ -167,6 +167,22 @@ async def _wait_until(done: Callable[[], bool], limit: float) -> bool:
     return done()
 
 
+_BOOT = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "from orchestrator.supervisor import main; sys.exit(main(sys.argv[3:]))"
+)
+_SUPERVISOR = (
+    sys.executable,
+    "-I",  # isolated: no PYTHON* variables of the agent's environment, not its cwd on sys.path
+    "-S",  # no site: the supervisor needs the standard library only, and starts ~20 ms sooner
+    "-c",
+    _BOOT,
+    str(Path(__file__).resolve().parent.parent),  # where the ``orchestrator`` package is
+    "orchestrator.supervisor",  # how a resume recognises the process (see _is_supervisor)
+)
+"""The supervisor's command line, before its own arguments."""
+
+
 def _open_pidfd(pid: int) -> int | None:
     """A pidfd of ``pid`` (Linux 5.3+): readable the moment the process exits. None elsewhere."""
     try:
@@ -293,10 +309,7 @@ class AgentProcess:
                 secrets_args = ["--secrets-fd", str(secrets_r)] if launch.secrets else []
                 popen = subprocess.Popen(
                     [
-                        sys.executable,
-                        "-P",  # never import an ``orchestrator`` package from the agent's cwd
-                        "-m",
-                        "orchestrator.supervisor",
+                        *_SUPERVISOR,
                         "--log",
                         str(launch.log),
                         "--status",

@@ -171,22 +171,27 @@ def write_status(path: Path, status: dict[str, object]) -> None:
 
 def group_members(pgid: int) -> list[int] | None:
     """Pids in process group ``pgid`` other than ours (Linux ``/proc``); None when unknown."""
-    proc = Path("/proc")
-    if not (proc / "self" / "stat").exists():
+    try:
+        names = os.listdir("/proc")  # noqa: PTH208 (faster than Path objects here)
+    except OSError:
         return None
     me = os.getpid()
     members = []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit() or int(entry.name) == me:
+    for name in names:
+        if not name.isdigit() or int(name) == me:
             continue
         try:
-            stat = (entry / "stat").read_bytes()
+            fd = os.open(f"/proc/{name}/stat", os.O_RDONLY)
+            try:
+                stat = os.read(fd, 1024)
+            finally:
+                os.close(fd)
         except OSError:
             continue
         # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses.
-        fields = stat[stat.rfind(b")") + 2 :].split()
+        fields = stat[stat.rfind(b")") + 2 :].split(None, 3)
         if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
-            members.append(int(entry.name))
+            members.append(int(name))
     return members
 
 
