@@ -304,6 +304,12 @@ def _cell(text: object) -> str:
     return str("-" if text is None or text == "" else text).replace("|", "\\|").replace("\n", " ")
 
 
+def heading(team: Mapping[str, Any]) -> str:
+    """``db: Database``, or the id alone when the team has no name of its own."""
+    name = team.get("name")
+    return team["id"] if not name or name == team["id"] else f"{team['id']}: {name}"
+
+
 def integration_lines(data: Mapping[str, Any]) -> list[str]:
     """The integration section's facts as plain sentences (Markdown and HTML share them)."""
     i = data.get("integration")
@@ -334,7 +340,7 @@ def integration_lines(data: Mapping[str, Any]) -> list[str]:
         what = (
             "bisect with " + (", ".join(s["prefix"]) or "no team")
             if s["purpose"] == "bisect"
-            else f"test suite, round {s['round']}"
+            else "test suite" + (f", after fix {s['round']}" if s.get("round") else "")
         )
         verdict = (
             "passed"
@@ -396,7 +402,7 @@ def render_markdown(data: Mapping[str, Any]) -> str:
             )
         )
     for team in data["teams"]:
-        lines += ["", f"### {team['id']}: {team['name']} ({team['status']})", ""]
+        lines += ["", f"### {heading(team)} ({team['status']})", ""]
         if team.get("reason"):
             lines += [f"Reason: {team['reason']}", ""]
         if team["attempts"]:
@@ -422,7 +428,8 @@ def render_markdown(data: Mapping[str, Any]) -> str:
             lines.append("Deliverables:")
             for d in team["deliverables"]:
                 found = ", ".join(f"`{f}`" for f in d["files"]) or "not found"
-                lines.append(f"- [{'x' if d['done'] else ' '}] `{d['deliverable']}`: {found}")
+                tail = "" if d["files"] == [d["deliverable"]] else f": {found}"
+                lines.append(f"- [{'x' if d['done'] else ' '}] `{d['deliverable']}`{tail}")
             lines.append("")
         if team["checks"]:
             lines.append("Checks:")

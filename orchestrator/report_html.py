@@ -65,7 +65,7 @@ ul.check li.done::before { content: "\\2611  "; color: #2e9e44; }
 <td>{{ dur(team.duration) }}</td><td>{{ team.tokens }}</td><td>${{ "%.4f"|format(team.cost_usd) }}</td></tr>
 {% endfor %}</table>
 {% for team in d.teams %}
-<h3 id="team-{{ team.id }}">{{ team.id }}: {{ team.name }} <span class="status s-{{ team.status }}">{{ team.status }}</span></h3>
+<h3 id="team-{{ team.id }}">{{ heading(team) }} <span class="status s-{{ team.status }}">{{ team.status }}</span></h3>
 {% if team.reason %}<p class="reason">{{ team.reason }}</p>{% endif %}
 {% if team.attempts %}<table>
 <tr><th>#</th><th>agent</th><th>duration</th><th>exit</th><th>outcome</th><th>reason</th><th>tokens</th><th>cost</th></tr>
@@ -74,8 +74,8 @@ ul.check li.done::before { content: "\\2611  "; color: #2e9e44; }
 <td>{{ a.reason or "" }}</td><td>{{ a.tokens }}</td><td>${{ "%.4f"|format(a.cost_usd) }}</td></tr>
 {% endfor %}</table>{% endif %}
 {% if team.deliverables %}<p>Deliverables:</p><ul class="check">
-{% for dl in team.deliverables %}<li class="{{ 'done' if dl.done }}"><code>{{ dl.deliverable }}</code>:
-{% if dl.files %}{% for f in dl.files %}<code>{{ f }}</code>{{ ", " if not loop.last }}{% endfor %}{% else %}not found{% endif %}</li>
+{% for dl in team.deliverables %}<li class="{{ 'done' if dl.done }}"><code>{{ dl.deliverable }}</code>{% if dl.files != [dl.deliverable] %}:
+{% if dl.files %}{% for f in dl.files %}<code>{{ f }}</code>{{ ", " if not loop.last }}{% endfor %}{% else %}not found{% endif %}{% endif %}</li>
 {% endfor %}</ul>{% endif %}
 {% if team.checks %}<p>Checks:</p><ul class="check">
 {% for c in team.checks %}<li class="{{ 'done' if c.passed }}"><code>{{ c.command }}</code>: {{ c.result or ("passed" if c.passed else "failed") }}</li>
@@ -109,7 +109,7 @@ def render_html(data: Mapping[str, Any]) -> str:
 
     import jinja2
 
-    from orchestrator.report import integration_lines
+    from orchestrator.report import heading, integration_lines
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     template = env.from_string(_TEMPLATE)
@@ -120,6 +120,7 @@ def render_html(data: Mapping[str, Any]) -> str:
         svg=timeline_svg(data),
         colours=COLOURS,
         integration=lines,
+        heading=heading,
         dur=_dur,
         pct=_pct,
         times=_times,

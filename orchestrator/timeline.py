@@ -52,7 +52,10 @@ def _bars(data: Mapping[str, Any]) -> list[tuple[str, list[tuple[float, float, s
     if i:
         bars = []
         for s in i.get("suite", []):
-            what = "bisect" if s["purpose"] == "bisect" else f"test round {s['round']}"
+            if s["purpose"] == "bisect":
+                what = "bisect with " + (", ".join(s.get("prefix") or []) or "no team")
+            else:
+                what = "test suite" + (f", after fix {s['round']}" if s.get("round") else "")
             key = "integration" if s["passed"] else "failed"
             bars.append(
                 (

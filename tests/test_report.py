@@ -304,3 +304,17 @@ async def test_report_redacts_secret_values(
     for path in paths.values():
         text = path.read_text()
         assert secret not in text and "auth *** refused" in text
+
+
+async def test_report_says_each_thing_once(git_repo: GitRepo, store: Store) -> None:
+    """A team without a name is headed by its id alone (not `db: db`), a deliverable found at its
+    own path is listed once (not `src/db.txt: src/db.txt`), the first suite run has no 'round 0'."""
+    run_id = await _store_driven_run(git_repo, store)
+    paths = await write_reports(store, git_repo.state_layout(), run_id)
+    md = paths["md"].read_text()
+    assert "### db (succeeded)" in md and "db: db" not in md
+    assert "- [x] `src/db.txt`\n" in md
+    assert "- test suite: passed" in md and "round 0" not in md
+    html = paths["html"].read_text()
+    assert '<h3 id="team-db">db <span' in html
+    assert "<code>src/db.txt</code></li>" in html and "round 0" not in html
