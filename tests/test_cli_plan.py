@@ -150,3 +150,14 @@ def test_init_outside_git_refuses(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "not inside a git repository" in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_help_names_the_arguments_as_users_write_them(tmp_path: Path) -> None:
+    """`--help` of validate, plan, quickstart and import shows PLAN, DIR and PLAN.md, not
+    Python parameter names like `plan_file`."""
+    for cmd, name in (("validate", "PLAN"), ("plan", "PLAN"), ("quickstart", "DIR"),
+                      ("import", "PLAN.md")):  # fmt: skip
+        p = orchestrate(cmd, "--help", cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
+        usage = p.stdout.splitlines()[0]
+        assert name in usage and "_" not in usage.split("[OPTIONS]")[1], usage

@@ -14,7 +14,12 @@ from orchestrator.cli import app
 def import_plan(
     markdown: Annotated[
         Path,
-        typer.Argument(help="The Markdown plan (PLAN.md).", dir_okay=False, show_default=False),
+        typer.Argument(
+            help="The Markdown plan (PLAN.md).",
+            metavar="PLAN.md",
+            dir_okay=False,
+            show_default=False,
+        ),
     ],
     output: Annotated[
         Path | None,

@@ -18,7 +18,10 @@ if TYPE_CHECKING:
     pass
 
 PlanArg = Annotated[
-    Path, typer.Argument(help="The plan file (plan.yaml).", dir_okay=False, show_default=False)
+    Path,
+    typer.Argument(
+        help="The plan file (plan.yaml).", metavar="PLAN", dir_okay=False, show_default=False
+    ),
 ]
 
 
@@ -205,7 +208,12 @@ def schema() -> None:
 @app.command()
 def quickstart(
     directory: Annotated[
-        Path, typer.Argument(help="Where to create the demo repository (new or empty).")
+        Path,
+        typer.Argument(
+            help="Where to create the demo repository (new or empty).",
+            metavar="DIR",
+            show_default=False,
+        ),
     ],
 ) -> None:
     """Create a demo git repository with a plan and a scripted agent (no API key needed)."""
