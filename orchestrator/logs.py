@@ -504,15 +504,28 @@ class LineFormatter:
         prefix: bool = True,
         redactor: Redactor | None = None,
         show_attempt: bool = False,
+        mark_attempts: bool = True,
     ) -> None:
         self._width = max((len(t) for t in teams), default=0)
         self._color = {t: color_for(i) for i, t in enumerate(teams)} if color else {}
         self._prefix = prefix
         self._redactor = redactor or Redactor()
         self._show_attempt = show_attempt
+        self._mark = mark_attempts
+        self._last_attempt: dict[str, int] = {}
 
     def __call__(self, line: LogLine) -> str:
-        text = self._redactor.redact(line.text)
+        """The line as shown; a team's first line of a new attempt comes after a
+        ``── attempt N ──`` line (with ``mark_attempts``; not for the integration phase)."""
+        out = self._one(line, self._redactor.redact(line.text))
+        before = self._last_attempt.get(line.team)
+        self._last_attempt[line.team] = line.attempt
+        new = before is not None and before != line.attempt
+        if self._mark and new and not line.team.startswith("_"):
+            return self._one(line, f"── attempt {line.attempt} ──") + "\n" + out
+        return out
+
+    def _one(self, line: LogLine, text: str) -> str:
         if not self._prefix:
             return text
         who = line.team.ljust(self._width)

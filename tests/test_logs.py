@@ -256,3 +256,22 @@ async def test_a_follower_that_keeps_up_is_not_warned(store: Store, layout: Stat
         await follow(store, layout, run, ["db"], got.append, after={}, warn=warnings.append)
     assert [x.text for x in got] == ["x", "y", "z"]
     assert warnings == []
+
+
+def test_formatter_marks_where_a_new_attempt_starts() -> None:
+    """`logs` of a team that retried shows '── attempt 2 ──' before the retry's first line,
+    prefixed like the team's lines when interleaved; not with --attempt, not for _integration."""
+    lines = [LogLine((1, 0, 0), "db", 1, "a1"), LogLine((2, 0, 0), "db", 1, "a1 end"),
+             LogLine((3, 0, 0), "db", 2, "b1"), LogLine((4, 0, 0), "db", 2, "b2")]  # fmt: skip
+    alone = LineFormatter(["db"], color=False, prefix=False)
+    assert "\n".join(alone(x) for x in lines).splitlines() == [
+        "a1", "a1 end", "── attempt 2 ──", "b1", "b2"
+    ]  # fmt: skip
+    mixed = LineFormatter(["db", "api"], color=False)
+    out = [mixed(LogLine((1, 0, 0), "api", 1, "x")), *(mixed(x) for x in lines)]
+    assert "db  | ── attempt 2 ──\ndb  | b1" in out
+    quiet = LineFormatter(["db"], color=False, prefix=False, mark_attempts=False)
+    assert [quiet(x) for x in lines] == ["a1", "a1 end", "b1", "b2"]
+    integ = LineFormatter(["_integration"], color=False, prefix=False)
+    steps = [integ(LogLine((n, 0, 0), "_integration", n, f"s{n}")) for n in (1, 2)]
+    assert steps == ["s1", "s2"]

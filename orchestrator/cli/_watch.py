@@ -186,6 +186,7 @@ def logs(
             color=use_color(out),
             prefix=team is None,
             redactor=Redactor.from_env(extra=store.secrets),
+            mark_attempts=attempt is None,
         )
 
         def emit(line: LogLine) -> None:
