@@ -1,18 +1,30 @@
 """The ``aider`` kind: Aider, one message, no chat.
 
-Command line (from Aider's documentation and source; not run here)::
+Command line (checked against Aider 0.86.2, see tests/fixtures/agent-output/)::
 
     aider --message PROMPT --yes-always --no-stream --no-pretty --no-auto-commits
-          --no-gitignore --no-check-update --no-show-model-warnings
-          [--model M] [--restore-chat-history] [ARGS...]
+          --no-check-update --no-show-release-notes --no-analytics
+          --no-show-model-warnings [--model M] [--restore-chat-history] [ARGS...]
 
 in the team's worktree with stdin closed. orchestrate commits the worktree
-itself, so Aider does not (``--no-auto-commits``) and leaves ``.gitignore``
-alone. Aider prints no JSON: each model reply ends with a line
-``Tokens: 2.4k sent, 158 received. Cost: $0.0089 message, $0.0089 session.``
-(with ``cache write`` / ``cache hit`` counts when the provider caches),
-``Applied edit to PATH`` for each edited file, and litellm errors such as
-``litellm.RateLimitError: ...`` or ``litellm.AuthenticationError: ...``.
+itself, so Aider does not (``--no-auto-commits``). Aider keeps its chat
+history and repo-map cache in ``.aider*`` files in the worktree; it adds
+``.aider*`` to ``.gitignore`` (the default, answered yes), else orchestrate's
+``git add -A`` would commit them into every team's branch and they would
+conflict at the merge. ``--no-analytics``: ``--yes-always`` would otherwise
+answer yes to its analytics opt-in question. ``COLUMNS`` is set wide:
+without a terminal Aider wraps its output at 80 columns, splitting the lines
+read here.
+
+Aider prints no JSON: each model reply ends with a line
+``Tokens: 723 sent, 25 received. Cost: $0.0025 message, $0.0025 session.``
+(``cache write`` / ``cache hit`` counts when the provider caches; no Cost
+part when the model has no price), ``Applied edit to PATH`` for each edited
+file, and litellm errors: ``litellm.RateLimitError: ...``,
+``litellm.InternalServerError: ...``, ``litellm.AuthenticationError: ...``,
+each followed by Aider's advice (``The API provider ...``) and, for those it
+retries, ``Retrying in N seconds...`` (backing off from 0.2 s, giving up after
+about a minute).
 
 Aider exits 0 even when the model call failed, so an error that is not
 followed by a model reply fails the attempt. It has no session id: the chat
@@ -41,11 +53,28 @@ _CACHE_RE = re.compile(rf"{_COUNT} cache (?:write|hit)")
 _COST_RE = re.compile(r"Cost: \$([\d.]+) message")
 _EDIT_RE = re.compile(r"^Applied edit to (.+)$")
 _BANNER_RE = re.compile(r"^Aider v\d")
+_LITELLM_RE = re.compile(r"^litellm\.(\w+?)(?:Error|Exception)\b")
 _ERROR_RE = re.compile(
-    r"^(litellm\.\w+(?:Error|Exception)\b.*|The API provider .*|"
+    r"^(litellm\.\w+(?:Error|Exception)\b.*|"
     r".*(?:API key|api_key).* (?:missing|not set|invalid).*|Model .* not found.*)$",
     re.IGNORECASE,
 )
+_ADVICE_RE = re.compile(r"^The API provider\b")
+_STATUS = {
+    "RateLimit": 429,
+    "InternalServer": 500,
+    "ServiceUnavailable": 503,
+    "APIConnection": 503,
+    "Timeout": 504,
+    "Authentication": 401,
+    "PermissionDenied": 403,
+    "BudgetExceeded": 402,
+    "BadRequest": 400,
+    "NotFound": 404,
+    "ContextWindowExceeded": 400,
+    "ContentPolicyViolation": 400,
+}
+"""HTTP status of each litellm exception class (litellm.RateLimitError -> 429)."""
 
 
 def count(text: str) -> int:
@@ -77,14 +106,18 @@ class AiderAdapter(AgentAdapter):
             "--no-stream",
             "--no-pretty",
             "--no-auto-commits",
-            "--no-gitignore",
             "--no-check-update",
+            "--no-show-release-notes",
+            "--no-analytics",
             "--no-show-model-warnings",
             *self.model_args(ctx),
         ]
         if ctx.resume_session_id:
             argv.append("--restore-chat-history")
         return [*argv, *ctx.config.args]
+
+    def env(self, ctx: AgentContext) -> dict[str, str]:
+        return {"COLUMNS": "4096"}  # no wrapping at 80 columns without a terminal
 
     def parse(self, line: str) -> list[AgentEvent]:
         text = line.strip()
@@ -108,8 +141,13 @@ class AiderAdapter(AgentAdapter):
         m = _EDIT_RE.match(text)
         if m:
             return [AgentEvent(type="tool", text=f"Edit {m.group(1)}")]
+        m = _LITELLM_RE.match(text)
+        if m:
+            return [error_event(text, status=_STATUS.get(m.group(1)))]
         if _ERROR_RE.match(text):
             return [error_event(text)]
+        if _ADVICE_RE.match(text):
+            return [AgentEvent(type="message", text=text)]
         return [AgentEvent(type="text", text=line.rstrip())]
 
     def judge(self, outcome: Outcome, events: Sequence[AgentEvent]) -> Verdict:
