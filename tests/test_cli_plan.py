@@ -161,3 +161,16 @@ def test_help_names_the_arguments_as_users_write_them(tmp_path: Path) -> None:
         assert p.returncode == 0, p.stderr
         usage = p.stdout.splitlines()[0]
         assert name in usage and "_" not in usage.split("[OPTIONS]")[1], usage
+
+
+def test_plan_into_a_pipe_keeps_each_sentence_on_one_line(repo: Path) -> None:
+    """`orchestrate plan | grep warning` finds whole warnings: sentences are not cut at 80
+    columns (the terminal wraps them), no line ends in spaces, the table stays within 80."""
+    proc = orchestrate("plan", "plan.yaml", cwd=repo, path=BIN_PATH)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert all(x == x.rstrip() for x in lines), lines
+    warning = next(x for x in lines if "may run at the same time" in x)
+    assert warning.startswith("warning: teams 'auth' and 'api'") and "depend on" in warning
+    assert any(x.startswith("Timeline (max_parallel") and x.endswith("done") for x in lines)
+    assert all(len(x) <= 80 for x in lines if x.startswith(("┃", "│", "┏", "└")))

@@ -55,6 +55,7 @@ def _clock(seconds: float, *, fine: bool) -> str:
 def show_plan(plan_file: PlanArg) -> None:
     """Show the schedule before anything runs: waves, critical path, timeline, warnings."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from orchestrator import graph
@@ -65,12 +66,15 @@ def show_plan(plan_file: PlanArg) -> None:
     plan = loaded.plan
     console = Console(highlight=False)
     estimated = any(t.estimate for t in plan.teams)
+    # Sentences are not cut into lines here: the terminal wraps them, a pipe keeps them whole.
     console.print(
         f"[bold]{plan.name}[/]: {len(plan.teams)} team(s), max_parallel {plan.max_parallel}, "
-        f"isolation {plan.isolation}, repo {loaded.repo_root}"
+        f"isolation {plan.isolation}, repo {loaded.repo_root}",
+        soft_wrap=True,
     )
 
-    table = Table(title="Waves (teams that can run together)", title_justify="left")
+    console.print("[bold]Waves[/] (teams that can run together)", soft_wrap=True)
+    table = Table()
     table.add_column("wave", justify="right")
     table.add_column("team")
     table.add_column("depends on")
@@ -81,7 +85,7 @@ def show_plan(plan_file: PlanArg) -> None:
             team = plan.team(tid)
             table.add_row(
                 str(n) if k == 0 else "",
-                f"{tid}" + (f" ({team.name})" if team.name else ""),
+                tid + (f"\n[dim]{escape(team.name)}[/]" if team.name else ""),
                 ", ".join(team.depends_on) or "-",
                 plan.agent_name(team),
                 format_duration(team.estimate) if team.estimate else "-",
@@ -94,7 +98,10 @@ def show_plan(plan_file: PlanArg) -> None:
         if estimated
         else f" (no estimates: each team counted as {format_duration(graph.DEFAULT_ESTIMATE)})"
     )
-    console.print(f"[bold]Critical path[/]: {' -> '.join(path)}  ~{format_duration(total)}{note}")
+    console.print(
+        f"[bold]Critical path[/]: {' -> '.join(path)}  ~{format_duration(total)}{note}",
+        soft_wrap=True,
+    )
 
     slots = graph.simulate(plan)
     starts: dict[float, list[str]] = {}
@@ -106,7 +113,8 @@ def show_plan(plan_file: PlanArg) -> None:
     console.print(
         f"[bold]Timeline[/] (max_parallel {plan.max_parallel}): "
         + " / ".join(steps)
-        + f" / {_clock(end, fine=fine)} done"
+        + f" / {_clock(end, fine=fine)} done",
+        soft_wrap=True,
     )
 
     warnings: list[str] = []
@@ -122,7 +130,7 @@ def show_plan(plan_file: PlanArg) -> None:
     for m in missing_agents(loaded, guess_shell=True):
         warnings.append(f"agent {m.agent!r}: {m}")
     for w in warnings:
-        console.print(f"[yellow]warning:[/] {w}")
+        console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     if not warnings:
         console.print("No warnings.")
 
