@@ -213,7 +213,8 @@ def test_logs_interleave_teams_with_a_prefix(done: Done) -> None:
 
 
 def test_status_json_validates_and_runs_lists_the_run(done: Done) -> None:
-    """`status --json` validates against the documented schema; `runs` shows the run."""
+    """`status --json` validates against the documented schema; `runs` shows the run, its id
+    in the last column."""
     rc, out, err = cli("status", "--json", env=done.env, cwd=done.repo)
     assert rc == 0, err
     snap = BoardSnapshot.model_validate(json.loads(out))
@@ -223,7 +224,9 @@ def test_status_json_validates_and_runs_lists_the_run(done: Done) -> None:
     rc, out, err = cli("status", done.run_id, env=done.env, cwd=done.repo)
     assert rc == 0 and "phase done" in out and all(len(x) <= 80 for x in out.splitlines())
     rc, out, err = cli("runs", env=done.env, cwd=done.repo)
-    assert rc == 0 and re.search(rf"^{done.run_id}\s+succeeded\s.*\s4/0/4$", out, re.M), out
+    assert rc == 0 and re.search(rf"^succeeded\s.*\s4/0/4\s+{done.run_id}$", out, re.M), out
+    # the run id comes last, so the columns before it line up whatever the plan's name
+    assert out.splitlines()[0].endswith("ok/failed/all  run")
 
 
 def test_watch_without_a_terminal_prints_event_lines(done: Done) -> None:

@@ -320,14 +320,10 @@ def runs(
     if not snaps:
         sys.stdout.write(NOTHING_HERE + "\n")
         return
-    width = max(len(s.run_id) for s in snaps)
-    sys.stdout.write(
-        f"{'run'.ljust(width)}  {'status':<11} {'started':<11}  {'took':>7}  teams ok/failed/all\n"
-    )
+    # The run id last: the columns stay aligned in 80 columns however long the plan's name.
+    sys.stdout.write(f"{'status':<11} {'started':<11}  {'took':>7}  {'ok/failed/all':<13}  run\n")
     for s in snaps:
         started = time.strftime("%m-%d %H:%M", time.localtime(s.created)) if s.created else ""
         took = format_duration(s.elapsed_s) if s.elapsed_s is not None else ""
         counts = f"{s.teams_succeeded}/{s.teams_failed}/{s.teams_total}"
-        sys.stdout.write(
-            f"{s.run_id.ljust(width)}  {s.status:<11} {started:<11}  {took:>7}  {counts}\n"
-        )
+        sys.stdout.write(f"{s.status:<11} {started:<11}  {took:>7}  {counts:<13}  {s.run_id}\n")
