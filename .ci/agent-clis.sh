@@ -2,12 +2,12 @@
 # Install the real agent CLIs the end-to-end tier runs (tests/e2e/), pinned, from
 # the npm registry, into a project-local prefix: .e2e/ at the repository root
 # (override with AGENT_CLIS_PREFIX). Idempotent: a second run with everything in
-# place only reads three package.json files and returns.
+# place only reads four package.json files and returns.
 #
-#   .ci/agent-clis.sh            install (or check) all three
+#   .ci/agent-clis.sh            install (or check) all four
 #   .ci/agent-clis.sh --print    print the bin folder to put on PATH
 #
-# The binaries end up in "$prefix/node_modules/.bin": claude, codex, opencode.
+# The binaries end up in "$prefix/node_modules/.bin": claude, codex, opencode, gemini.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +19,9 @@ PACKAGES=(
   "@anthropic-ai/claude-code@2.1.330"
   "@openai/codex@0.169.0"
   "opencode-ai@1.18.33"
+  "@google/gemini-cli@0.61.0"
 )
+BINARIES=(claude codex opencode gemini)
 
 if [ "${1:-}" = "--print" ]; then
   echo "$BIN"
@@ -43,13 +45,13 @@ for spec in "${PACKAGES[@]}"; do
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
-  for b in claude codex opencode; do
+  for b in "${BINARIES[@]}"; do
     [ -x "$BIN/$b" ] || { missing=("${PACKAGES[@]}"); break; }
   done
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "agent-clis: claude, codex, opencode already installed in $BIN"
+  echo "agent-clis: ${BINARIES[*]} already installed in $BIN"
   exit 0
 fi
 
@@ -69,10 +71,10 @@ export HOME="$check_home" CODEX_HOME="$check_home/.codex" XDG_CONFIG_HOME="$chec
   XDG_DATA_HOME="$check_home/.local/share" XDG_CACHE_HOME="$check_home/.cache" \
   CLAUDE_CONFIG_DIR="$check_home/.claude"
 mkdir -p "$CODEX_HOME"
-for b in claude codex opencode; do
+for b in "${BINARIES[@]}"; do
   if ! "$BIN/$b" --version </dev/null >/dev/null 2>&1; then
     echo "agent-clis: $BIN/$b does not start" >&2
     exit 1
   fi
 done
-echo "agent-clis: installed in $BIN: $("$BIN/claude" --version </dev/null | head -1); codex $("$BIN/codex" --version </dev/null | awk '{print $NF}'); opencode $("$BIN/opencode" --version </dev/null)"
+echo "agent-clis: installed in $BIN: $("$BIN/claude" --version </dev/null | head -1); codex $("$BIN/codex" --version </dev/null | awk '{print $NF}'); opencode $("$BIN/opencode" --version </dev/null); gemini $("$BIN/gemini" --version </dev/null)"
