@@ -62,7 +62,7 @@ def test_run_succeeds_and_prints_events_and_summary(
     assert re.search(r"^\d\d:\d\d:\d\d db +running +attempt 1/3  agent [0-9a-f]{7}$", out, re.M)
     assert re.search(r"^\d\d:\d\d:\d\d api +retrying +exit code 1", out, re.M)
     assert "run demo-" in out and " succeeded" in out
-    assert "branches: git -C" in out
+    assert "branches: orchestrate/demo-" in out and "report:   " in out
     assert "Traceback" not in proc.stderr
 
 
@@ -190,7 +190,7 @@ def test_run_shows_the_live_board_in_a_terminal(
             assert any(re.match(rf"^✔ {team}\s+succeeded", x) for x in lines), screen
         assert "phase done" in screen and "integrating" not in screen
         assert not re.search(r"^\d\d:\d\d:\d\d db +running", screen, re.M), screen
-        assert "branches: git -C" in screen  # the summary after the board
+        assert "branches: orchestrate/" in screen  # the summary after the board
         assert all(len(x) <= 80 for x in lines)
     finally:
         subprocess.run([*base, "kill-server"], capture_output=True)
@@ -223,3 +223,53 @@ def test_missing_agent_executables_refuse_the_run(
         "orchestrate: the plan has 2 problem(s)",
     ]
     assert not (git_repo.path / ".orchestrate" / "runs").exists()
+
+
+def test_summary_lines_up_short_ids_and_names_branches_once(tmp_path: Path) -> None:
+    """The end-of-run summary: the team column is as wide as its header with ids like a/b/c,
+    no row ends in spaces, the verdict does not repeat itself, branches are named once as a
+    pattern (each row shows only its team part, nothing wraps at 100 columns), and the
+    report's path is printed."""
+    from orchestrator.cli._run import _summary
+    from orchestrator.engine import RunResult
+    from orchestrator.teamrun import TeamResult
+
+    run_id = "a-rather-long-plan-name-20261122-151010-abcd"
+    teams = {
+        "a": TeamResult("a", "succeeded", 1, f"orchestrate/{run_id}/a"),
+        "b": TeamResult("b", "cancelled", 2, f"orchestrate/{run_id}/b", "the run was cancelled"),
+        "c": TeamResult("c", "pending"),
+    }
+    result = RunResult(
+        run_id,
+        "interrupted",
+        teams,
+        reason="interrupted; `orchestrate resume` finishes it",
+        base_ref="main",
+        base_commit="0123456789abcdef",
+    )
+    report = tmp_path / "runs" / run_id / "report.html"
+    lines = _summary(result, report)
+    assert lines[1] == f"run {run_id} interrupted; `orchestrate resume` finishes it"
+    assert lines[2] == "  team  status     attempts  branch / reason"
+    assert lines[3] == "  a     succeeded         1  a"
+    assert lines[4] == "  b     cancelled         2  the run was cancelled"
+    assert lines[5] == "  c     pending           0"
+    assert f"branches: orchestrate/{run_id}/<team>" in lines
+    assert f"report:   {report}" in lines
+    assert f"resume:   orchestrate resume {run_id}" in lines
+    assert all(line == line.rstrip() for line in lines)
+    assert all(len(line) <= 100 for line in lines if not line.startswith("report:"))
+    cancelled = RunResult(run_id, "cancelled", teams, reason="cancelled by h pid 1; resume")
+    assert _summary(cancelled)[1] == f"run {run_id} cancelled by h pid 1; resume"
+    failed = RunResult(run_id, "failed", teams, reason="failed: b")
+    assert _summary(failed)[1] == f"run {run_id} failed: b"
+
+
+def test_run_help_names_the_plan_argument_plan() -> None:
+    """`orchestrate run --help` names its argument PLAN, not the parameter's name."""
+    proc = subprocess.run(
+        [*ORCHESTRATE, "run", "--help"], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert proc.returncode == 0
+    assert "PLAN" in proc.stdout and "plan_file" not in proc.stdout.lower()

@@ -125,7 +125,7 @@ def resume(
 
     result = anyio.run(main)
     if result.teams:
-        for line in _summary(result, layout.root.parent):
+        for line in _summary(result, layout.report_file(result.run_id, "html")):
             _echo(line)
     raise typer.Exit(result.exit_code)
 

@@ -156,25 +156,49 @@ def _load(plan_file: Path) -> LoadedPlan:
     return load_plan_text(imported.yaml_text, path=plan_file.absolute().with_suffix(".yaml"))
 
 
-def _summary(result: RunResult, repo_root: Path) -> list[str]:
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it, else as it is."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _summary(result: RunResult, report: Path | None = None) -> list[str]:
+    """The end-of-run summary: the verdict, a row per team, where the branches and report are.
+
+    Branches are named once as a pattern (``orchestrate/<run>/<team>``); a row
+    shows only its part after ``orchestrate/<run>/`` (a long run id would wrap
+    every row otherwise).
+    """
     lines = [""]
-    verdict = result.status if not result.reason else f"{result.status}: {result.reason}"
+    reason = result.reason or ""
+    if not reason:
+        verdict = result.status
+    elif reason.startswith(result.status):  # "interrupted; ..." says it already
+        verdict = reason
+    else:
+        verdict = f"{result.status}: {reason}"
     lines.append(f"run {result.run_id} {verdict}")
-    width = max(len(t) for t in result.teams) if result.teams else 4
+    prefix = f"orchestrate/{result.run_id}/"
+    width = max(4, *(len(t) for t in result.teams)) if result.teams else 4
     lines.append(f"  {'team'.ljust(width)}  {'status':<10} {'attempts':>8}  branch / reason")
     for team, res in result.teams.items():
-        tail = res.branch or ""
+        tail = (res.branch or "").removeprefix(prefix)
         if res.status != "succeeded" and res.reason:
             tail = res.reason
-        lines.append(f"  {team.ljust(width)}  {res.status:<10} {res.attempts:>8}  {tail}")
+        row = f"  {team.ljust(width)}  {res.status:<10} {res.attempts:>8}  {tail}"
+        lines.append(row.rstrip())
     lines.append("")
     integ = result.integration
     if integ is not None:
         tail = integ.branch if integ.ok else (integ.reason or "")
-        lines.append(f"integration {integ.status}: {tail}")
-    lines.append(f"branches: git -C {repo_root} branch --list 'orchestrate/{result.run_id}/*'")
+        lines.append(f"integration {integ.status}: {tail}".rstrip())
+    lines.append(f"branches: {prefix}<team>")
+    if report is not None:
+        lines.append(f"report:   {_shown_path(report)}")
     if result.base_commit:
-        lines.append(f"base: {result.base_ref} ({result.base_commit[:10]})")
+        lines.append(f"base:     {result.base_ref} ({result.base_commit[:10]})")
     if result.status in ("interrupted", "cancelled"):
         lines.append(f"resume:   orchestrate resume {result.run_id}")
     return lines
@@ -183,7 +207,10 @@ def _summary(result: RunResult, repo_root: Path) -> list[str]:
 @app.command()
 def run(
     plan_file: Annotated[
-        Path, typer.Argument(help="The plan (plan.yaml, or a Markdown coordination plan).")
+        Path,
+        typer.Argument(
+            metavar="PLAN", help="The plan (plan.yaml, or a Markdown coordination plan)."
+        ),
     ],
     max_parallel: Annotated[
         int | None,
@@ -270,6 +297,6 @@ def run(
             return await out.drive(store, go)
 
     result = anyio.run(main)
-    for line in _summary(result, loaded.repo_root):
+    for line in _summary(result, layout.report_file(result.run_id, "html")):
         _echo(line)
     raise typer.Exit(result.exit_code)
