@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING
 
 import anyio
 import redis.exceptions as rexc
-from anyio.abc import TaskGroup
 
 from orchestrator.errors import LeaseHeldError, StoreError
 from orchestrator.state import LeaseHolder, lease_holder_from
 
 if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
     from orchestrator.store import Store
 
 __all__ = ["Lease"]

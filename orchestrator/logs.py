@@ -37,14 +37,18 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from orchestrator.agents.base import AgentAdapter
 from orchestrator.errors import OrchestrateError
 from orchestrator.paths import StateLayout
 from orchestrator.redact import Redactor
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the adapters (and the plan models they pull in) load only when needed
+    from orchestrator.agents.base import AgentAdapter
     from orchestrator.plan import Plan
-    from orchestrator.store import LogEntry, Store
+    from orchestrator.store import LogEntry, RunState, Store
+
+INTEGRATION = "_integration"
+"""The integration phase's pseudo-team (``integration_procs.INTEGRATION``, kept here too so
+``orchestrate logs`` need not import the integration machinery; a test pins them equal)."""
 
 RUN_DONE = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
 """Run statuses after which no agent writes any more."""
@@ -250,7 +254,7 @@ def raw_history(
 
 Emit = Callable[[LogLine], None]
 Warn = Callable[[str], None]
-AdapterFor = Callable[[str], AgentAdapter]
+AdapterFor = Callable[[str], "AgentAdapter"]
 
 
 def _stderr(message: str) -> None:
@@ -258,15 +262,19 @@ def _stderr(message: str) -> None:
     sys.stderr.flush()
 
 
-async def plan_adapters(store: Store, run_id: str) -> AdapterFor:
-    """team -> its agent adapter, from the plan the run recorded (plain text if unreadable)."""
+def plan_of(run: RunState) -> Plan | None:
+    """The plan the run was started with (its recorded copy); None if unreadable."""
     from orchestrator.runs import plan_of_run
 
-    plan: Plan | None
     try:
-        plan = plan_of_run((await store.get_run(run_id)).meta, run_id=run_id).plan
+        return plan_of_run(run.meta, run_id=run.run_id).plan
     except (OrchestrateError, ValueError, OSError):
-        plan = None
+        return None
+
+
+async def plan_adapters(store: Store, run_id: str) -> AdapterFor:
+    """team -> its agent adapter, from the plan the run recorded (plain text if unreadable)."""
+    plan = plan_of(await store.get_run(run_id))
     return lambda team: adapter_of(plan, team)
 
 

@@ -38,8 +38,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import psutil
 import redis
 import redis.exceptions
 from redis.backoff import NoBackoff
@@ -47,6 +47,9 @@ from redis.retry import Retry
 
 from orchestrator.errors import StoreError
 from orchestrator.settings import Settings
+
+if TYPE_CHECKING:
+    import psutil  # imported where used: commands that find a running server never need it
 
 SOCKET_NAME = "valkey.sock"
 _MAX_SOCKET_PATH = 100  # sockaddr_un.sun_path is 108 bytes with the NUL; keep a margin
@@ -231,6 +234,8 @@ class EmbeddedServer:
 
     def _our_process(self, pid: int) -> psutil.Process | None:
         """The process ``pid`` if it is a valkey-server started with our config file."""
+        import psutil
+
         try:
             proc = psutil.Process(pid)
             cmdline = " ".join(proc.cmdline())
@@ -243,6 +248,8 @@ class EmbeddedServer:
 
     def _clean_stale(self) -> None:
         """Remove what a dead server left; stop ours if it is alive but deaf."""
+        import psutil
+
         pid = self._read_pid()
         if pid is not None and (proc := self._our_process(pid)) is not None:
             # Alive but not answering: maybe still loading a large append-only file.

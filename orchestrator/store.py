@@ -22,20 +22,13 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-)
 
 from orchestrator import store_scripts as lua
 from orchestrator.errors import (
@@ -47,7 +40,6 @@ from orchestrator.errors import (
 from orchestrator.keys import Keys
 from orchestrator.lease import Lease
 from orchestrator.paths import StateLayout
-from orchestrator.redis_server import EmbeddedServer
 from orchestrator.settings import Settings
 from orchestrator.state import (
     AttemptState,
@@ -64,6 +56,11 @@ from orchestrator.state import (
     parse_int,
     parse_time,
 )
+
+if TYPE_CHECKING:  # imported where used: `orchestrate logs` starts faster without them
+    from tenacity import RetryCallState
+
+    from orchestrator.redis_server import EmbeddedServer
 
 __all__ = [
     "MAX_BLOCK_MS",
@@ -169,6 +166,13 @@ class Store:
 
     async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run ``fn`` with retries on connection errors; convert redis errors to ours."""
+        from tenacity import (
+            AsyncRetrying,
+            retry_if_exception_type,
+            stop_after_attempt,
+            wait_exponential,
+        )
+
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(_RETRYABLE),
@@ -569,6 +573,8 @@ async def open_store(settings: Settings, layout: StateLayout) -> AsyncIterator[S
     """A connected :class:`Store`; starts or finds the embedded server when no URL is set."""
     server: EmbeddedServer | None = None
     if settings.redis_url is None:
+        from orchestrator.redis_server import EmbeddedServer
+
         server = EmbeddedServer(layout.redis_dir, settings)
         sock = await anyio.to_thread.run_sync(server.ensure)
         client = aioredis.Redis(

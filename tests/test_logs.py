@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -275,3 +277,29 @@ def test_formatter_marks_where_a_new_attempt_starts() -> None:
     integ = LineFormatter(["_integration"], color=False, prefix=False)
     steps = [integ(LogLine((n, 0, 0), "_integration", n, f"s{n}")) for n in (1, 2)]
     assert steps == ["s1", "s2"]
+
+
+def test_logs_knows_the_integration_phase_by_the_engine_s_name() -> None:
+    """`orchestrate logs _integration` reads the integration phase's output: logs keeps its own
+    copy of the pseudo-team's name (to start fast) and it must match the engine's."""
+    from orchestrator.integration_procs import INTEGRATION as ENGINE_NAME
+    from orchestrator.logs import INTEGRATION
+
+    assert INTEGRATION == ENGINE_NAME
+
+
+def test_the_logs_command_does_not_load_what_it_never_uses() -> None:
+    """`orchestrate logs` starts fast: loading the logs command, the store and the log reader
+    pulls in no board, no rich, no integration machinery, no agent adapters, no tenacity,
+    no psutil (they load where used, if ever)."""
+    code = (
+        "import sys\n"
+        "import orchestrator.cli._watch, orchestrator.logs, orchestrator.store\n"
+        "heavy = ('orchestrator.board', 'orchestrator.integration_procs', 'orchestrator.agents',"
+        " 'orchestrator.redis_server', 'rich', 'jinja2', 'tenacity', 'psutil', 'yaml')\n"
+        "print(' '.join(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.split() == []

@@ -148,11 +148,13 @@ def logs(
 
     from orchestrator.errors import UsageError
     from orchestrator.logs import (
+        INTEGRATION,
         FileTail,
         LineFormatter,
         LogLine,
         adapter_of,
         history,
+        plan_of,
         raw_history,
         use_color,
     )
@@ -171,9 +173,6 @@ def logs(
     out = sys.stdout
 
     async def go(store: Store, layout: StateLayout) -> None:
-        from orchestrator.board import plan_for
-        from orchestrator.integration_procs import INTEGRATION
-
         run_arg, team = await _run_or_team(store, run, team_arg, extra=(INTEGRATION,))
         run_id = await _run_id(store, run_arg)
         state = await store.get_run(run_id)
@@ -202,7 +201,7 @@ def logs(
                 got, tails[t] = raw_history(layout, run_id, t, attempt=attempt)
                 lines += got
         else:
-            plan = plan_for(state)
+            plan = plan_of(state)
             for t in teams:
                 found = await history(
                     store,
