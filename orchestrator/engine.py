@@ -270,10 +270,11 @@ class Engine:
             if ctx.cancel_requested.is_set():
                 break
             try:
-                status = (await self.store.get_run(ctx.run_id)).status
+                run = await self.store.get_run(ctx.run_id)
             except StoreError:
                 continue  # the store's own retries failed; the next write says why
-            if status == "cancelled":
+            if run.status == "cancelled":
+                ctx.cancel_reason = ctx.cancel_reason or run.meta.get("reason") or None
                 ctx.cancel_requested.set()
         self.cancelled = True
         self._say("cancelled", "`orchestrate cancel`: stopping the agents")
@@ -392,7 +393,8 @@ class Engine:
             results[team.id] = res
         integration = self.integration
         if self.cancelled:
-            final, reason = "cancelled", "cancelled; `orchestrate resume` finishes it"
+            who = ctx.cancel_reason or "cancelled"
+            final, reason = "cancelled", f"{who}; `orchestrate resume` finishes it"
         elif self.interrupted:
             final, reason = "interrupted", "interrupted; `orchestrate resume` finishes it"
         elif all(r.status == "succeeded" for r in results.values()) and (

@@ -166,6 +166,9 @@ class RunContext:
     """A write was refused: another orchestrator owns the run now."""
     cancel_requested: anyio.Event = field(default_factory=anyio.Event)
     """``orchestrate cancel`` marked the run cancelled; the engine stops it."""
+    cancel_reason: str | None = None
+    """The run's reason once cancelled (``cancelled by <host> pid <n>``): each stopped
+    team's reason says it."""
     _topo_index: dict[str, int] | None = None
 
     def upstream(self, team_id: str) -> list[str]:
@@ -341,8 +344,13 @@ class TeamRunner:
     async def _cancelled(self) -> None:
         if self.status in ("succeeded", "failed", "cancelled") or self.ctx.lost:
             return
+        ctx = self.ctx
+        if ctx.cancel_requested.is_set():  # `orchestrate cancel`, not Ctrl-C
+            reason = ctx.cancel_reason or "the run was cancelled"
+        else:
+            reason = "the run was interrupted"
         try:
-            await self._transition("cancelled", reason="the run was interrupted")
+            await self._transition("cancelled", reason=reason)
         except OrchestrateError as exc:  # the run is stopping anyway; say it in the debug log
             self.log.warning("could not record the cancellation", error=str(exc))
 
@@ -396,9 +404,7 @@ class TeamRunner:
         team started), so merging these brings in every transitive upstream.
         """
         direct = set(self.team.depends_on)
-        return [
-            team_branch(self.ctx.run_id, t.id) for t in self.plan.teams if t.id in direct
-        ]
+        return [team_branch(self.ctx.run_id, t.id) for t in self.plan.teams if t.id in direct]
 
     async def _prepare(self) -> None:
         self._to_merge = []
@@ -665,6 +671,7 @@ class TeamRunner:
             run = await ctx.store.get_run(ctx.run_id)
             if run.status != "cancelled":
                 return
+            ctx.cancel_reason = ctx.cancel_reason or run.meta.get("reason") or None
             ctx.cancel_requested.set()
         await anyio.sleep_forever()  # the engine's watcher cancels the run's task group
 

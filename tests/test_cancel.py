@@ -16,7 +16,8 @@ def test_cancel_stops_a_live_run_and_resume_finishes_it(
     git_repo: GitRepo, tmp_path: Path, redis_url: str
 ) -> None:
     """cancel: the live `run` stops (exit 130), no process of the run is left, the run is
-    cancelled; `resume` then finishes it (exit 0)."""
+    cancelled and each team's reason (and the run's summary) says it was cancelled and by
+    whom, not "interrupted"; `resume` then finishes it (exit 0)."""
     teams = [("db", []), ("api", [])]
     fx = make_fixture(
         git_repo,
@@ -35,6 +36,14 @@ def test_cancel_stops_a_live_run_and_resume_finishes_it(
         assert run.wait(timeout=30) == 130, fx.out.read_text()
         assert fx.run_status(run_id) == "cancelled"
         assert set(fx.statuses(run_id).values()) == {"cancelled"}
+        r = fx.redis()
+        try:
+            reasons = {r.hget(fx.keys.team(run_id, t), "reason") for t, _ in teams}
+        finally:
+            r.close()
+        assert len(reasons) == 1 and reasons.pop().startswith("cancelled by "), reasons
+        said = fx.out.read_text()
+        assert f"run {run_id} cancelled by " in said and "interrupted" not in said, said
         logs = git_repo.path / ".orchestrate" / "runs" / run_id / "logs"
         assert run_leftovers(run_id, logs) == []
         (tmp_path / "kit" / "spec.json").write_text(
