@@ -86,7 +86,11 @@ class TeamRow(_Model):
         description="The agent CLI's own session (thread) id, where it reports one."
     )
     attempt: int = Field(ge=0, description="The current attempt; 0 before the first.")
-    max_attempts: int = Field(ge=0, description="Attempts allowed (retries + 1).")
+    max_attempts: int = Field(
+        ge=0,
+        description="Attempts allowed: retries + 1, plus any attempt not counted "
+        "(cut short by a crash, cancelled); what the agent's prompt says.",
+    )
     deliverables_found: int = Field(ge=0, description="Deliverables present and non-empty.")
     deliverables_total: int = Field(ge=0, description="Deliverables the plan lists.")
     started: float | None = Field(description="Epoch seconds the current attempt started.")
@@ -249,6 +253,9 @@ async def build_snapshot(
             if state.status == "pending" and getattr(states.get(d), "status", "") != "succeeded"
         ]
         max_attempts = plan.retries(team) + 1 if plan is not None and team is not None else 0
+        recorded = state.fields.get("max_attempts", "")
+        if recorded.isdigit():  # the engine's count, uncounted (crashed, cancelled) attempts in
+            max_attempts = int(recorded)
         started = state.started if state.attempt else None
         elapsed = None
         if started is not None:

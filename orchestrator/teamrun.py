@@ -542,6 +542,8 @@ class TeamRunner:
                 "pid": "",
                 "pid_created": "",
                 "session_id": resume or "",
+                # What the prompt says ("attempt 2 of at most 4"): the board shows the same.
+                "max_attempts": str(self.max_attempts),
             },
         )
         self._notify("running", f"attempt {self.attempt}/{self.max_attempts}  agent {agent_id}")

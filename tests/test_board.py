@@ -274,3 +274,18 @@ async def test_a_running_run_whose_orchestrator_is_gone_says_resume(store: Store
     assert gone.status == "running" and gone.reason is not None
     assert f"orchestrate resume {run}" in gone.reason
     assert any("no orchestrator is running it" in x for x in draw(gone))
+
+
+async def test_attempts_allowed_count_an_uncounted_attempt_like_the_prompt(store: Store) -> None:
+    """After an attempt that is not counted (cancelled, crashed) the team's row says 2/4 — what
+    its agent's prompt says ("attempt 2 of at most 4") — not 2/3 from the plan's retries."""
+    run = await new_run(store)
+    async with store.lease(run) as lease:
+        e = lease.epoch
+        await store.run_transition(run, "running", epoch=e)
+        fields = {"agent_id": "3f9c2e1", "max_attempts": "4"}
+        await store.team_transition(run, "db", "running", epoch=e, attempt=2, fields=fields)
+        snap = await build_snapshot(store, run)
+    db = snap.teams[0]
+    assert (db.attempt, db.max_attempts) == (2, 4)
+    assert "2/4" in row(draw(snap), "db")

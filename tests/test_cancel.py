@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,12 @@ def test_cancel_stops_a_live_run_and_resume_finishes_it(
         assert again.returncode == 0, again.stdout + again.stderr
         assert fx.run_status(run_id) == "succeeded"
         assert run_leftovers(run_id, logs) == []
+        # The cancelled attempt is not counted: the prompt and the board say the same.
+        prompt = git_repo.path / ".orchestrate" / "runs" / run_id / "prompts" / "db.2.md"
+        assert "This is attempt 2 of at most 4." in prompt.read_text()
+        status = fx.run("status", run_id, "--json")
+        rows = {t["id"]: t for t in json.loads(status.stdout)["teams"]}
+        assert (rows["db"]["attempt"], rows["db"]["max_attempts"]) == (2, 4), rows
     finally:
         fx.kill_all()
 
