@@ -95,7 +95,10 @@ class TeamRow(_Model):
     deliverables_total: int = Field(ge=0, description="Deliverables the plan lists.")
     started: float | None = Field(description="Epoch seconds the current attempt started.")
     finished: float | None = Field(description="Epoch seconds the team finished.")
-    elapsed_s: float | None = Field(description="Seconds since started (to finished when done).")
+    elapsed_s: float | None = Field(
+        description="Seconds since the team's first attempt started (to finished when done): "
+        "every attempt and the pauses between them."
+    )
     input_tokens: int = Field(ge=0)
     output_tokens: int = Field(ge=0)
     cost_usd: float = Field(ge=0)
@@ -257,9 +260,10 @@ async def build_snapshot(
         if recorded.isdigit():  # the engine's count, uncounted (crashed, cancelled) attempts in
             max_attempts = int(recorded)
         started = state.started if state.attempt else None
+        first = _epoch(state.fields.get("first_started")) or started  # every attempt's time
         elapsed = None
-        if started is not None:
-            elapsed = max(0.0, (state.finished or now) - started)
+        if first is not None:
+            elapsed = max(0.0, (state.finished or now) - first)
         line = await last_line(store, run_id, team_id)
         rows.append(
             TeamRow(

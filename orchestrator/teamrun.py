@@ -528,13 +528,16 @@ class TeamRunner:
         )
         argv = adapter.argv(agent_ctx)
         env.update(adapter.env(agent_ctx))
+        now = repr(time.time())
         await self._transition(
             "running",
             fields={
                 "agent_id": agent_id,
                 "branch": self.branch,
                 "worktree": str(self.worktree),
-                "started": repr(time.time()),
+                "started": now,
+                # The team's own start (``started`` is its current attempt's): set once.
+                **({"first_started": now} if self.attempt == 1 else {}),
                 "log": str(log_file),
                 "status_file": str(status_file),
                 "prompt_file": str(prompt_file),

@@ -289,3 +289,23 @@ async def test_attempts_allowed_count_an_uncounted_attempt_like_the_prompt(store
     db = snap.teams[0]
     assert (db.attempt, db.max_attempts) == (2, 4)
     assert "2/4" in row(draw(snap), "db")
+
+
+async def test_elapsed_counts_every_attempt_of_a_team(store: Store) -> None:
+    """A team on its second attempt shows the time since its first attempt started (the
+    failed attempt and the pause included), not only its current attempt's."""
+    import time
+
+    run = await new_run(store)
+    first = time.time() - 100
+    async with store.lease(run) as lease:
+        e = lease.epoch
+        await store.run_transition(run, "running", epoch=e)
+        one = {"first_started": repr(first), "max_attempts": "3"}
+        await store.team_transition(run, "db", "running", epoch=e, attempt=1, fields=one)
+        await store.team_transition(run, "db", "retrying", epoch=e, attempt=2, reason="broke")
+        await store.team_transition(run, "db", "running", epoch=e, attempt=2)
+        snap = await build_snapshot(store, run)
+    db = snap.teams[0]
+    assert db.started is not None and db.started > first + 90  # the current attempt's start
+    assert db.elapsed_s is not None and 100 <= db.elapsed_s < 130
