@@ -323,6 +323,9 @@ async def reconcile(
         result = TeamResult(tid, status, n, st.branch if st else None, st.reason if st else None)
         if status == "succeeded":
             result.files = files
+            last = [a.fields for a in attempts if a.attempt == n]
+            # What the downstream prompts quote ("Their summary"), kept by teamrun.
+            result.final_message = (last[0].get("final_message") if last else None) or None
             ctx.results[tid] = result
         elif status in ("failed", "blocked") and not retry_failed:
             ctx.results[tid] = result

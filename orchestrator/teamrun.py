@@ -57,6 +57,7 @@ from orchestrator.prompts import (
     render_feedback,
     render_prompt,
 )
+from orchestrator.redact import Redactor
 from orchestrator.store import Store, Usage, new_agent_id
 from orchestrator.verify import CheckResult, find_deliverables, run_checks
 
@@ -68,6 +69,8 @@ log = structlog.get_logger("orchestrate.team")
 
 LOG_TAIL_LINES = 40
 """Lines of the agent's output kept for the retry prompt and the final message."""
+FINAL_MESSAGE_CHARS = 4000
+"""At most this much of a team's final message is kept (downstream prompts quote it)."""
 
 CRASH_ENV = "ORCHESTRATE_TEST_CRASH_AT"
 
@@ -745,6 +748,11 @@ class TeamRunner:
             f"Run: {ctx.run_id}\nAgent: {self.agent_id}\nAttempt: {self.attempt}\n"
         )
         crash_point("before-commit", self.team.id)
+        final = self._kept_final_message()
+        if final:  # before `succeeded`: a resume restores it for the downstream prompts
+            await ctx.store.update_attempt(
+                ctx.run_id, self.team.id, self.attempt, {"final_message": final}, epoch=ctx.epoch
+            )
         if ctx.shared_worktree is not None:
             async with ctx.commit_lock:
                 commit = await ctx.git.commit_all(self.worktree, message)
@@ -758,7 +766,18 @@ class TeamRunner:
             deliverables=judgement.found,
         )
         self._notify("succeeded", f"attempt {self.attempt}  branch {self.branch}")
-        return self._result("succeeded", files=judgement.files, final_message=self.final_message)
+        return self._result("succeeded", files=judgement.files, final_message=final)
+
+    def _kept_final_message(self) -> str | None:
+        """The final message as stored and quoted downstream: redacted, at most
+        :data:`FINAL_MESSAGE_CHARS` (its beginning)."""
+        text = (self.final_message or "").strip()
+        if not text:
+            return None
+        text = Redactor.from_env(extra=self.ctx.store.secrets).redact(text)
+        if len(text) > FINAL_MESSAGE_CHARS:
+            text = text[: FINAL_MESSAGE_CHARS - 1].rstrip() + "…"
+        return text
 
 
 def checks_json(checks: Sequence[CheckResult]) -> str:

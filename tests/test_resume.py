@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -80,5 +81,30 @@ def test_resume_ignores_an_edited_plan_and_refuses_one_changing_done_teams(
         assert "changed since the run started" in again.stdout
         assert again.returncode == 0, again.stdout + again.stderr
         assert fx.run_status(run_id) == "succeeded"
+    finally:
+        fx.kill_all()
+
+
+def test_after_a_resume_downstream_prompts_still_quote_upstream_summaries(
+    git_repo: GitRepo, tmp_path: Path, redis_url: str
+) -> None:
+    """Ctrl-C after db succeeded, then resume: api's new prompt still has db's final message
+    ("Their summary"), as a run that was never stopped would have given it."""
+    fx = _fixture(git_repo, tmp_path, redis_url, api={"sleep": 30.0}, web={"sleep": 30.0})
+    try:
+        run = fx.start("run", str(fx.plan_file), "--backoff", "0.05")
+        run_id = fx.run_id()
+        wait_for(lambda: len(fx.starts_of()) >= 3, 30, "api and web started")
+        run.send_signal(signal.SIGINT)
+        assert run.wait(timeout=30) == 130, fx.out.read_text()
+        assert fx.statuses(run_id)["db"] == "succeeded"
+        spec = tmp_path / "kit" / "spec.json"
+        spec.write_text(spec.read_text().replace("30.0", "0.2"))
+        done = fx.run("resume", run_id, "--backoff", "0.05")
+        assert done.returncode == 0, done.stdout + done.stderr
+        prompts = git_repo.path / ".orchestrate" / "runs" / run_id / "prompts"
+        first, again = (prompts / "api.1.md").read_text(), (prompts / "api.2.md").read_text()
+        assert "Their summary:" in first and "done: db" in first
+        assert "Their summary:" in again and "done: db" in again
     finally:
         fx.kill_all()
