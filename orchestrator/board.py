@@ -36,6 +36,7 @@ from orchestrator.plan import Plan, format_duration
 from orchestrator.redact import Redactor
 
 if TYPE_CHECKING:
+    from orchestrator.state import LeaseHolder
     from orchestrator.store import Event, RunState, Store, TeamState
 
 SCHEMA_VERSION = 1
@@ -210,20 +211,43 @@ async def orchestrator_gone(store: Store, run_id: str) -> bool:
 
     A holder on another host cannot be checked: it counts as alive until its lease expires.
     """
+    return await live_holder(store, run_id) is None
+
+
+async def live_holder(store: Store, run_id: str) -> LeaseHolder | None:
+    """The live orchestrator holding the run's lease; None when there is none (or it is a
+    dead process of this host). A holder on another host counts as alive."""
     import socket
 
     import psutil
 
     holder = await store.lease_holder(run_id)
-    if holder is None:
-        return True
-    if holder.host != socket.gethostname():
-        return False
+    if holder is None or holder.host != socket.gethostname():
+        return holder
     try:
         proc = psutil.Process(holder.pid)
-        return proc.status() == psutil.STATUS_ZOMBIE or proc.create_time() > holder.since + 1.0
+        if proc.status() == psutil.STATUS_ZOMBIE or proc.create_time() > holder.since + 1.0:
+            return None
     except psutil.Error:
-        return True
+        return None
+    return holder
+
+
+async def live_runs_of(
+    store: Store, plan_name: str, *, newest: int = 20
+) -> list[tuple[str, LeaseHolder]]:
+    """The runs of the plan named ``plan_name`` (among the ``newest`` runs) that a live
+    orchestrator still drives: (run id, lease holder), newest first."""
+    found = []
+    ids = [r for r in await store.list_runs() if r.startswith(f"{plan_name}-")][:newest]
+    for run_id in ids:
+        run = await store.get_run(run_id)
+        if run.status in RUN_DONE or run.meta.get("plan_name", plan_name) != plan_name:
+            continue
+        holder = await live_holder(store, run_id)
+        if holder is not None:
+            found.append((run_id, holder))
+    return found
 
 
 async def build_snapshot(

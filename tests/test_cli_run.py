@@ -273,3 +273,48 @@ def test_run_help_names_the_plan_argument_plan() -> None:
     )
     assert proc.returncode == 0
     assert "PLAN" in proc.stdout and "plan_file" not in proc.stdout.lower()
+
+
+def test_a_second_run_of_a_live_plan_says_so(
+    git_repo: GitRepo, redis_url: str, tmp_path: Path
+) -> None:
+    """`orchestrate run plan.yaml` while another run of the same plan is live: one line on
+    stderr naming that run and its pid, and the new run goes ahead all the same."""
+    teams = [("db", [])]
+    pid_file = tmp_path / "db.pid"
+    command, _ = write_agent(
+        tmp_path / "agent", files_for(teams, db={"hang": True, "pidfile": str(pid_file)})
+    )
+    plan_file = _plan(git_repo, plan_yaml(command, teams))
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    env = _env(redis_url, prefix)
+    first = subprocess.Popen(
+        [*ORCHESTRATE, "run", str(plan_file)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (pid_file.exists() and pid_file.read_text()):
+            assert first.poll() is None and time.monotonic() < deadline, "db never started"
+            time.sleep(0.05)
+        write_agent(tmp_path / "agent", files_for(teams))  # the second run's agent ends
+        second = _run(plan_file, env)
+        assert second.returncode == 0, second.stdout + second.stderr
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        try:
+            runs = client.zrange(f"{prefix}:runs", 0, -1)
+        finally:
+            client.close()
+        (live,) = [r for r in runs if r not in second.stdout]
+        note = f"note: run {live} of this plan is still running (pid {first.pid}); starting another"
+        assert second.stderr.splitlines() == [note], second.stderr
+    finally:
+        first.send_signal(signal.SIGINT)
+        try:
+            first.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            first.kill()
+            first.wait()

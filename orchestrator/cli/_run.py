@@ -204,6 +204,23 @@ def _summary(result: RunResult, report: Path | None = None) -> list[str]:
     return lines
 
 
+async def _note_live_runs(store: Store, plan_name: str) -> None:
+    """One line on stderr per run of the same plan still driven by a live orchestrator
+    (two runs at once are allowed; starting one by mistake should not go unnoticed)."""
+    import socket
+
+    from orchestrator.board import live_runs_of
+
+    for run_id, holder in await live_runs_of(store, plan_name):
+        where = f"pid {holder.pid}"
+        if holder.host != socket.gethostname():
+            where += f" on {holder.host}"
+        sys.stderr.write(
+            f"note: run {run_id} of this plan is still running ({where}); starting another\n"
+        )
+        sys.stderr.flush()
+
+
 @app.command()
 def run(
     plan_file: Annotated[
@@ -282,6 +299,7 @@ def run(
 
     async def main() -> RunResult:
         async with open_store(settings, layout) as store:
+            await _note_live_runs(store, loaded.plan.name)
 
             async def go(on_started: OnStarted | None) -> RunResult:
                 return await start_run(
