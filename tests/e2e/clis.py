@@ -18,8 +18,8 @@ from pathlib import Path
 from tests.support.llm_server import MODEL
 
 ROOT = Path(__file__).resolve().parents[2]
-KINDS = ("claude-code", "codex", "opencode")
-BINARIES = {"claude-code": "claude", "codex": "codex", "opencode": "opencode"}
+KINDS = ("claude-code", "codex", "opencode", "gemini")
+BINARIES = {"claude-code": "claude", "codex": "codex", "opencode": "opencode", "gemini": "gemini"}
 API_KEY = "sk-scripted-test-key"
 
 
@@ -126,4 +126,23 @@ def prepare(kind: str, llm_url: str, home: Path) -> CLI:
             "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
         }
         return CLI(kind, command, f"scripted/{MODEL}", env)
+    if kind == "gemini":
+        # GOOGLE_GEMINI_BASE_URL alone selects the "gateway" auth type, which 0.61's
+        # headless auth check rejects ("Invalid auth method selected.", exit 41): pick
+        # the API-key auth in settings. maxAttempts 1: its own retries (backing off to
+        # 30 s) would hide an injected fault from orchestrate and make the tier slow.
+        settings = home / ".gemini" / "settings.json"
+        settings.parent.mkdir(parents=True, exist_ok=True)
+        settings.write_text(
+            json.dumps(
+                {
+                    "security": {"auth": {"selectedType": "gemini-api-key"}},
+                    "general": {"maxAttempts": 1, "disableAutoUpdate": True},
+                    "privacy": {"usageStatisticsEnabled": False},
+                },
+                indent=2,
+            )
+        )
+        env |= {"GEMINI_API_KEY": API_KEY, "GOOGLE_GEMINI_BASE_URL": llm_url}
+        return CLI(kind, command, MODEL, env)
     raise ValueError(kind)

@@ -1,4 +1,6 @@
-"""End-to-end: the real Claude Code, Codex and OpenCode run a plan against a scripted endpoint.
+"""End-to-end: the real Claude Code, Codex, OpenCode and Gemini CLI run plans against a script.
+
+The script is our own LLM endpoint on loopback (tests/support/llm_server.py).
 
 For each CLI one plan of three teams runs with ``orchestrate run``: ``api``
 meets an injected API error (429) on its first attempt, ``ui`` does nothing
@@ -6,7 +8,8 @@ on its first attempt (a missing deliverable), ``docs`` depends on both. All
 three must succeed, the two failed attempts retried by orchestrate with the
 retry *resuming* the CLI's own session (the endpoint sees the earlier
 conversation in the retry's request), and ``status --json`` / ``logs`` must
-show tokens and session ids.
+show tokens and session ids. (Gemini CLI: the rate-limited team retries
+in a fresh session, see ``test_gemini_retry_after_a_failed_first_request``.)
 
 The binaries come from ``.ci/agent-clis.sh``. Without them the tier is
 skipped, except under ``CI=true``, where a missing binary fails it.
@@ -63,7 +66,9 @@ def git(repo: Path, *args: str) -> str:
     ).stdout
 
 
-def make_repo(tmp_path: Path) -> Path:
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[Path]:
+    """A git repository with one commit; its embedded state server stopped afterwards."""
     repo = tmp_path / "repo"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
@@ -72,7 +77,10 @@ def make_repo(tmp_path: Path) -> Path:
     (repo / "README.md").write_text("e2e\n")
     git(repo, "add", "README.md")
     git(repo, "commit", "-q", "-m", "init")
-    return repo
+    yield repo
+    # `orchestrate run` leaves its valkey-server up for status/logs: stop it.
+    if (repo / ".orchestrate").exists():
+        orchestrate(repo, "server", "stop", timeout=30)
 
 
 def marker(kind: str, team: str) -> str:
@@ -81,12 +89,11 @@ def marker(kind: str, team: str) -> str:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_plan_of_three_teams_runs_with_retries_that_resume(
-    kind: str, llm: LLMServer, tmp_path: Path
+    kind: str, llm: LLMServer, repo: Path, tmp_path: Path
 ) -> None:
     """A plan pointed at a real agent CLI gets every team done, errors retried in-session."""
     require(kind)
     cli = prepare(kind, llm.url, tmp_path / "home")
-    repo = make_repo(tmp_path)
     # OpenCode retries a 429 five times itself before it gives up: outlast that.
     fault_times = 6 if kind == "opencode" else 1
     m = {team: marker(kind, team) for team in ("api", "ui", "docs")}
@@ -98,18 +105,28 @@ def test_plan_of_three_teams_runs_with_retries_that_resume(
         Turn(writes={"src/api.txt": "api\n"}, text="API written."),
     )
     llm.script(m["ui"], Turn.nothing(), Turn(writes={"src/ui.txt": "ui\n"}, text="UI written."))
+    agents = {"cli": cli.agent_entry()}
+    api: dict[str, object] = {
+        "id": "api",
+        "task": f"{m['api']}: write src/api.txt",
+        "deliverables": ["src/api.txt"],
+    }
+    # Gemini CLI 0.61 takes the prompt back out of its session when the first request
+    # fails, so `--resume` of that session is refused (exit 42): until the adapter
+    # forgets such a session (test_gemini_retry_after_a_failed_first_request below),
+    # the rate-limited team starts its retry afresh.
+    fresh_api = kind == "gemini"
+    if fresh_api:
+        agents["fresh"] = cli.agent_entry() | {"resume_session": False}
+        api["agent"] = "fresh"
     plan = {
         "version": 1,
         "name": f"e2e-{kind}",
         "max_parallel": 3,
         "defaults": {"agent": "cli", "timeout": "150s", "stall_timeout": "120s", "retries": 2},
-        "agents": {"cli": cli.agent_entry()},
+        "agents": agents,
         "teams": [
-            {
-                "id": "api",
-                "task": f"{m['api']}: write src/api.txt",
-                "deliverables": ["src/api.txt"],
-            },
+            api,
             {"id": "ui", "task": f"{m['ui']}: write src/ui.txt", "deliverables": ["src/ui.txt"]},
             {
                 "id": "docs",
@@ -140,7 +157,8 @@ def test_plan_of_three_teams_runs_with_retries_that_resume(
     assert "session " in logs.stdout, logs.stdout[-2000:]
 
     # The retries resumed the session: the retry's request carries the first conversation.
-    for team, earlier in (("api", m["api"]), ("ui", "did nothing")):
+    resuming = (("ui", "did nothing"),) if fresh_api else (("api", m["api"]), ("ui", "did nothing"))
+    for team, earlier in resuming:
         answered = [r for r in llm.requests_for(m[team]) if r.status == 200]
         resumed = [r for r in answered if _resumed(r.api, r.body, m[team])]
         assert resumed, f"{team}: no retry resumed the session ({len(answered)} requests)"
@@ -151,18 +169,53 @@ def test_plan_of_three_teams_runs_with_retries_that_resume(
     assert branches.count("orchestrate/") >= 3
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="Gemini CLI 0.61 removes the prompt from its session when the first request "
+    "fails, so `gemini --resume ID` of it exits 42 ('No previous sessions found for this "
+    "project.'); the gemini adapter must not offer such a session for resuming. When this "
+    "passes, drop this mark and the `fresh` agent in the test above.",
+)
+def test_gemini_retry_after_a_failed_first_request(
+    llm: LLMServer, repo: Path, tmp_path: Path
+) -> None:
+    """A Gemini team whose first request is rate limited succeeds on its retry."""
+    require("gemini")
+    cli = prepare("gemini", llm.url, tmp_path / "home")
+    mark = marker("gemini", "first429")
+    llm.script(mark, Turn.fail(429), Turn(writes={"out.txt": "out\n"}, text="Written."))
+    plan = {
+        "version": 1,
+        "name": "e2e-gemini-first-429",
+        "defaults": {"agent": "cli", "timeout": "120s", "stall_timeout": "100s", "retries": 1},
+        "agents": {"cli": cli.agent_entry()},
+        "teams": [{"id": "one", "task": f"{mark}: write out.txt", "deliverables": ["out.txt"]}],
+    }
+    (repo / "plan.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
+    run = orchestrate(repo, "run", "plan.yaml", "--backoff", "0.1")
+    assert run.returncode == 0, f"run failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+
+
 _CONTEXT = (
     "<system-reminder>",
     "<environment_context>",
     "# AGENTS.md",
     "<permissions",
     "<user_instructions>",
+    "<session_context>",
 )
 
 
 def _user_pieces(api: str, body: dict[str, object]) -> list[str]:
     """The user's own texts in a request, in order (tool results and CLI context left out)."""
-    items = body.get("input") if api == "responses" else body.get("messages")
+    if api == "gemini":  # contents: [{role, parts: [{text} | {functionResponse}]}]
+        items: object = [
+            {"role": c.get("role", "user"), "content": c.get("parts")}
+            for c in body.get("contents") or ()  # type: ignore[attr-defined]
+            if isinstance(c, dict)
+        ]
+    else:
+        items = body.get("input") if api == "responses" else body.get("messages")
     pieces: list[str] = []
     for item in items if isinstance(items, list) else ():
         if not isinstance(item, dict) or item.get("role") != "user":
