@@ -15,7 +15,10 @@ the first failure; a spent ``budget`` stops starting teams and attempts.
 
 With ``handle_signals`` (the CLI), SIGINT/SIGTERM stop the run: nothing new
 starts, the agents' process groups are terminated, the running teams become
-``cancelled`` and the run ``interrupted`` (resumable). ``orchestrate cancel``
+``cancelled`` and the run ``interrupted`` (resumable). SIGHUP (a closed terminal,
+a dropped ssh session) detaches instead: the agents go on under their
+supervisors, their teams stay ``running``, the run is ``interrupted`` and a
+resume re-attaches them. ``orchestrate cancel``
 (another process) marks the run ``cancelled``; a watcher here notices and
 stops the run the same way. When the teams are done, the integration phase
 (:mod:`orchestrator.integration`) merges and tests their branches.
@@ -178,6 +181,8 @@ class Engine:
         self.options = options
         self.notify = notify
         self.interrupted = False
+        self.detached = False
+        """SIGHUP: the agents were left running for a resume to re-attach."""
         self.cancelled = False
         self.stop_reason: str | None = None
         self.results: dict[str, TeamResult] = {}
@@ -242,7 +247,7 @@ class Engine:
                 )
             async with anyio.create_task_group() as tg:
                 if self.options.handle_signals:
-                    tg.start_soon(self._watch_signals, tg)
+                    tg.start_soon(self._watch_signals, ctx, tg)
                 tg.start_soon(self._watch_cancel, ctx, tg)
                 await self._schedule(ctx, tg, start)
                 if self._integration_due():
@@ -280,14 +285,24 @@ class Engine:
         self._say("cancelled", "`orchestrate cancel`: stopping the agents")
         tg.cancel_scope.cancel()
 
-    async def _watch_signals(self, tg: TaskGroup) -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    async def _watch_signals(self, ctx: RunContext, tg: TaskGroup) -> None:
+        """SIGINT/SIGTERM: stop the agents. SIGHUP (the terminal closed, ssh dropped): leave
+        them running under their supervisors, to be re-attached by ``orchestrate resume``."""
+        hung_up = False
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
             async for signum in signals:
                 self.interrupted = True
                 name = signal.Signals(signum).name
-                self._say("interrupted", f"{name}: stopping the agents")
+                if signum == signal.SIGHUP:
+                    hung_up = ctx.detached = True
+                    self.detached = True
+                    self._say("interrupted", f"{name}: leaving the agents running")
+                else:
+                    self._say("interrupted", f"{name}: stopping the agents")
                 tg.cancel_scope.cancel()
-                return
+                break
+        if hung_up:  # a closing terminal may hang up twice: finish recording the run
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     async def _schedule(self, ctx: RunContext, tg: TaskGroup, start: StartState) -> None:
         plan = self.plan
@@ -395,6 +410,11 @@ class Engine:
         if self.cancelled:
             who = ctx.cancel_reason or "cancelled"
             final, reason = "cancelled", f"{who}; `orchestrate resume` finishes it"
+        elif self.interrupted and self.detached:
+            final, reason = (
+                "interrupted",
+                "interrupted (SIGHUP); its agents go on: `orchestrate resume` re-attaches them",
+            )
         elif self.interrupted:
             final, reason = "interrupted", "interrupted; `orchestrate resume` finishes it"
         elif all(r.status == "succeeded" for r in results.values()) and (

@@ -169,6 +169,8 @@ class RunContext:
     """A write was refused: another orchestrator owns the run now."""
     cancel_requested: anyio.Event = field(default_factory=anyio.Event)
     """``orchestrate cancel`` marked the run cancelled; the engine stops it."""
+    detached: bool = False
+    """The orchestrator is going away (SIGHUP) and leaves the agents running for a resume."""
     cancel_reason: str | None = None
     """The run's reason once cancelled (``cancelled by <host> pid <n>``): each stopped
     team's reason says it."""
@@ -197,6 +199,12 @@ class RunContext:
     def lost(self) -> bool:
         """This orchestrator no longer owns the run: leave its agents to the new owner."""
         return self.stale or (self.lease is not None and self.lease.lost.is_set())
+
+    @property
+    def leaves_agents(self) -> bool:
+        """Stopping leaves the agents running and their teams as they are: another
+        orchestrator owns the run, or this one detached from it (SIGHUP)."""
+        return self.detached or self.lost
 
 
 @dataclass(frozen=True)
@@ -345,7 +353,7 @@ class TeamRunner:
             raise
 
     async def _cancelled(self) -> None:
-        if self.status in ("succeeded", "failed", "cancelled") or self.ctx.lost:
+        if self.status in ("succeeded", "failed", "cancelled") or self.ctx.leaves_agents:
             return
         ctx = self.ctx
         if ctx.cancel_requested.is_set():  # `orchestrate cancel`, not Ctrl-C
@@ -645,8 +653,8 @@ class TeamRunner:
                     grace=ctx.options.kill_grace,
                 )
             except BaseException:
-                if ctx.lost:
-                    proc.detach()  # the orchestrator that took over follows it
+                if ctx.leaves_agents:
+                    proc.detach()  # the orchestrator that takes over follows it
                 raise
         if not outcome.ok:  # `orchestrate cancel` kills agents: a clean exit was not killed
             await self._stop_if_cancelled()

@@ -108,3 +108,33 @@ def test_after_a_resume_downstream_prompts_still_quote_upstream_summaries(
         assert "Their summary:" in again and "done: db" in again
     finally:
         fx.kill_all()
+
+
+def test_sighup_leaves_the_agents_running_and_resume_reattaches_them(
+    git_repo: GitRepo, tmp_path: Path, redis_url: str
+) -> None:
+    """SIGHUP (terminal closed, ssh dropped) to `orchestrate run`: exit 130, the run is
+    `interrupted` (not shown running), its agents go on; `resume` re-attaches them (none
+    starts twice) and finishes the run, leaving no process behind."""
+    fx = _fixture(git_repo, tmp_path, redis_url, api={"sleep": 3.0}, web={"sleep": 3.0})
+    try:
+        run = fx.start("run", str(fx.plan_file), "--backoff", "0.05")
+        run_id = fx.run_id()
+        wait_for(lambda: len(fx.starts_of()) >= 3, 30, "api and web started")
+        run.send_signal(signal.SIGHUP)
+        assert run.wait(timeout=30) == 130, fx.out.read_text()
+        assert fx.run_status(run_id) == "interrupted"
+        assert "SIGHUP" in fx.out.read_text()
+        logs = git_repo.path / ".orchestrate" / "runs" / run_id / "logs"
+        assert run_leftovers(run_id, logs), "the agents should go on after a hang-up"
+        status = fx.run("status", run_id)
+        assert "interrupted" in status.stdout, status.stdout
+        done = fx.run("resume", run_id, "--backoff", "0.05")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "attached" in done.stdout
+        assert fx.run_status(run_id) == "succeeded"
+        starts = fx.starts_of()
+        assert len(starts) == len({t for t, _, _ in starts}) == 3, starts
+        assert run_leftovers(run_id, logs) == []
+    finally:
+        fx.kill_all()

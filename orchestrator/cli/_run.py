@@ -7,7 +7,8 @@ plain timestamped event lines (:func:`format_notice`). Then a summary.
 
 Exit codes: 0 every team succeeded and the integration's test suite passed
 (or none is configured), 1 a team or the integration failed, 2 a bad plan or
-usage, 130 interrupted (Ctrl-C / SIGTERM) or cancelled (the run can be resumed).
+usage, 130 interrupted (Ctrl-C / SIGTERM / SIGHUP) or cancelled (the run can be
+resumed).
 """
 
 from __future__ import annotations
@@ -46,8 +47,13 @@ def format_notice(notice: Notice, width: int) -> str:
 
 
 def _echo(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    """A line on stdout; nothing when stdout is gone (a closed terminal: the run goes on
+    recording its end)."""
+    try:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except OSError:
+        pass
 
 
 def terminal_console() -> Console | None:
@@ -96,7 +102,7 @@ class Output:
             await is_started.wait()
             try:
                 await live_board(store, started[0], console)
-            except OrchestrateError as exc:  # the run goes on without its board
+            except (OrchestrateError, OSError) as exc:  # the run goes on without its board
                 self.board_on = False
                 _echo(f"the live board stopped: {exc}")
             finally:
