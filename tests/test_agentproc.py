@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -343,12 +344,21 @@ async def test_detached_agent_keeps_running_until_terminated(tmp_path: Path) -> 
     spec = launch(tmp_path, argv)
     async with await AgentProcess.start(spec) as first:
         first.detach()
-    assert first.running
-    second = await AgentProcess.attach(first.pid, spec.log, spec.status, 0)
-    async with second:
-        assert second.running
-        await second.terminate(grace=1.0)
-    assert group_left(first.pid) == []
+    try:
+        assert first.running
+        second = await AgentProcess.attach(first.pid, spec.log, spec.status, 0)
+        async with second:
+            assert second.running
+            await second.terminate(grace=1.0)
+        assert group_left(first.pid) == []
+    finally:
+        kill_group(first.pid)  # a failed assertion must not leave the detached pair running
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILL what is left of process group ``pgid`` (a detached supervisor and its agent)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 async def test_error_in_on_lines_stops_the_agent(tmp_path: Path) -> None:

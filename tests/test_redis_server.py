@@ -16,7 +16,8 @@ import psutil
 from orchestrator.paths import StateLayout
 from orchestrator.redis_server import EmbeddedServer, server_binary
 from orchestrator.store import open_store
-from tests.support.redis import embedded_settings, make_run
+from tests.support.leaks import find_leaks
+from tests.support.redis import embedded_settings, make_run, stop_embedded
 
 
 def wait_gone(pid: int) -> None:
@@ -72,8 +73,8 @@ def test_concurrent_starts_make_exactly_one_server(tmp_path: Path) -> None:
         subprocess.Popen([sys.executable, "-c", code, str(redis_dir)], stdout=subprocess.PIPE)
         for _ in range(4)
     ]
-    pids = {p.communicate(timeout=30)[0].decode().strip() for p in procs}
     try:
+        pids = {p.communicate(timeout=30)[0].decode().strip() for p in procs}
         assert len(pids) == 1 and all(p.returncode == 0 for p in procs)
     finally:
         EmbeddedServer(redis_dir).stop()
@@ -117,13 +118,13 @@ def test_a_stale_pid_file_and_socket_are_cleaned_up(tmp_path: Path) -> None:
     """After a reboot or kill -9, leftovers from the dead server never block a new start."""
     srv = server(StateLayout(tmp_path / ".orchestrate"))
     srv.ensure()
-    pid = srv.status().pid
-    assert pid is not None
-    os.kill(pid, signal.SIGKILL)
-    wait_gone(pid)
-    srv.pid_file.write_text("999999\n")  # a pid nobody has
-    assert srv.socket_path.exists()  # the dead server's socket file stays behind
     try:
+        pid = srv.status().pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        wait_gone(pid)
+        srv.pid_file.write_text("999999\n")  # a pid nobody has
+        assert srv.socket_path.exists()  # the dead server's socket file stays behind
         srv.ensure()
         new = srv.status()
         assert new.running and new.pid != pid
@@ -163,13 +164,35 @@ def test_server_status_and_stop_from_the_command_line(tmp_path: Path) -> None:
             check=False,
         )
 
-    status = cli("status")
-    assert status.returncode == 0 and "running" in status.stdout, status.stderr
-    stopped = cli("stop")
-    assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped.stderr
-    deadline = time.monotonic() + 5
-    while srv.status().running and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not srv.status().running
+    try:
+        status = cli("status")
+        assert status.returncode == 0 and "running" in status.stdout, status.stderr
+        stopped = cli("stop")
+        assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped.stderr
+        deadline = time.monotonic() + 5
+        while srv.status().running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not srv.status().running
+    finally:
+        srv.stop()  # a failed check must not leave the server running
     again = cli("status")
     assert again.returncode == 0 and "not running" in again.stdout
+
+
+def test_a_server_left_running_is_seen_by_the_leak_guard_and_stop_embedded_ends_it(
+    tmp_path: Path,
+) -> None:
+    """A test that leaves its embedded server up fails the session (the guard finds it by
+    its socket path); stop_embedded, which git_repo runs at teardown, stops it."""
+    state = tmp_path / ".orchestrate"
+    srv = server(StateLayout(state))
+    srv.ensure()
+    try:
+        pid = srv.status().pid
+        assert pid is not None and pid in {leak.pid for leak in find_leaks(tmp_path)}
+        assert stop_embedded(state) is True
+        wait_gone(pid)
+        assert find_leaks(tmp_path) == []
+        assert stop_embedded(state) is False  # nothing left to stop
+    finally:
+        srv.stop()

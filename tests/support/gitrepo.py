@@ -11,7 +11,9 @@ Registered for every test by the root ``conftest.py``. What you get:
 
 ``git_repo`` (fixture, uses ``git_env``) -> :class:`GitRepo`
     A repository at ``tmp_path / "repo"`` on branch ``main`` with one commit
-    holding ``README.md``. Its helpers run git synchronously (fine in tests)::
+    holding ``README.md``. An embedded server a test left running in its
+    ``.orchestrate/`` (``orchestrate run`` without ``--redis-url``) is stopped
+    at teardown. Its helpers run git synchronously (fine in tests)::
 
         git_repo.path                          # Path of the main worktree
         git_repo.git("log", "--oneline")       # run git, return stdout stripped
@@ -42,6 +44,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.paths import StateLayout
+from tests.support.redis import stop_embedded
 
 TEST_IDENTITY = ("-c", "user.name=Test", "-c", "user.email=test@example.com")
 _GIT_VARS = (
@@ -150,11 +153,15 @@ def git_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 @pytest.fixture
-def git_repo(tmp_path: Path, git_env: Path) -> GitRepo:
-    """A repository on ``main`` with one commit (``README.md``), in tmp_path/repo."""
+def git_repo(tmp_path: Path, git_env: Path) -> Iterator[GitRepo]:
+    """A repository on ``main`` with one commit (``README.md``), in tmp_path/repo.
+
+    An embedded server the test started in it (``orchestrate run`` without
+    ``--redis-url``) is stopped afterwards, even when the test failed."""
     path = tmp_path / "repo"
     path.mkdir()
     repo = GitRepo(path)
     repo.git("init", "--quiet", "-b", "main")
     repo.commit("initial", {"README.md": "# test repo\n"})
-    return repo
+    yield repo
+    stop_embedded(path / ".orchestrate")

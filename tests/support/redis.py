@@ -31,6 +31,11 @@ What you get:
     (``appendfsync always``); the server is stopped after the module. Open a
     store on it with ``open_store(embedded_settings(), layout)``.
 
+``stop_embedded(state_dir)`` (helper)
+    Stops the embedded server of a state folder (``repo/.orchestrate``) if one
+    runs: what ``orchestrate run`` without ``--redis-url`` leaves up. The
+    ``git_repo`` fixture calls it at teardown.
+
 ``make_run(store, run_id="r1", teams=("db", "auth"))`` (async helper)
     Creates a run whose teams are all pending (no lease taken); returns its id.
 
@@ -67,6 +72,7 @@ __all__ = [
     "redis_server_path",
     "redis_url",
     "settings",
+    "stop_embedded",
     "store",
 ]
 
@@ -229,6 +235,14 @@ def embedded_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sta
         yield layout
     finally:
         server.stop()
+
+
+def stop_embedded(state_dir: Path) -> bool:
+    """Stop ``state_dir``'s embedded valkey-server if it runs; True if one was stopped."""
+    redis_dir = state_dir / "redis"
+    if not redis_dir.is_dir():
+        return False
+    return EmbeddedServer(redis_dir, embedded_settings()).stop()
 
 
 async def make_run(store: Store, run_id: str = "r1", teams: Sequence[str] = ("db", "auth")) -> str:
