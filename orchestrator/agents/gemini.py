@@ -130,6 +130,11 @@ class GeminiAdapter(AgentAdapter):
 
     def judge(self, outcome: Outcome, events: Sequence[AgentEvent]) -> Verdict:
         verdict = summarize(outcome, events)
+        if not verdict.success and not any(e.type in ("message", "tool") for e in events):
+            # Gemini CLI drops the prompt of a session whose first request failed, and then
+            # refuses `--resume` of it ("No previous sessions found", exit 42): nothing
+            # happened in that session, so the retry starts a fresh one.
+            verdict = replace(verdict, session_id=None)
         code = outcome.exit_code
         status = http_status(code)
         if not verdict.success and status is not None:

@@ -8,8 +8,9 @@ on its first attempt (a missing deliverable), ``docs`` depends on both. All
 three must succeed, the two failed attempts retried by orchestrate with the
 retry *resuming* the CLI's own session (the endpoint sees the earlier
 conversation in the retry's request), and ``status --json`` / ``logs`` must
-show tokens and session ids. (Gemini CLI: the rate-limited team retries
-in a fresh session, see ``test_gemini_retry_after_a_failed_first_request``.)
+show tokens and session ids. (Gemini CLI forgets a session whose first
+request failed, so its rate-limited team retries in a fresh session: see
+``test_gemini_retry_after_a_failed_first_request``.)
 
 The binaries come from ``.ci/agent-clis.sh``. Without them the tier is
 skipped, except under ``CI=true``, where a missing binary fails it.
@@ -112,13 +113,9 @@ def test_plan_of_three_teams_runs_with_retries_that_resume(
         "deliverables": ["src/api.txt"],
     }
     # Gemini CLI 0.61 takes the prompt back out of its session when the first request
-    # fails, so `--resume` of that session is refused (exit 42): until the adapter
-    # forgets such a session (test_gemini_retry_after_a_failed_first_request below),
-    # the rate-limited team starts its retry afresh.
+    # fails (`--resume` of it is refused): the adapter forgets such a session, so the
+    # rate-limited team's retry starts afresh (test_gemini_retry_after_a_failed_first_request).
     fresh_api = kind == "gemini"
-    if fresh_api:
-        agents["fresh"] = cli.agent_entry() | {"resume_session": False}
-        api["agent"] = "fresh"
     plan = {
         "version": 1,
         "name": f"e2e-{kind}",
@@ -169,18 +166,15 @@ def test_plan_of_three_teams_runs_with_retries_that_resume(
     assert branches.count("orchestrate/") >= 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,  # not a missing binary under CI=true: that must fail
-    reason="Gemini CLI 0.61 removes the prompt from its session when the first request "
-    "fails, so `gemini --resume ID` of it exits 42 ('No previous sessions found for this "
-    "project.'); the gemini adapter must not offer such a session for resuming. When this "
-    "passes, drop this mark and the `fresh` agent in the test above.",
-)
 def test_gemini_retry_after_a_failed_first_request(
     llm: LLMServer, repo: Path, tmp_path: Path
 ) -> None:
-    """A Gemini team whose first request is rate limited succeeds on its retry."""
+    """A Gemini team whose first request is rate limited succeeds on its retry.
+
+    Gemini CLI 0.61 drops the prompt of a session whose first request failed and
+    then refuses `--resume` of it (exit 42, "No previous sessions found"): the
+    adapter must not offer such a session, so the retry starts a fresh one.
+    """
     require("gemini")
     cli = prepare("gemini", llm.url, tmp_path / "home")
     mark = marker("gemini", "first429")
