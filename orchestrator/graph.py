@@ -94,8 +94,12 @@ def waves(plan: Plan) -> list[list[str]]:
     return out
 
 
-def upstream(plan: Plan, team_id: str) -> list[str]:
-    """Every team ``team_id`` depends on, directly or not, in dependency order."""
+def upstream(plan: Plan, team_id: str, *, order: Mapping[str, int] | None = None) -> list[str]:
+    """Every team ``team_id`` depends on, directly or not, in dependency order.
+
+    ``order``: each team's index in :func:`topo_order`, for callers that ask
+    often (computing the order is the costly part on a large plan).
+    """
     deps = _deps(plan)
     seen: set[str] = set()
     todo = list(deps[team_id])
@@ -104,7 +108,9 @@ def upstream(plan: Plan, team_id: str) -> list[str]:
         if tid not in seen:
             seen.add(tid)
             todo.extend(deps[tid])
-    return [t for t in topo_order(plan) if t in seen]
+    if order is None:
+        return [t for t in topo_order(plan) if t in seen]
+    return sorted(seen, key=order.__getitem__)
 
 
 def downstream(plan: Plan, team_id: str) -> set[str]:

@@ -181,15 +181,7 @@ class RunContext:
         (:func:`graph.upstream`, with the plan's order computed once per run)."""
         if self._topo_index is None:
             self._topo_index = {t: i for i, t in enumerate(graph.topo_order(self.plan))}
-        deps = {t.id: t.depends_on for t in self.plan.teams}
-        seen: set[str] = set()
-        todo = list(deps[team_id])
-        while todo:
-            tid = todo.pop()
-            if tid not in seen:
-                seen.add(tid)
-                todo.extend(deps[tid])
-        return sorted(seen, key=self._topo_index.__getitem__)
+        return graph.upstream(self.plan, team_id, order=self._topo_index)
 
     @property
     def plan(self) -> Plan:

@@ -80,50 +80,39 @@ def resume(
     Teams that succeeded are kept; running agents are followed again; failed
     teams stay failed unless --retry-failed. Exit codes as `run`.
     """
-    import anyio
-
     from orchestrator.cli._run import (
         OnStarted,
         Output,
         _configure_logging,
         _echo,
         _summary,
+        engine_options,
         terminal_console,
     )
-    from orchestrator.engine import EngineOptions, RunResult
+    from orchestrator.engine import RunResult
     from orchestrator.resume import resume_run
-    from orchestrator.store import open_store
+    from orchestrator.store import Store
 
     _configure_logging(verbose)
     settings, layout = _where(state_dir, redis_url)
-    options = EngineOptions(
-        max_parallel=max_parallel,
-        backoff_initial=backoff,
-        backoff_jitter=backoff,
-        handle_signals=True,
-        integrate_partial=integrate_partial,
+    options = engine_options(
+        max_parallel=max_parallel, backoff=backoff, integrate_partial=integrate_partial
     )
-
     out = Output(terminal_console(), 12)
 
-    async def main() -> RunResult:
-        async with open_store(settings, layout) as store:
+    async def go(store: Store, on_started: OnStarted | None) -> RunResult:
+        return await resume_run(
+            run_id,
+            store=store,
+            layout=layout,
+            options=options,
+            notify=out.notice,
+            retry_failed=retry_failed,
+            plan_file=plan,
+            on_started=on_started,
+        )
 
-            async def go(on_started: OnStarted | None) -> RunResult:
-                return await resume_run(
-                    run_id,
-                    store=store,
-                    layout=layout,
-                    options=options,
-                    notify=out.notice,
-                    retry_failed=retry_failed,
-                    plan_file=plan,
-                    on_started=on_started,
-                )
-
-            return await out.drive(store, go)
-
-    result = anyio.run(main)
+    result = out.run(settings, layout, go)
     if result.teams:
         for line in _summary(result, layout.report_file(result.run_id, "html")):
             _echo(line)

@@ -26,8 +26,10 @@ from orchestrator.cli._common import RedisUrlOpt, StateDirOpt
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from orchestrator.engine import RunResult
+    from orchestrator.engine import EngineOptions, RunResult
+    from orchestrator.paths import StateLayout
     from orchestrator.planload import LoadedPlan
+    from orchestrator.settings import Settings
     from orchestrator.store import Store
     from orchestrator.teamrun import Notice
 
@@ -119,6 +121,43 @@ class Output:
         except BaseExceptionGroup as group:
             raise first_error(group) from group
         return result
+
+    def run(
+        self,
+        settings: Settings,
+        layout: StateLayout,
+        go: Callable[[Store, OnStarted | None], Awaitable[RunResult]],
+        *,
+        before: Callable[[Store], Awaitable[None]] | None = None,
+    ) -> RunResult:
+        """Open the store and :meth:`drive` ``go`` (after ``before``) to its end."""
+        import anyio
+
+        from orchestrator.store import open_store
+
+        async def main() -> RunResult:
+            async with open_store(settings, layout) as store:
+                if before is not None:
+                    await before(store)
+                return await self.drive(store, lambda on_started: go(store, on_started))
+
+        return anyio.run(main)
+
+
+def engine_options(
+    *, max_parallel: int | None, backoff: float, integrate_partial: bool, fail_fast: bool = False
+) -> EngineOptions:
+    """The engine's options from `run`'s and `resume`'s shared flags."""
+    from orchestrator.engine import EngineOptions
+
+    return EngineOptions(
+        max_parallel=max_parallel,
+        fail_fast=fail_fast,
+        backoff_initial=backoff,
+        backoff_jitter=backoff,
+        handle_signals=True,
+        integrate_partial=integrate_partial,
+    )
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -270,12 +309,10 @@ def run(
     or the integration failed, 2 for a bad plan, 130 when interrupted or
     cancelled (continue it with `orchestrate resume`).
     """
-    import anyio
 
-    from orchestrator.engine import EngineOptions, start_run
+    from orchestrator.engine import start_run
     from orchestrator.paths import STATE_DIR_NAME, StateLayout
     from orchestrator.settings import Settings
-    from orchestrator.store import open_store
 
     _configure_logging(verbose)
     loaded = _load(plan_file)
@@ -290,37 +327,31 @@ def run(
     settings = Settings(**overrides)
     root = settings.state_dir or loaded.repo_root / STATE_DIR_NAME
     layout = StateLayout(root.absolute()).ensure()
-    options = EngineOptions(
+    options = engine_options(
         max_parallel=max_parallel,
-        fail_fast=fail_fast,
-        backoff_initial=backoff,
-        backoff_jitter=backoff,
-        handle_signals=True,
+        backoff=backoff,
         integrate_partial=integrate_partial,
+        fail_fast=fail_fast,
     )
     out = Output(terminal_console(), max(3, *(len(t.id) for t in loaded.plan.teams)))
 
     def created(info: Any) -> None:
         _echo(f"run {info.run_id}: {len(loaded.plan.teams)} teams from {info.base_ref}")
 
-    async def main() -> RunResult:
-        async with open_store(settings, layout) as store:
-            await _note_live_runs(store, loaded.plan.name)
+    async def go(store: Store, on_started: OnStarted | None) -> RunResult:
+        return await start_run(
+            loaded,
+            store=store,
+            layout=layout,
+            options=options,
+            notify=out.notice,
+            on_created=created,
+            on_started=on_started,
+        )
 
-            async def go(on_started: OnStarted | None) -> RunResult:
-                return await start_run(
-                    loaded,
-                    store=store,
-                    layout=layout,
-                    options=options,
-                    notify=out.notice,
-                    on_created=created,
-                    on_started=on_started,
-                )
-
-            return await out.drive(store, go)
-
-    result = anyio.run(main)
+    result = out.run(
+        settings, layout, go, before=lambda store: _note_live_runs(store, loaded.plan.name)
+    )
     for line in _summary(result, layout.report_file(result.run_id, "html")):
         _echo(line)
     raise typer.Exit(result.exit_code)
