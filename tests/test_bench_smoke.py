@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.redis import stop_embedded
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ["startup", "dispatch", "throughput", "logs_bench", "memory", "resume"]
 
@@ -39,14 +41,23 @@ def test_every_bench_script_runs_quick_and_prints_a_result(tmp_path: Path) -> No
     }
     deadline = time.monotonic() + 200
     failures = []
-    for name, proc in procs.items():
-        try:
-            out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-            failures.append(f"{name}: timed out\n{out[-1500:]}{err[-1500:]}")
-            continue
-        if proc.returncode != 0 or "RESULT " not in out:
-            failures.append(f"{name}: exit {proc.returncode}\n{out[-1500:]}{err[-1500:]}")
+    try:
+        for name, proc in procs.items():
+            try:
+                out, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, err = proc.communicate()
+                failures.append(f"{name}: timed out\n{out[-1500:]}{err[-1500:]}")
+                continue
+            if proc.returncode != 0 or "RESULT " not in out:
+                failures.append(f"{name}: exit {proc.returncode}\n{out[-1500:]}{err[-1500:]}")
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        # A script killed (or failing) before its own cleanup leaves its embedded server up.
+        for state in tmp_path.rglob(".orchestrate"):
+            stop_embedded(state)
     assert not failures, "\n\n".join(failures)

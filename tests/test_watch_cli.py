@@ -128,23 +128,34 @@ def done(tmp_path_factory: pytest.TempPathFactory, password_redis: PasswordRedis
         stderr=subprocess.STDOUT,
         text=True,
     )
-    assert run.stdout is not None
-    first = run.stdout.readline()
-    m = re.match(r"^run (\S+):", first)
-    assert m, first
-    run_id = m.group(1)
-    follower = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "logs", run_id, "-f"],
-        env=env,
-        cwd=repo,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    rest, _ = run.communicate(timeout=90)
-    run_ended = time.monotonic()
-    follow_out, follow_err = follower.communicate(timeout=30)
-    lag = time.monotonic() - run_ended
+    follower: subprocess.Popen[str] | None = None
+    try:
+        assert run.stdout is not None
+        first = run.stdout.readline()
+        m = re.match(r"^run (\S+):", first)
+        assert m, first
+        run_id = m.group(1)
+        follower = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator", "logs", run_id, "-f"],
+            env=env,
+            cwd=repo,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        rest, _ = run.communicate(timeout=90)
+        run_ended = time.monotonic()
+        follow_out, follow_err = follower.communicate(timeout=30)
+        lag = time.monotonic() - run_ended
+    finally:  # a failure above must not leave the run (or its agents) or the follower behind
+        for proc in (run, follower):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()  # the run cancels its teams and stops their agents
+                try:
+                    proc.communicate(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.communicate()
     assert follower.returncode == 0, follow_err
     return Done(
         repo,

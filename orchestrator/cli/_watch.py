@@ -161,11 +161,12 @@ def logs(
     from orchestrator.logs import (
         follow as follow_logs,
     )
-    from orchestrator.plan import parse_duration
     from orchestrator.redact import Redactor
 
     cutoff = None
     if since is not None:
+        from orchestrator.plan import parse_duration
+
         try:
             cutoff = time.time() - parse_duration(since)
         except ValueError as exc:
