@@ -93,11 +93,11 @@ async def _run_or_team(
 
 
 def _run(state_dir: Path | None, redis_url: str | None, fn: Any) -> Any:
+    settings, layout = _open(state_dir, redis_url)  # nothing here: say so before loading redis
+
     import anyio
 
     from orchestrator.store import open_store
-
-    settings, layout = _open(state_dir, redis_url)
 
     async def main() -> Any:
         async with open_store(settings, layout) as store:
