@@ -13,8 +13,17 @@ from typing import Any
 
 import psutil
 
+from orchestrator.agentproc import _SUPERVISOR
 from orchestrator.supervisor import MAX_LINE, QUIET_FLUSH, LogWriter, unsafe_tail
 from tests.support.agents import FakeAgent, python_agent
+
+
+def supervisor_argv(
+    log: Path, status: Path, *argv: str, secrets_fd: int | None = None
+) -> list[str]:
+    """The supervisor's command line exactly as AgentProcess starts it."""
+    secrets = ["--secrets-fd", str(secrets_fd)] if secrets_fd is not None else []
+    return [*_SUPERVISOR, "--log", str(log), "--status", str(status), *secrets, "--", *argv]
 
 
 def supervise(
@@ -23,17 +32,7 @@ def supervise(
     """Run the supervisor to its end; the log text and the status."""
     log, status = tmp_path / "agent.log", tmp_path / "agent.status"
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "orchestrator.supervisor",
-            "--log",
-            str(log),
-            "--status",
-            str(status),
-            "--",
-            *argv,
-        ],
+        supervisor_argv(log, status, *argv),
         check=True,
         timeout=timeout,
         env=env,
@@ -45,17 +44,7 @@ def supervise(
 def start(tmp_path: Path, argv: list[str]) -> tuple[subprocess.Popen[bytes], Path, Path]:
     log, status = tmp_path / "agent.log", tmp_path / "agent.status"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "orchestrator.supervisor",
-            "--log",
-            str(log),
-            "--status",
-            str(status),
-            "--",
-            *argv,
-        ],
+        supervisor_argv(log, status, *argv),
         start_new_session=True,
     )
     return proc, log, status
@@ -198,19 +187,7 @@ def test_extra_secrets_come_from_an_inherited_fd(tmp_path: Path) -> None:
     os.close(w)
     try:
         subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "orchestrator.supervisor",
-                "--log",
-                str(log),
-                "--status",
-                str(status),
-                "--secrets-fd",
-                str(r),
-                "--",
-                *argv,
-            ],
+            supervisor_argv(log, status, *argv, secrets_fd=r),
             check=True,
             timeout=30,
             pass_fds=(r,),
