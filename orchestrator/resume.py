@@ -76,12 +76,6 @@ from orchestrator.teamrun import AttemptRecord, Notice, Notify, Recovery, RunCon
 log = structlog.get_logger("orchestrate.resume")
 
 RUN_ENV = "ORCHESTRATE_RUN"
-_BREAK_LEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
 async def resolve_run(store: Store, run_id: str | None) -> str:
     """``run_id``, or the newest run; UsageError when there is none."""
     if run_id:
@@ -178,15 +172,12 @@ async def take_over_dead_lease(store: Store, run_id: str) -> bool:
 
     A holder on another host cannot be checked: its lease expires on its own.
     """
-    key = store.keys.lock(run_id)
-    # TODO(store): a public Store.break_lease(run_id, holder); compare-and-delete meanwhile.
-    raw = await store._call(lambda: store._redis.get(key))
-    holder = await store.lease_holder(run_id) if raw else None
+    holder = await store.lease_holder(run_id)
     if holder is None or holder.host != socket.gethostname():
         return False
     if _alive_since(holder.pid, holder.since):
         return False
-    freed = await store._call(lambda: store._redis.eval(_BREAK_LEASE, 1, key, raw))
+    freed = await store.break_lease(run_id, holder)
     if freed:
         log.info("took over the lease of a dead orchestrator", pid=holder.pid)
     return bool(freed)

@@ -296,6 +296,15 @@ class Store:
         raw: str | None = await self._call(lambda: self._redis.get(self.keys.lock(run_id)))
         return lease_holder_from(raw) if raw else None
 
+    async def break_lease(self, run_id: str, holder: LeaseHolder) -> bool:
+        """Delete the run's lease if ``holder`` still holds it (compare-and-delete, atomic).
+
+        For a holder known to be dead; True if the lease was freed.
+        """
+        key = self.keys.lock(run_id)
+        freed = await self._call(lambda: self._redis.eval(_BREAK_LEASE, 1, key, holder.token))
+        return bool(freed)
+
     # -- teams -----------------------------------------------------------------------
 
     async def get_team(self, run_id: str, team: str) -> TeamState:
@@ -548,6 +557,13 @@ class Store:
             return res[0][1] if res else []
 
         return await self._call(go)
+
+
+_BREAK_LEASE = """
+local raw = redis.call('GET', KEYS[1])
+if raw and cjson.decode(raw)['token'] == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 def _clean(exc: BaseException, settings: Settings) -> str:

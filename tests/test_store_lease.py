@@ -90,3 +90,17 @@ async def test_leaving_the_lease_twice_is_safe(store: Store) -> None:
     await lease.__aexit__(None, None, None)
     await store.aclose()
     await store.aclose()
+
+
+async def test_break_lease_frees_only_the_holder_it_names(store: Store) -> None:
+    """Taking over a dead orchestrator's lease deletes that lease, never a newer holder's."""
+    await make_run(store)
+    async with store.lease("r1", cancel_on_loss=False):
+        first = await store.lease_holder("r1")
+        assert first is not None
+        stale = first.model_copy(update={"token": "someone-else"})
+        assert await store.break_lease("r1", stale) is False
+        assert await store.lease_holder("r1") == first
+        assert await store.break_lease("r1", first) is True
+        assert await store.lease_holder("r1") is None
+        assert await store.break_lease("r1", first) is False  # already gone: nothing to do
