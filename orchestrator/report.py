@@ -210,8 +210,9 @@ async def build_report(store: Store, run_id: str) -> dict[str, Any]:
     busy = 0.0
     team_time = 0.0
     moments = [m for m in (run.created, run.updated) if m is not None]
+    every_attempt = await store.attempts_of(run_id, {t: s.attempt for t, s in teams.items()})
     for tid, state in teams.items():
-        attempts = await store.get_attempts(run_id, tid)
+        attempts = every_attempt[tid]
         rows = [_attempt_dict(a, state) for a in attempts]
         durations = [r["duration"] for r in rows if r["duration"] is not None]
         busy += sum(durations)

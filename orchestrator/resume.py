@@ -76,6 +76,8 @@ from orchestrator.teamrun import AttemptRecord, Notice, Notify, Recovery, RunCon
 log = structlog.get_logger("orchestrate.resume")
 
 RUN_ENV = "ORCHESTRATE_RUN"
+
+
 async def resolve_run(store: Store, run_id: str | None) -> str:
     """``run_id``, or the newest run; UsageError when there is none."""
     if run_id:
@@ -295,6 +297,7 @@ async def reconcile(
         ctx.budget.team_usd[tid] = state.usage.cost_usd
     start = StartState()
     keep: set[int] = set()
+    every_attempt = await store.attempts_of(run_id, {t: st.attempt for t, st in teams.items()})
 
     async def transition(tid: str, to: str, attempt: int, reason: str, **fields: str) -> None:
         await store.team_transition(
@@ -307,7 +310,7 @@ async def reconcile(
         status, n = (st.status, st.attempt) if st else ("pending", 0)
         fields = st.fields if st else {}
         base = int(fields.get("attempt_base") or 0)
-        attempts = await store.get_attempts(run_id, tid) if n else []
+        attempts = every_attempt.get(tid, []) if n else []
         uncounted = sum(1 for a in attempts if a.attempt > base and a.fields.get("uncounted"))
         most = base + plan.retries(team) + 1 + uncounted
         files = [p for p, h in (st.deliverables if st else {}).items() if h]

@@ -388,8 +388,10 @@ class Store:
             k.attempt(run_id, team, attempt),
             k.deliverables(run_id, team),
         ]
-        found = "" if deliverables is None else json.dumps(
-            {str(p): d or "" for p, d in deliverables.items()}
+        found = (
+            ""
+            if deliverables is None
+            else json.dumps({str(p): d or "" for p, d in deliverables.items()})
         )
         args = [
             str(epoch),
@@ -430,17 +432,31 @@ class Store:
     async def get_attempts(self, run_id: str, team: str) -> list[AttemptState]:
         """Every attempt of a team so far, first to last."""
         current = (await self.get_team(run_id, team)).attempt
+        return (await self.attempts_of(run_id, {team: current}))[team]
+
+    async def attempts_of(
+        self, run_id: str, counts: Mapping[str, int]
+    ) -> dict[str, list[AttemptState]]:
+        """Every attempt of several teams, in one round trip.
+
+        ``counts``: team -> its current attempt number (``TeamState.attempt``).
+        """
         k = self.keys
+        wanted = [(team, n) for team, count in counts.items() for n in range(1, count + 1)]
 
         async def go() -> list[dict[str, str]]:
             async with self._r.pipeline(transaction=False) as p:
-                for n in range(1, current + 1):
+                for team, n in wanted:
                     p.hgetall(k.attempt(run_id, team, n))
                 got: list[Any] = await p.execute()
                 return got
 
-        raw = await self._call(go)
-        return [AttemptState.from_hash(team, n, h) for n, h in enumerate(raw, start=1) if h]
+        raw = await self._call(go) if wanted else []
+        found: dict[str, list[AttemptState]] = {team: [] for team in counts}
+        for (team, n), h in zip(wanted, raw, strict=True):
+            if h:
+                found[team].append(AttemptState.from_hash(team, n, h))
+        return found
 
     async def set_deliverables(
         self, run_id: str, team: str, found: Mapping[str, str | None], *, epoch: int

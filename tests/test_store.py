@@ -164,6 +164,9 @@ async def test_a_retry_carries_the_next_attempt_and_keeps_each_attempt(store: St
     ]
     assert attempts[0].reason == "crashed"
     assert attempts[1].status == "succeeded" and attempts[1].finished is not None
+    every = await store.attempts_of("r1", {"db": 2, "auth": 3, "api": 0})  # one round trip
+    assert [a.agent_id for a in every["db"]] == ["aaaaaaa", "bbbbbbb"]
+    assert [a.attempt for a in every["auth"]] == [3] and every["api"] == []
 
 
 async def test_a_stale_epoch_is_refused(store: Store) -> None:
