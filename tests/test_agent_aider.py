@@ -9,8 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator.agents.aider import SESSION, count
-from orchestrator.agents.base import AgentContext
-from orchestrator.plan import AgentConfig
 from tests.support.recordings import Recorded
 
 REC = Recorded("aider")
@@ -22,14 +20,11 @@ verdict_of = REC.verdict
 
 def test_argv_sends_one_message_and_leaves_commits_to_orchestrate(tmp_path: Path) -> None:
     """Aider answers yes to everything, does not commit, and restores its chat on a retry."""
-    ctx = AgentContext(
-        config=AgentConfig(kind="aider"),
-        kind="aider",
+    ctx = REC.context(
+        tmp_path,
         team_id="t",
         attempt=2,
         agent_id="a",
-        workdir=tmp_path,
-        prompt_file=tmp_path / "p.md",
         prompt_text="Do it",
         model="sonnet",
         resume_session_id=SESSION,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.agents.base import AgentContext
 from orchestrator.agents.gemini import http_status
 from orchestrator.plan import AgentConfig
 from tests.support.recordings import Recorded
@@ -22,14 +21,12 @@ verdict_of = REC.verdict
 
 def test_argv_is_headless_yolo_stream_json(tmp_path: Path) -> None:
     """Gemini runs non-interactively with approvals off, resuming its session on a retry."""
-    ctx = AgentContext(
+    ctx = REC.context(
+        tmp_path,
         config=AgentConfig(kind="gemini", args=("--debug",)),
-        kind="gemini",
         team_id="t",
         attempt=2,
         agent_id="a",
-        workdir=tmp_path,
-        prompt_file=tmp_path / "p.md",
         prompt_text="Do it",
         model="gemini-2.5-pro",
         resume_session_id="S9",

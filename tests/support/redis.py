@@ -44,6 +44,7 @@ What you get:
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -118,39 +119,33 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def redis_url(redis_server_path: str) -> Iterator[str]:
-    folder = Path(tempfile.mkdtemp(prefix="orch-redis-"))
-    sock = folder / "redis.sock"
+@contextlib.contextmanager
+def _redis_server(
+    redis_server_path: str, folder: Path, listen: list[str], client: redis.Redis
+) -> Iterator[None]:
+    """Run a throw-away Debian redis-server (data in ``folder``, removed after)."""
+    fixed = ["--save", "", "--appendonly", "no", "--dir", str(folder), "--loglevel", "warning"]
     proc = subprocess.Popen(
-        [
-            redis_server_path,
-            "--port",
-            "0",
-            "--unixsocket",
-            str(sock),
-            "--unixsocketperm",
-            "700",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(folder),
-            "--loglevel",
-            "warning",
-        ],
+        [redis_server_path, *listen, *fixed],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    client = redis.Redis(unix_socket_path=str(sock))
     try:
         _wait_ping(client, proc)
-        yield f"unix://{sock}"
+        yield
     finally:
         client.close()
         _stop(proc)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server_path: str) -> Iterator[str]:
+    folder = Path(tempfile.mkdtemp(prefix="orch-redis-"))
+    sock = str(folder / "redis.sock")
+    listen = ["--port", "0", "--unixsocket", sock, "--unixsocketperm", "700"]
+    with _redis_server(redis_server_path, folder, listen, redis.Redis(unix_socket_path=sock)):
+        yield f"unix://{sock}"
 
 
 @dataclass(frozen=True)
@@ -165,35 +160,10 @@ def password_redis(redis_server_path: str) -> Iterator[PasswordRedis]:
     password = "pw-" + uuid.uuid4().hex  # unique: a hit in any output can only be a leak
     port = _free_port()
     folder = Path(tempfile.mkdtemp(prefix="orch-redis-pw-"))
-    proc = subprocess.Popen(
-        [
-            redis_server_path,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--requirepass",
-            password,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(folder),
-            "--loglevel",
-            "warning",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    listen = ["--port", str(port), "--bind", "127.0.0.1", "--requirepass", password]
     client = redis.Redis(host="127.0.0.1", port=port, password=password)
-    try:
-        _wait_ping(client, proc)
+    with _redis_server(redis_server_path, folder, listen, client):
         yield PasswordRedis(f"redis://:{password}@127.0.0.1:{port}/0", password, port)
-    finally:
-        client.close()
-        _stop(proc)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
