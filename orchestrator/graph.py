@@ -205,11 +205,6 @@ def simulate(plan: Plan, default_estimate: float = DEFAULT_ESTIMATE) -> list[Slo
     )
 
 
-def may_overlap_in_time(plan: Plan, a: str, b: str) -> bool:
-    """Whether teams ``a`` and ``b`` may run at the same time (neither is upstream of the other)."""
-    return a != b and a not in upstream(plan, b) and b not in upstream(plan, a)
-
-
 # --- deliverable overlap ----------------------------------------------------
 
 _ANY, _STAR, _DSTAR = "\x00?", "\x00*", "\x00**"

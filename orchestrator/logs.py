@@ -161,16 +161,6 @@ async def last_line(store: Store, run_id: str, team: str) -> str | None:
     return entry.line if entry is not None else None
 
 
-def rebuilt_lines(
-    layout: StateLayout, run_id: str, team: str, adapter: AgentAdapter, attempt: int
-) -> list[str]:
-    """The human lines of one attempt, rebuilt from its log file as the engine stored them."""
-    for number, path in attempt_files(layout, run_id, team):
-        if number == attempt:
-            return list(display(adapter, FileTail(path).read(final=True)))
-    return []
-
-
 @dataclass
 class TeamLog:
     """What :func:`history` found for one team: its lines and where the stream stops."""
