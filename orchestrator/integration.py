@@ -49,7 +49,6 @@ from orchestrator import graph
 from orchestrator.errors import OrchestrateError
 from orchestrator.gitops import Git, integration_branch, shared_branch, team_branch
 from orchestrator.integration_procs import (
-    INTEGRATION,
     STORE_NAME,
     TAIL_LINES,
     AgentRecord,
@@ -60,7 +59,7 @@ from orchestrator.integration_procs import (
     SuiteRun,
     suite_commands,
 )
-from orchestrator.paths import SHARED_WORKTREE, StateLayout
+from orchestrator.paths import INTEGRATION, SHARED_WORKTREE, StateLayout
 from orchestrator.planload import LoadedPlan
 from orchestrator.store import Store
 from orchestrator.teamrun import Notice, Notify

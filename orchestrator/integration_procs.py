@@ -26,7 +26,7 @@ from orchestrator.agents.base import AgentContext, AgentEvent, exit_reason
 from orchestrator.envs import agent_env
 from orchestrator.errors import OrchestrateError
 from orchestrator.keys import check_name
-from orchestrator.paths import StateLayout
+from orchestrator.paths import INTEGRATION, StateLayout
 from orchestrator.planload import LoadedPlan
 from orchestrator.store import Store, Usage, new_agent_id
 from orchestrator.verify import command_text
@@ -34,8 +34,6 @@ from orchestrator.verify import command_text
 TAIL_LINES = 80
 """Lines of a failing suite's output kept for the fixer and the report."""
 
-INTEGRATION = "_integration"
-"""The pseudo-team of the integration phase: its worktree and log files are named after it."""
 
 
 STORE_NAME = check_name("team", INTEGRATION)

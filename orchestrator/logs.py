@@ -46,9 +46,6 @@ if TYPE_CHECKING:  # the adapters (and the plan models they pull in) load only w
     from orchestrator.plan import Plan
     from orchestrator.store import LogEntry, RunState, Store
 
-INTEGRATION = "_integration"
-"""The integration phase's pseudo-team (``integration_procs.INTEGRATION``, kept here too so
-``orchestrate logs`` need not import the integration machinery; a test pins them equal)."""
 
 RUN_DONE = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
 """Run statuses after which no agent writes any more."""

@@ -23,6 +23,9 @@ from pathlib import Path
 
 STATE_DIR_NAME = ".orchestrate"
 SHARED_WORKTREE = "_shared"
+INTEGRATION = "_integration"
+"""The integration phase's pseudo-team: its worktree, log files and store name.
+(A leading underscore: no plan team id can take it.)"""
 
 
 def find_state_dir(start: Path | None = None) -> Path | None:

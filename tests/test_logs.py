@@ -279,15 +279,6 @@ def test_formatter_marks_where_a_new_attempt_starts() -> None:
     assert steps == ["s1", "s2"]
 
 
-def test_logs_knows_the_integration_phase_by_the_engine_s_name() -> None:
-    """`orchestrate logs _integration` reads the integration phase's output: logs keeps its own
-    copy of the pseudo-team's name (to start fast) and it must match the engine's."""
-    from orchestrator.integration_procs import INTEGRATION as ENGINE_NAME
-    from orchestrator.logs import INTEGRATION
-
-    assert INTEGRATION == ENGINE_NAME
-
-
 def test_the_logs_command_does_not_load_what_it_never_uses() -> None:
     """`orchestrate logs` starts fast: loading the logs command, the store and the log reader
     pulls in no board, no rich, no integration machinery, no agent adapters, no tenacity,

@@ -148,7 +148,6 @@ def logs(
 
     from orchestrator.errors import UsageError
     from orchestrator.logs import (
-        INTEGRATION,
         FileTail,
         LineFormatter,
         LogLine,
@@ -161,6 +160,7 @@ def logs(
     from orchestrator.logs import (
         follow as follow_logs,
     )
+    from orchestrator.paths import INTEGRATION
     from orchestrator.redact import Redactor
 
     cutoff = None
