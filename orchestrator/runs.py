@@ -94,3 +94,36 @@ def plan_of_run(meta: Mapping[str, str], *, run_id: str) -> LoadedPlan:
     loaded = load_plan_text(text, path=Path(path), check_repo=False)
     root = meta.get("repo_root")
     return dataclasses.replace(loaded, repo_root=Path(root)) if root else loaded
+
+
+async def record_crash(store: Any, run_id: str, error: BaseException) -> None:
+    """A run stopped by an unexpected error (a damaged state folder, an error no team could
+    catch) must not stay ``running`` forever: mark it ``failed`` with the error as its
+    reason; ``orchestrate resume`` can go on once the cause is fixed.
+
+    Nothing for an interruption or a cancellation (they record their own end), nor when
+    another orchestrator took the run over; errors while recording are swallowed (the
+    original error is what the user must see).
+    """
+    import time
+
+    import anyio
+
+    from orchestrator.errors import LeaseHeldError, OrchestrateError, StaleEpochError
+
+    if not isinstance(error, Exception) or isinstance(error, LeaseHeldError | StaleEpochError):
+        return
+    with anyio.CancelScope(shield=True):
+        try:
+            run = await store.get_run(run_id)
+            if run.status not in ("pending", "running", "integrating"):
+                return
+            await store.run_transition(
+                run_id,
+                "failed",
+                epoch=run.epoch,
+                reason=f"stopped by an error: {error}",
+                fields={"finished": repr(time.time())},
+            )
+        except OrchestrateError:
+            pass

@@ -63,6 +63,18 @@ def main() -> None:
     except OrchestrateError as exc:
         sys.stderr.write(f"orchestrate: error: {exc}\n")
         sys.exit(exc.exit_code)
+    except ValueError as exc:  # pydantic's ValidationError: a setting no command checked first
+        pydantic = sys.modules.get("pydantic")  # not imported here: `--help` stays fast
+        if pydantic is None or not isinstance(exc, pydantic.ValidationError):
+            raise
+        from orchestrator.cli._common import settings_error
+
+        sys.stderr.write(f"orchestrate: error: {settings_error(exc)}\n")
+        sys.exit(2)
+    except OSError as exc:  # a file or folder in the way (a damaged state folder, a bad path)
+        where = f": {exc.filename}" if exc.filename else ""
+        sys.stderr.write(f"orchestrate: error: {exc.strerror or exc}{where}\n")
+        sys.exit(1)
     except KeyboardInterrupt:
         sys.stderr.write("orchestrate: interrupted\n")
         sys.exit(130)

@@ -133,10 +133,12 @@ class Output:
         """Open the store and :meth:`drive` ``go`` (after ``before``) to its end."""
         import anyio
 
+        from orchestrator.cli._common import warn_damage
         from orchestrator.store import open_store
 
         async def main() -> RunResult:
             async with open_store(settings, layout) as store:
+                warn_damage(settings, layout)
                 if before is not None:
                     await before(store)
                 return await self.drive(store, lambda on_started: go(store, on_started))
@@ -310,21 +312,16 @@ def run(
     cancelled (continue it with `orchestrate resume`).
     """
 
+    from orchestrator.cli._common import load_settings
     from orchestrator.engine import start_run
     from orchestrator.paths import STATE_DIR_NAME, StateLayout
-    from orchestrator.settings import Settings
 
     _configure_logging(verbose)
     loaded = _load(plan_file)
     from orchestrator.preflight import require_agents
 
     require_agents(loaded)  # before anything is recorded: nothing to resume, nothing half started
-    overrides: dict[str, Any] = {}
-    if redis_url:
-        overrides["redis_url"] = redis_url
-    if state_dir is not None:
-        overrides["state_dir"] = state_dir
-    settings = Settings(**overrides)
+    settings = load_settings(state_dir=state_dir, redis_url=redis_url)
     root = settings.state_dir or loaded.repo_root / STATE_DIR_NAME
     layout = StateLayout(root.absolute()).ensure()
     options = engine_options(
