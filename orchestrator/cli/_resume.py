@@ -84,6 +84,7 @@ def resume(
         _echo,
         _summary,
         engine_options,
+        state_hint,
         terminal_console,
     )
     from orchestrator.engine import RunResult
@@ -111,7 +112,7 @@ def resume(
 
     result = out.run(settings, layout, go)
     if result.teams:
-        for line in _summary(result, layout.report_file(result.run_id, "html")):
+        for line in _summary(result, layout.report_file(result.run_id, "html"), state_hint(layout)):
             _echo(line)
     raise typer.Exit(result.exit_code)
 

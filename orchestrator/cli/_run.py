@@ -211,8 +211,22 @@ def _shown_path(path: Path) -> str:
         return str(path)
 
 
-def _summary(result: RunResult, report: Path | None = None) -> list[str]:
+def state_hint(layout: StateLayout) -> str:
+    """`` --state-dir DIR`` when a command typed here would not find ``layout`` by itself
+    (the plan's ``repo:`` is elsewhere), else ``""``: for the hints a summary prints."""
+    import shlex
+
+    from orchestrator.paths import find_state_dir
+
+    here = find_state_dir()
+    if here is not None and here.resolve() == layout.root.resolve():
+        return ""
+    return f" --state-dir {shlex.quote(_shown_path(layout.root))}"
+
+
+def _summary(result: RunResult, report: Path | None = None, hint: str = "") -> list[str]:
     """The end-of-run summary: the verdict, a row per team, where the branches and report are.
+    ``hint`` (:func:`state_hint`) goes after the commands it suggests.
 
     Branches are named once as a pattern (``orchestrate/<run>/<team>``); a row
     shows only its part after ``orchestrate/<run>/`` (a long run id would wrap
@@ -247,7 +261,11 @@ def _summary(result: RunResult, report: Path | None = None) -> list[str]:
     if result.base_commit:
         lines.append(f"base:     {result.base_ref} ({result.base_commit[:10]})")
     if result.status in ("interrupted", "cancelled"):
-        lines.append(f"resume:   orchestrate resume {result.run_id}")
+        lines.append(f"resume:   orchestrate resume {result.run_id}{hint}")
+    if result.status in ("succeeded", "failed") and result.teams:
+        lines.append(
+            f"clean:    orchestrate clean {result.run_id}{hint}  (worktrees, team branches)"
+        )
     return lines
 
 
@@ -349,6 +367,6 @@ def run(
     result = out.run(
         settings, layout, go, before=lambda store: _note_live_runs(store, loaded.plan.name)
     )
-    for line in _summary(result, layout.report_file(result.run_id, "html")):
+    for line in _summary(result, layout.report_file(result.run_id, "html"), state_hint(layout)):
         _echo(line)
     raise typer.Exit(result.exit_code)
