@@ -37,11 +37,12 @@ INTEGRATION = "_integration"
 
 
 def find_state_dir(start: Path | None = None) -> Path | None:
-    """The nearest existing ``.orchestrate/`` from ``start`` (default: cwd) upward."""
+    """The nearest existing ``.orchestrate`` from ``start`` (default: cwd) upward; it may
+    be damaged (a file): :meth:`StateLayout.check` says so."""
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         candidate = folder / STATE_DIR_NAME
-        if candidate.is_dir():
+        if candidate.exists() or candidate.is_symlink():
             return candidate
     return None
 
@@ -105,6 +106,8 @@ class StateLayout:
         self.check()
         try:
             make_private_dir(self.root)
+            for folder in (self.root / "runs", self.root / "worktrees"):
+                make_private_dir(folder)  # private even in a folder that is not (--state-dir)
             _exclude_in_git(self.root.parent)
         except OSError as exc:
             raise UsageError(f"cannot use the state folder {self.root}: {_why(exc)}") from exc

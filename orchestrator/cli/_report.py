@@ -49,10 +49,10 @@ def report(
         raise UsageError("--stdout prints one format: give --format md, json or html")
     settings = load_settings(redis_url=redis_url)
     root = state_dir or settings.state_dir or find_state_dir() or default_state_dir()
+    layout = StateLayout(Path(root).absolute())
+    layout.check()  # a damaged state folder: one line
     if settings.redis_url is None and not Path(root).is_dir():
         raise UsageError(f"no state folder at {root}: no run has been started here")
-    layout = StateLayout(Path(root).absolute())
-    layout.check()
 
     async def go(store: Store) -> str | dict[str, Path]:
         run = run_id

@@ -33,14 +33,14 @@ def _where(state_dir: Path | None, redis_url: str | None) -> tuple[Settings, Sta
 
     settings = load_settings(state_dir=state_dir, redis_url=redis_url)
     root = settings.state_dir or find_state_dir()
+    if root is not None:
+        StateLayout(root).check()  # a damaged state folder: one line, before anything starts
     if root is None or not root.is_dir():
         raise UsageError(
             "no .orchestrate state folder here or above; run this in the plan's repository "
             "or pass --state-dir"
         )
-    layout = StateLayout(root.absolute())
-    layout.check()  # a damaged state folder: one line, before anything starts
-    return settings, layout
+    return settings, StateLayout(root.absolute())
 
 
 @app.command()

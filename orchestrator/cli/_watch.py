@@ -36,12 +36,13 @@ def _open(state_dir: Path | None, redis_url: str | None) -> tuple[Settings, Stat
 
     settings = load_settings(state_dir=state_dir, redis_url=redis_url)
     root = settings.state_dir or find_state_dir()
+    if root is not None:
+        StateLayout(root).check()  # a damaged state folder: one line
     if root is None or not root.is_dir():
         if settings.redis_url is None:
             raise UsageError(NOTHING_HERE)
         root = Path.cwd() / ".orchestrate"  # logs on disk are not here; Redis has the rest
     layout = StateLayout(root.absolute())
-    layout.check()  # a damaged state folder: one line
     if settings.redis_url is None and not layout.redis_dir.is_dir():
         raise UsageError(NOTHING_HERE)
     return settings, layout
