@@ -310,3 +310,19 @@ def test_the_logs_command_does_not_load_what_it_never_uses() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.split() == []
+
+
+def test_run_event_lines_and_summary_show_escape_sequences_as_text() -> None:
+    """`orchestrate run`'s event lines and end summary quote agents' words (a failure
+    reason the agent reported): an escape sequence in them is shown, never obeyed."""
+    from orchestrator.cli._run import _summary, format_notice
+    from orchestrator.engine import RunResult
+    from orchestrator.teamrun import Notice, TeamResult
+
+    line = format_notice(Notice(0.0, "db", "failed", f"agent said {HOSTILE}"), 4)
+    assert "\x1b" not in line and "\\x1b]52;" in line
+    result = RunResult(
+        "demo-1", "failed", {"db": TeamResult("db", "failed", 1, None, HOSTILE)}, reason=HOSTILE
+    )
+    summary = "\n".join(_summary(result))
+    assert "\x1b" not in summary and "\x07" not in summary and "\\x1b]0;pwned" in summary

@@ -9,6 +9,8 @@ command functions, so ``orchestrate --help`` stays fast. Every
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 
 import typer
@@ -71,6 +73,10 @@ def main() -> None:
 
         sys.stderr.write(f"orchestrate: error: {settings_error(exc)}\n")
         sys.exit(2)
+    except BrokenPipeError:  # `orchestrate runs | head`: the reader has gone, nothing to say
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     except OSError as exc:  # a file or folder in the way (a damaged state folder, a bad path)
         where = f": {exc.filename}" if exc.filename else ""
         sys.stderr.write(f"orchestrate: error: {exc.strerror or exc}{where}\n")

@@ -42,9 +42,11 @@ def format_notice(notice: Notice, width: int) -> str:
     """``14:02:11 db        running    attempt 1/3  agent 3f9c2e1``."""
     import time
 
+    from orchestrator.logs import printable
+
     clock = time.strftime("%H:%M:%S", time.localtime(notice.at))
     who = (notice.team or "run").ljust(width)
-    line = f"{clock} {who}  {notice.status:<10} {notice.detail}"
+    line = f"{clock} {who}  {notice.status:<10} {printable(notice.detail)}"
     return line.rstrip()
 
 
@@ -232,8 +234,10 @@ def _summary(result: RunResult, report: Path | None = None, hint: str = "") -> l
     shows only its part after ``orchestrate/<run>/`` (a long run id would wrap
     every row otherwise).
     """
+    from orchestrator.logs import printable  # an agent's words: shown, never obeyed
+
     lines = [""]
-    reason = result.reason or ""
+    reason = printable(result.reason or "")
     if not reason:
         verdict = result.status
     elif reason.startswith(result.status):  # "interrupted; ..." says it already
@@ -247,7 +251,7 @@ def _summary(result: RunResult, report: Path | None = None, hint: str = "") -> l
     for team, res in result.teams.items():
         tail = (res.branch or "").removeprefix(prefix)
         if res.status != "succeeded" and res.reason:
-            tail = res.reason
+            tail = printable(res.reason)
         row = f"  {team.ljust(width)}  {res.status:<10} {res.attempts:>8}  {tail}"
         lines.append(row.rstrip())
     lines.append("")
