@@ -432,7 +432,7 @@ class EmbeddedServer:
         try:
             pid = int(self.watch_pid_file.read_text().strip())
             proc = psutil.Process(pid)
-            if "orchestrator.server_watch" in " ".join(proc.cmdline()):
+            if f"--dir={self.dir}" in proc.cmdline():  # this folder's (not a copied pid file's)
                 proc.wait(timeout)
         except (OSError, ValueError, psutil.Error):
             pass
