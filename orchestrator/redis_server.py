@@ -402,7 +402,8 @@ class EmbeddedServer:
         _say(f"warning: {self.damage()}")
 
     def _start_watch(self) -> None:
-        """Start the server's watchdog (it daemonizes: this waits for its parent only)."""
+        """Start the server's watchdog in the background (``sh`` returns at once: the
+        server's start does not wait for a Python interpreter to start)."""
         pid = self._read_pid()
         if pid is None:
             return
@@ -415,15 +416,20 @@ class EmbeddedServer:
             f"--socket={self.socket_path}",
             f"--interval={self.settings.server_watch_interval:g}",
         ]
-        with contextlib.suppress(OSError, subprocess.TimeoutExpired):  # the server works anyway
-            subprocess.run(
-                argv,
+        try:
+            proc = subprocess.run(
+                ["/bin/sh", "-c", '"$@" </dev/null >/dev/null 2>&1 & echo $!', "sh", *argv],
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
                 timeout=self.settings.server_start_timeout,
                 check=False,
             )
+            watch_pid = proc.stdout.decode().strip()
+            if watch_pid.isdigit():
+                self.watch_pid_file.write_text(f"{watch_pid}\n")
+        except (OSError, subprocess.TimeoutExpired):
+            pass  # the server works without its watchdog
 
     def _wait_watch_gone(self, timeout: float = 2.0) -> None:
         """Wait for the watchdog, which exits with its server (tests look for leftovers)."""

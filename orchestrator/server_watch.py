@@ -4,23 +4,26 @@
 
     python -m orchestrator.server_watch --pid PID --dir DIR --socket SOCKET [--interval S]
 
-Started beside each embedded valkey-server (see :mod:`orchestrator.redis_server`).
+Started in the background beside each embedded valkey-server (see
+:mod:`orchestrator.redis_server`, which starts it through ``sh -c '... &'`` so
+that nothing waits for it).
 A server is daemonized and outlives every command, so one whose state folder
 was deleted (``rm -rf`` of a demo repository) would otherwise run forever.
 The watchdog:
 
-- daemonizes (fork; the parent exits at once, so the caller waits for nothing);
+- leaves the caller's session (``setsid``) and working folder;
 - makes sure PID is the server of SOCKET (its command line names the socket)
   and holds a pidfd of it: whatever it signals later is that process, never
   another one that reused the pid;
-- holds DIR (the server's data folder) open and every S seconds looks at its
-  link count: 0 means the folder was removed. A folder that was renamed or
-  moved is still there (the run that uses it goes on), and a folder that is
-  there is never acted on;
+- holds the server's data folder open (its working folder, DIR, opened through
+  ``/proc/PID/cwd``: held even if it was deleted before the watchdog started)
+  and every S seconds looks at its link count: 0 means the folder was removed.
+  A folder that was renamed or moved is still there (a run that uses it goes
+  on), and a folder that is there is never acted on;
 - once the folder is gone: SIGTERM to the server (it flushes and exits), SIGKILL
   if it is still there 10 s later;
-- exits as soon as the server exits, for whatever reason. Its pid is in
-  ``DIR/watch.pid``.
+- exits as soon as the server exits, for whatever reason (its starter writes
+  its pid to ``DIR/watch.pid``: ``server stop`` waits for it).
 
 It imports the standard library only: it starts with every server.
 """
@@ -36,8 +39,6 @@ from pathlib import Path
 
 KILL_AFTER = 10.0
 """Seconds between SIGTERM and SIGKILL."""
-PID_FILE = "watch.pid"
-"""The watchdog's pid, in the server's data folder."""
 
 
 def names_socket(pid: int, socket: str) -> bool:
@@ -48,15 +49,6 @@ def names_socket(pid: int, socket: str) -> bool:
     except OSError:
         return False
     return any(w.removeprefix("unixsocket:") == socket for w in words)
-
-
-def _write_pid(path: Path) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(f"{os.getpid()}\n")
-        tmp.replace(path)
-    except OSError:
-        pass  # only `server stop` uses it, to wait for the watchdog to be gone
 
 
 def _folder_gone(dir_fd: int) -> bool:
@@ -73,18 +65,19 @@ def _wait_exit(pidfd: int, timeout: float) -> bool:
     return bool(poller.poll(max(0, int(timeout * 1000))))
 
 
-def watch(pid: int, folder: str, socket: str, interval: float) -> int:
-    """The watchdog's loop (in the daemonized child). Returns the exit code."""
+def watch(pid: int, socket: str, interval: float) -> int:
+    """The watchdog's loop. Returns the exit code."""
     if not names_socket(pid, socket):
         return 1
     try:
         pidfd = os.pidfd_open(pid)
-        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        # The server's working folder is its data folder (valkey chdirs to its `dir`):
+        # opened through /proc, it is held even if it was deleted before we got here.
+        dir_fd = os.open(f"/proc/{pid}/cwd", os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
         return 1
     if not names_socket(pid, socket):  # the pid was reused between the check and the pidfd
         return 1
-    _write_pid(Path(folder) / PID_FILE)
     while not _wait_exit(pidfd, interval):
         if not _folder_gone(dir_fd):
             continue
@@ -98,36 +91,29 @@ def watch(pid: int, folder: str, socket: str, interval: float) -> int:
     return 0
 
 
-def _daemonize() -> bool:
-    """Fork; True in the child (a new session, no terminal, cwd /), False in the parent."""
-    if os.fork() != 0:
-        return False
-    os.setsid()
+def _detach() -> None:
+    """A session of its own (no terminal's signals), out of the caller's folder."""
+    try:
+        os.setsid()
+    except OSError:
+        pass  # already a session or group leader: fine as it is
     os.chdir("/")
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    if null > 2:
-        os.close(null)
-    return True
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orchestrator.server_watch")
     parser.add_argument("--pid", type=int, required=True)
-    parser.add_argument("--dir", required=True)
+    parser.add_argument("--dir", required=True)  # names the folder in `ps` (server stop)
     parser.add_argument("--socket", required=True)
     parser.add_argument("--interval", type=float, default=5.0)
     args = parser.parse_args(argv)
     if not hasattr(os, "pidfd_open"):  # not Linux >= 5.3: no watchdog, as before
         return 0
-    if not _daemonize():
-        return 0
+    _detach()
     try:
-        code = watch(args.pid, args.dir, args.socket, max(0.05, args.interval))
-    except BaseException:  # a daemon: nowhere to report it, nothing to leave behind
-        code = 1
-    os._exit(code)
+        return watch(args.pid, args.socket, max(0.05, args.interval))
+    except Exception:  # in the background: nowhere to report it
+        return 1
 
 
 if __name__ == "__main__":
