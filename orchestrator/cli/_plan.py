@@ -236,11 +236,14 @@ def quickstart(
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise UsageError(f"quickstart: {directory} exists and is not an empty directory")
     source = configs_dir() / "quickstart"
-    target.mkdir(parents=True, exist_ok=True)
-    for name in ("plan.yaml", "agent.py", "README.md"):
-        shutil.copyfile(source / name, target / name)
-    (target / "agent.py").chmod(0o755)
-    (target / ".gitignore").write_text("__pycache__/\n.orchestrate/\n", encoding="utf-8")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("plan.yaml", "agent.py", "README.md"):
+            shutil.copyfile(source / name, target / name)
+        (target / "agent.py").chmod(0o755)
+        (target / ".gitignore").write_text("__pycache__/\n.orchestrate/\n", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"quickstart: cannot create {directory}: {exc.strerror or exc}") from exc
     ident = ["-c", "user.name=orchestrate", "-c", "user.email=orchestrate@localhost"]
     steps = (
         ["git", "init", "--quiet", "--initial-branch=main"],
