@@ -10,16 +10,19 @@ Models are frozen and refuse unknown keys. Durations are written ``90s``,
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
+    PrivateAttr,
     WithJsonSchema,
     field_validator,
 )
@@ -59,6 +62,8 @@ def parse_duration(value: Any) -> float:
             seconds = h * 3600 + mi * 60 + s
     else:
         raise ValueError("expected a duration such as 90s, 30m or 2h")
+    if not math.isfinite(seconds):  # .nan would pass every comparison below and disable a limit
+        raise ValueError("a duration must be a finite number")
     if seconds <= 0:
         raise ValueError("a duration must be greater than zero")
     if seconds > _MAX_DURATION:
@@ -90,14 +95,34 @@ Duration = Annotated[
     ),
 ]
 Identifier = Annotated[str, Field(pattern=ID_PATTERN, max_length=64)]
+
+
+def _argv(value: tuple[str, ...]) -> tuple[str, ...]:
+    if not value or not value[0]:
+        raise ValueError("an argv list needs a program as its first item")
+    return value
+
+
+def _env_name(value: str) -> str:
+    if not value or "=" in value:
+        raise ValueError(
+            f"{value!r} is not an environment variable name (it must be non-empty, without '=')"
+        )
+    return value
+
+
 Command = Annotated[
-    str | tuple[str, ...],
+    str | Annotated[tuple[str, ...], AfterValidator(_argv)],
     Field(description="A shell command as a string, or an argv list run without a shell."),
 ]
+EnvName = Annotated[str, AfterValidator(_env_name)]
+"""A key of ``env:``; ``=`` in it would end the name early in the agent's environment."""
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, allow_inf_nan=False
+    )
 
 
 def redact_url(url: str) -> str:
@@ -169,7 +194,9 @@ class AgentConfig(_Model):
     )
     args: tuple[str, ...] = Field(default=(), description="Extra arguments appended to the argv.")
     model: str | None = Field(default=None, description="Model name passed to the agent CLI.")
-    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
+    env: dict[EnvName, str] = Field(
+        default_factory=dict, description="Extra environment variables."
+    )
     resume_session: bool = Field(
         default=True, description="On a retry, continue the agent's own session where the CLI can."
     )
@@ -215,7 +242,7 @@ class Team(_Model):
     stall_timeout: Duration | None = None
     retries: int | None = Field(default=None, ge=0, le=20)
     budget: Budget | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[EnvName, str] = Field(default_factory=dict)
     prompt_template: str | None = Field(
         default=None,
         description="A Jinja2 template file (relative to the plan) for this team's prompt.",
@@ -260,7 +287,7 @@ class Plan(_Model):
     budget: Budget | None = None
     defaults: Defaults = Field(default_factory=Defaults)
     agents: dict[Identifier, AgentConfig] = Field(default_factory=dict)
-    env: dict[str, str] = Field(
+    env: dict[EnvName, str] = Field(
         default_factory=dict, description="Environment added for every agent."
     )
     env_allow: tuple[str, ...] | None = Field(
@@ -277,11 +304,14 @@ class Plan(_Model):
         default=(), description="Webhooks posted on a team failure and at the end of the run."
     )
 
+    _by_id: dict[str, Team] | None = PrivateAttr(default=None)
+
     def team(self, team_id: str) -> Team:
-        for t in self.teams:
-            if t.id == team_id:
-                return t
-        raise KeyError(team_id)
+        if self._by_id is None:  # built once: a large plan asks for every team (graph, CLI)
+            self._by_id = {}
+            for t in self.teams:
+                self._by_id.setdefault(t.id, t)
+        return self._by_id[team_id]
 
     def agent_name(self, team: Team) -> str:
         return team.agent or self.defaults.agent
