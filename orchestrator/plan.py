@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -305,6 +306,14 @@ class Plan(_Model):
     )
 
     _by_id: dict[str, Team] | None = PrivateAttr(default=None)
+    _deps: dict[str, tuple[str, ...]] | None = PrivateAttr(default=None)
+
+    def dependencies(self) -> Mapping[str, tuple[str, ...]]:
+        """Each team id (plan order) -> its ``depends_on``; built once (graph functions ask
+        for it once per team on a large plan)."""
+        if self._deps is None:
+            self._deps = {t.id: t.depends_on for t in self.teams}
+        return self._deps
 
     def team(self, team_id: str) -> Team:
         if self._by_id is None:  # built once: a large plan asks for every team (graph, CLI)

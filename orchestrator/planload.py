@@ -33,11 +33,13 @@ from orchestrator.plan import BUILTIN_AGENT_KINDS, ID_PATTERN, Plan
 
 MAX_PLAN_BYTES = 2 * 1024 * 1024
 """Plans larger than this are refused unread (2 MiB is thousands of teams)."""
-MAX_NODES = 200_000
+MAX_NODES = 1 << 20
+"""Refuse YAML whose aliases expand to more nodes than this (a 'billion laughs' plan).
+A plan without aliases cannot reach it within :data:`MAX_PLAN_BYTES` (a node takes at
+least two bytes), so it bounds what aliases add, never a large plain plan."""
 RESERVED_TEAM_IDS = frozenset({"integration", "run"})
 """Team ids taken by orchestrate's own branches ``orchestrate/<run>/integration`` and
 ``orchestrate/<run>/run`` (shared isolation); compared without case."""
-"""Refuse YAML whose aliases expand to more nodes than this (a 'billion laughs' plan)."""
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _ID_RE = re.compile(ID_PATTERN)
 Loc = tuple[str | int, ...]

@@ -15,7 +15,9 @@ import typer
 from orchestrator.cli import app
 
 if TYPE_CHECKING:
-    pass
+    from rich.console import Console
+
+    from orchestrator.plan import Plan
 
 PlanArg = Annotated[
     Path,
@@ -55,8 +57,6 @@ def _clock(seconds: float, *, fine: bool) -> str:
 def show_plan(plan_file: PlanArg) -> None:
     """Show the schedule before anything runs: waves, critical path, timeline, warnings."""
     from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
 
     from orchestrator import graph
     from orchestrator.plan import format_duration
@@ -74,23 +74,11 @@ def show_plan(plan_file: PlanArg) -> None:
     )
 
     console.print("[bold]Waves[/] (teams that can run together)", soft_wrap=True)
-    table = Table()
-    table.add_column("wave", justify="right")
-    table.add_column("team")
-    table.add_column("depends on")
-    table.add_column("agent")
-    table.add_column("estimate", justify="right")
-    for n, wave in enumerate(graph.waves(plan), start=1):
-        for k, tid in enumerate(wave):
-            team = plan.team(tid)
-            table.add_row(
-                str(n) if k == 0 else "",
-                tid + (f"\n[dim]{escape(team.name)}[/]" if team.name else ""),
-                ", ".join(team.depends_on) or "-",
-                plan.agent_name(team),
-                format_duration(team.estimate) if team.estimate else "-",
-            )
-    console.print(table)
+    if len(plan.teams) > _TABLE_MAX_TEAMS:  # a table measures every cell: seconds per thousand
+        for n, wave in enumerate(graph.waves(plan), start=1):
+            console.print(f"wave {n}: {', '.join(wave)}", soft_wrap=True, markup=False)
+    else:
+        _waves_table(console, plan)
 
     path, total = graph.critical_path(plan)
     note = (
@@ -133,6 +121,36 @@ def show_plan(plan_file: PlanArg) -> None:
         console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     if not warnings:
         console.print("No warnings.")
+
+
+_TABLE_MAX_TEAMS = 500
+"""Above this many teams, ``plan`` lists each wave on one line instead of a table."""
+
+
+def _waves_table(console: Console, plan: Plan) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from orchestrator import graph
+    from orchestrator.plan import format_duration
+
+    table = Table()
+    table.add_column("wave", justify="right")
+    table.add_column("team")
+    table.add_column("depends on")
+    table.add_column("agent")
+    table.add_column("estimate", justify="right")
+    for n, wave in enumerate(graph.waves(plan), start=1):
+        for k, tid in enumerate(wave):
+            team = plan.team(tid)
+            table.add_row(
+                str(n) if k == 0 else "",
+                tid + (f"\n[dim]{escape(team.name)}[/]" if team.name else ""),
+                ", ".join(team.depends_on) or "-",
+                plan.agent_name(team),
+                format_duration(team.estimate) if team.estimate else "-",
+            )
+    console.print(table)
 
 
 _AGENT_CLIS = ("claude-code", "codex", "aider", "gemini", "opencode")
