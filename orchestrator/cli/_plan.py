@@ -42,6 +42,10 @@ def validate(plan_file: PlanArg) -> None:
         f"max_parallel {plan.max_parallel}, isolation {plan.isolation}, "
         f"repo {loaded.repo_root} (from {base})"
     )
+    from orchestrator.preflight import unseen_files
+
+    for warning in unseen_files(loaded):  # stderr: the summary line stays alone on stdout
+        typer.echo(f"warning: {warning}", err=True)
 
 
 def _clock(seconds: float, *, fine: bool) -> str:
@@ -113,10 +117,11 @@ def show_plan(plan_file: PlanArg) -> None:
             + ("" if o.deliverable_a == o.deliverable_b else f" / {o.deliverable_b!r}")
             + ": a merge conflict waiting to happen (make one depend on the other?)"
         )
-    from orchestrator.preflight import missing_agents
+    from orchestrator.preflight import missing_agents, unseen_files
 
     for m in missing_agents(loaded, guess_shell=True):
         warnings.append(f"agent {m.agent!r}: {m}")
+    warnings.extend(unseen_files(loaded))
     for w in warnings:
         console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     if not warnings:

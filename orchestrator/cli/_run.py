@@ -316,8 +316,10 @@ def run(
 
     _configure_logging(verbose)
     loaded = _load(plan_file)
-    from orchestrator.preflight import require_agents
+    from orchestrator.preflight import require_agents, unseen_files
 
+    for warning in unseen_files(loaded):
+        sys.stderr.write(f"warning: {warning}\n")
     require_agents(loaded)  # before anything is recorded: nothing to resume, nothing half started
     overrides: dict[str, Any] = {}
     if redis_url:
