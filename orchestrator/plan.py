@@ -305,22 +305,24 @@ class Plan(_Model):
         default=(), description="Webhooks posted on a team failure and at the end of the run."
     )
 
-    _by_id: dict[str, Team] | None = PrivateAttr(default=None)
-    _deps: dict[str, tuple[str, ...]] | None = PrivateAttr(default=None)
+    # Built once per teams tuple (a model_copy that replaces the teams gets fresh ones):
+    # graph functions and the CLI ask for them once per team on a large plan.
+    _by_id: tuple[tuple[Team, ...], dict[str, Team]] | None = PrivateAttr(default=None)
+    _deps: tuple[tuple[Team, ...], dict[str, tuple[str, ...]]] | None = PrivateAttr(default=None)
 
     def dependencies(self) -> Mapping[str, tuple[str, ...]]:
-        """Each team id (plan order) -> its ``depends_on``; built once (graph functions ask
-        for it once per team on a large plan)."""
-        if self._deps is None:
-            self._deps = {t.id: t.depends_on for t in self.teams}
-        return self._deps
+        """Each team id, in plan order, with its ``depends_on``."""
+        if self._deps is None or self._deps[0] is not self.teams:
+            self._deps = (self.teams, {t.id: t.depends_on for t in self.teams})
+        return self._deps[1]
 
     def team(self, team_id: str) -> Team:
-        if self._by_id is None:  # built once: a large plan asks for every team (graph, CLI)
-            self._by_id = {}
+        if self._by_id is None or self._by_id[0] is not self.teams:
+            by_id: dict[str, Team] = {}
             for t in self.teams:
-                self._by_id.setdefault(t.id, t)
-        return self._by_id[team_id]
+                by_id.setdefault(t.id, t)
+            self._by_id = (self.teams, by_id)
+        return self._by_id[1][team_id]
 
     def agent_name(self, team: Team) -> str:
         return team.agent or self.defaults.agent

@@ -19,7 +19,13 @@ import pytest
 
 from orchestrator.errors import PlanError, Problem
 from orchestrator.gitops import integration_branch, shared_branch
-from orchestrator.planload import MAX_PLAN_BYTES, RESERVED_TEAM_IDS, load_plan, load_plan_text
+from orchestrator.planload import (
+    MAX_NODES,
+    MAX_PLAN_BYTES,
+    RESERVED_TEAM_IDS,
+    load_plan,
+    load_plan_text,
+)
 
 GIT_ENV = {
     **os.environ,
@@ -93,6 +99,27 @@ def test_recursive_alias_through_validate_exits_2(repo: Path) -> None:
         f"{plan}:1:4: a YAML alias refers to a node that contains it (a recursive alias)",
         "orchestrate: the plan has 1 problem(s)",
     ]
+
+
+def test_alias_bomb_is_still_refused(repo: Path) -> None:
+    """A 'billion laughs' plan (aliases of aliases) is refused from its few nodes, without
+    expanding it."""
+    lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    found = problems(repo, "\n".join(lines) + "\n")
+    assert len(found) == 1
+    assert found[0].message == f"the plan expands to more than {MAX_NODES} YAML nodes (aliases?)"
+
+
+@pytest.mark.slow
+def test_a_large_plain_plan_is_not_taken_for_an_alias_bomb(repo: Path) -> None:
+    """20,000 teams without a single alias (under the size limit) load: the node limit
+    bounds what aliases add, not the size of a plain plan."""
+    lines = ["version: 1", "name: big", "teams:"]
+    lines += [f"  - {{id: t{i}, task: p, depends_on: [t{i - 1}]}}" for i in range(1, 20_000)]
+    text = "\n".join([*lines, "  - {id: t0, task: p}"]) + "\n"
+    assert len(text) < MAX_PLAN_BYTES
+    assert len(load_plan_text(text, path=repo / "plan.yaml").plan.teams) == 20_000
 
 
 # --- what reaches argv, the environment and exec --------------------------------
