@@ -290,6 +290,7 @@ class _Checker:
         self._seen: set[tuple[str, int | None, int | None]] = set()
         self.repo_root = plan_dir
         self._roles: dict[str, str | None] = {}
+        self._resolved_root: Path | None = None
 
     def add(self, loc: Loc, message: str, *, key: bool = False, where: Loc | None = None) -> None:
         """Record a problem at the YAML node of ``loc`` (its key node if ``key``)."""
@@ -529,7 +530,9 @@ class _Checker:
     def _check_deliverables(self, i: int, deliverables: Any) -> None:
         if not isinstance(deliverables, list):
             return
-        root = self.repo_root
+        if self._resolved_root is None:  # once: a plan may have thousands of deliverables
+            self._resolved_root = self.repo_root.resolve()
+        root = self._resolved_root
         for j, item in enumerate(deliverables):
             if not isinstance(item, str):
                 continue
@@ -610,7 +613,7 @@ def _deliverable_problem(item: str, root: Path, check_fs: bool) -> str | None:
         if _GLOB_CHARS.search(part):
             break
         literal.append(part)
-    base = root.resolve()
+    base = root  # resolved already (the repository's top level)
     try:
         resolved = root.joinpath(*literal).resolve()
     except (OSError, RuntimeError):
