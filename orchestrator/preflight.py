@@ -20,6 +20,7 @@ from pathlib import Path
 
 from orchestrator.agents import adapter_for, executable
 from orchestrator.errors import PlanError, Problem
+from orchestrator.paths import STATE_DIR_NAME
 from orchestrator.plan import AgentConfig, Plan
 from orchestrator.planload import LoadedPlan
 
@@ -162,14 +163,14 @@ def unseen_files(loaded: LoadedPlan) -> list[str]:
     (an agent's command or args, a check, the integration test), then how many in all."""
     changed = _changed_files(loaded.repo_root)
     plan = loaded.plan
-    skip = {loaded.path}
+    skip = {loaded.path, loaded.path.with_suffix(".md")}  # the plan (or its Markdown source)
     for template in [plan.prompt_template, *(t.prompt_template for t in plan.teams)]:
         if template:
             skip.add((loaded.path.parent / template).absolute())
     files = {
         path: state
         for path, state in changed.items()
-        if not path.startswith(".orchestrate/")
+        if not path.startswith(f"{STATE_DIR_NAME}/")
         and (loaded.repo_root / path).absolute() not in skip
     }
     if not files:
