@@ -378,3 +378,23 @@ def test_markdown_too_large_is_refused_by_import(repo: Path) -> None:
     assert proc.returncode == 2
     assert f"larger than {MAX_PLAN_BYTES} bytes" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_run_refuses_a_repository_with_a_branch_named_orchestrate(repo: Path) -> None:
+    """`run` refuses too, before anything is recorded: one line naming the branch, exit 2,
+    no state folder (every team used to fail to create its branch)."""
+    git(repo, "branch", "orchestrate")
+    plan = repo / "plan.yaml"
+    plan.write_text(GOOD)
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "run", str(plan)],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert f"{plan}:1:1: repo: the repository has a ref 'refs/heads/orchestrate'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (repo / ".orchestrate").exists()
