@@ -340,8 +340,10 @@ def run(
 
     _configure_logging(verbose)
     loaded = _load(plan_file)
-    from orchestrator.preflight import require_agents
+    from orchestrator.preflight import require_agents, unseen_files
 
+    for warning in unseen_files(loaded):
+        sys.stderr.write(f"warning: {warning}\n")
     require_agents(loaded)  # before anything is recorded: nothing to resume, nothing half started
     settings = load_settings(state_dir=state_dir, redis_url=redis_url)
     root = settings.state_dir or loaded.repo_root / STATE_DIR_NAME
