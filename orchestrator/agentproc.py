@@ -75,6 +75,8 @@ class Launch:
     log: Path
     status: Path
     secrets: tuple[str, ...] = ()
+    stdin: Path | None = None
+    """A file the agent reads as its stdin (its prompt); None: ``/dev/null``."""
 
 
 @dataclass(frozen=True)
@@ -307,6 +309,8 @@ class AgentProcess:
             try:
                 offset = os.fstat(fd).st_size
                 secrets_args = ["--secrets-fd", str(secrets_r)] if launch.secrets else []
+                if launch.stdin is not None:
+                    secrets_args += ["--stdin", str(launch.stdin)]
                 popen = subprocess.Popen(
                     [
                         *_SUPERVISOR,
