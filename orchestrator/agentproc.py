@@ -515,6 +515,13 @@ class AgentProcess:
                 _killpg(self.pid, signal.SIGKILL)
                 await _wait_until(lambda: not self._group_alive(), _EXIT_WAIT)
 
+    def kill(self) -> None:
+        """SIGKILL the agent's process group now, without a grace period (a second Ctrl-C).
+
+        A :meth:`terminate` under way sees the group gone and returns."""
+        if self._group_alive():
+            _killpg(self.pid, signal.SIGKILL)
+
     def _group_alive(self) -> bool:
         _reap_released()
         if self._popen is not None:

@@ -26,9 +26,10 @@ decided in one place:
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,47 @@ KEPT_EVENTS = ("session", "usage", "result", "error")
 
 OnShown = Callable[[list[str], str | None], Awaitable[None]]
 """Called with each batch of displayed lines and the session id they announced (if any)."""
+
+
+class LiveAgents:
+    """The supervised processes one orchestrator follows now (agents, the test suite).
+
+    Stopping a run terminates each of them with a grace period; a further
+    Ctrl-C or SIGTERM meanwhile calls :meth:`kill_all`, which SIGKILLs every
+    group at once (and any that registers afterwards), so the orchestrator
+    never exits leaving one behind.
+    """
+
+    def __init__(self) -> None:
+        self._procs: set[AgentProcess] = set()
+        self.killing = False
+
+    def __len__(self) -> int:
+        return len(self._procs)
+
+    @contextlib.contextmanager
+    def track(self, proc: AgentProcess) -> Iterator[AgentProcess]:
+        """Count ``proc`` as live for the block (wrap its ``async with``: it stays
+        counted until closing it has ended its group)."""
+        self._procs.add(proc)
+        if self.killing:
+            proc.kill()
+        try:
+            yield proc
+        finally:
+            self._procs.discard(proc)
+
+    def kill_all(self) -> None:
+        """SIGKILL every live group now, and every one that registers from now on."""
+        self.killing = True
+        for proc in list(self._procs):
+            proc.kill()
+
+
+def _tracked(
+    live: LiveAgents | None, proc: AgentProcess
+) -> contextlib.AbstractContextManager[object]:
+    return live.track(proc) if live is not None else contextlib.nullcontext()
 
 
 @dataclass(frozen=True)
@@ -210,17 +252,20 @@ async def run_agent(
     on_started: Callable[[AgentProcess], Awaitable[None]] | None = None,
     on_lines: OnShown | None = None,
     tail_lines: int = TAIL_LINES,
+    live: LiveAgents | None = None,
 ) -> Ran:
     """Start ``job``'s agent, follow it to its end, judge it (raises :class:`AgentError`
-    when it cannot start). Closing kills what is left of it."""
+    when it cannot start). Closing kills what is left of it; ``live`` counts it meanwhile."""
     prepared = prepare(job)
     run = AgentRun(prepared.adapter, tail_lines=tail_lines)
-    async with await AgentProcess.start(prepared.launch) as proc:
-        if on_started is not None:
-            await on_started(proc)
-        outcome = await run.follow(
-            proc, timeout=timeout, stall_timeout=stall_timeout, on_lines=on_lines, grace=grace
-        )
+    proc = await AgentProcess.start(prepared.launch)
+    with _tracked(live, proc):
+        async with proc:
+            if on_started is not None:
+                await on_started(proc)
+            outcome = await run.follow(
+                proc, timeout=timeout, stall_timeout=stall_timeout, on_lines=on_lines, grace=grace
+            )
     return Ran(
         outcome=outcome, verdict=run.verdict(outcome), tail=list(run.tail), events=run.events
     )

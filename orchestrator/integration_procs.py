@@ -10,6 +10,7 @@ resolver/fixer agents under the supervisor, numbered ``_integration.<n>``
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -20,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.agentproc import AgentProcess, Launch, Outcome
-from orchestrator.agentrun import AgentJob, run_agent
+from orchestrator.agentrun import AgentJob, LiveAgents, run_agent
 from orchestrator.agents.base import exit_reason
 from orchestrator.envs import work_env
 from orchestrator.errors import OrchestrateError
@@ -185,7 +186,9 @@ class ProcessRunner:
         run_id: str,
         epoch: int,
         kill_grace: float,
+        live: LiveAgents | None = None,
     ) -> None:
+        self.live = live
         self.loaded = loaded
         self.plan = loaded.plan
         self.store = store
@@ -235,14 +238,18 @@ class ProcessRunner:
             shown = [s for line in lines for s in on_line(line)]
             await self.store.append_log(self.run_id, STORE_NAME, n, shown)
 
-        async with await AgentProcess.start(launch) as proc:
-            await self._record(n, {"pid": str(proc.pid)})
-            return await proc.run(
-                timeout=limit,
-                stall_timeout=stall_timeout,
-                on_lines=on_lines,
-                grace=self.kill_grace,
-            )
+        proc = await AgentProcess.start(launch)
+        with contextlib.ExitStack() as stack:
+            if self.live is not None:
+                stack.enter_context(self.live.track(proc))
+            async with proc:
+                await self._record(n, {"pid": str(proc.pid)})
+                return await proc.run(
+                    timeout=limit,
+                    stall_timeout=stall_timeout,
+                    on_lines=on_lines,
+                    grace=self.kill_grace,
+                )
 
     def _env(self, layers: Sequence[Mapping[str, str]] = ()) -> dict[str, str]:
         """The work environment (the agents' without ``ORCHESTRATE_*``): the suite's."""
@@ -333,7 +340,7 @@ class ProcessRunner:
             ran = await run_agent(
                 job, timeout=self.plan.defaults.timeout,
                 stall_timeout=self.plan.defaults.stall_timeout, grace=self.kill_grace,
-                on_started=launched, on_lines=lines, tail_lines=TAIL_LINES,
+                on_started=launched, on_lines=lines, tail_lines=TAIL_LINES, live=self.live,
             )  # fmt: skip
             outcome, verdict = ran.outcome, ran.verdict
         except OrchestrateError as exc:

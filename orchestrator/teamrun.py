@@ -40,7 +40,7 @@ import structlog
 
 from orchestrator import graph
 from orchestrator.agentproc import AgentProcess, Outcome
-from orchestrator.agentrun import AgentJob, AgentRun, prepare
+from orchestrator.agentrun import AgentJob, AgentRun, LiveAgents, prepare
 from orchestrator.agents import adapter_for
 from orchestrator.agents.base import Verdict, exit_reason
 from orchestrator.envs import work_env
@@ -172,6 +172,8 @@ class RunContext:
     cancel_reason: str | None = None
     """The run's reason once cancelled (``cancelled by <host> pid <n>``): each stopped
     team's reason says it."""
+    live: LiveAgents = field(default_factory=LiveAgents)
+    """The agents followed now: a further signal while stopping SIGKILLs them."""
     _topo_index: dict[str, int] | None = None
 
     def upstream(self, team_id: str) -> list[str]:
@@ -591,28 +593,29 @@ class TeamRunner:
                 fields["session_id"] = session
             await store.update_attempt(run_id, team.id, attempt, fields, epoch=ctx.epoch)
 
-        async with proc:
-            try:
-                if fresh:
-                    created = "" if proc.create_time is None else repr(proc.create_time)
-                    await store.update_attempt(
-                        run_id,
-                        team.id,
-                        attempt,
-                        {"pid": str(proc.pid), "pid_created": created},
-                        epoch=ctx.epoch,
+        with ctx.live.track(proc):
+            async with proc:
+                try:
+                    if fresh:
+                        created = "" if proc.create_time is None else repr(proc.create_time)
+                        await store.update_attempt(
+                            run_id,
+                            team.id,
+                            attempt,
+                            {"pid": str(proc.pid), "pid_created": created},
+                            epoch=ctx.epoch,
+                        )
+                    outcome = await run.follow(
+                        proc,
+                        timeout=timeout,
+                        stall_timeout=self.plan.stall_timeout(team),
+                        on_lines=on_lines,
+                        grace=ctx.options.kill_grace,
                     )
-                outcome = await run.follow(
-                    proc,
-                    timeout=timeout,
-                    stall_timeout=self.plan.stall_timeout(team),
-                    on_lines=on_lines,
-                    grace=ctx.options.kill_grace,
-                )
-            except BaseException:
-                if ctx.leaves_agents:
-                    proc.detach()  # the orchestrator that takes over follows it
-                raise
+                except BaseException:
+                    if ctx.leaves_agents:
+                        proc.detach()  # the orchestrator that takes over follows it
+                    raise
         if not outcome.ok:  # `orchestrate cancel` kills agents: a clean exit was not killed
             await self._stop_if_cancelled()
         tail = list(run.tail)
