@@ -21,6 +21,11 @@ What a local executor (:mod:`orchestrator.local_executor`) runs for each
    team branch.
 
 It writes attempt records and log lines only, never a team transition.
+
+Everything it uses is in its :class:`RunSite` and the request: an executor on
+another machine builds its own site (its workspace's state layout and clone,
+its own store connection, the plan from the run's meta via
+:func:`orchestrator.runs.plan_of_run`) and runs the same :class:`Attempt`.
 """
 
 from __future__ import annotations

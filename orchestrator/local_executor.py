@@ -11,6 +11,10 @@ Idempotent per key ``(run, team, attempt)``: a request for a key that is
 running waits for it and gets the same outcome (no second agent); a request
 for a key that ended gets its outcome again. A key whose attempt was
 abandoned (cancelled, or failed with an error) may be asked for again.
+Across orchestrator processes the scheduler never asks for an attempt that
+was started before without its ``attach`` record: a resume reconciles each
+team from the store first (:mod:`orchestrator.resume`), so a crashed
+orchestrator's agent is followed, never started again.
 """
 
 from __future__ import annotations
