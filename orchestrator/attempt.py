@@ -99,6 +99,9 @@ class RunSite:
     shared_worktree: Path | None = None
     shared_branch: str | None = None
     commit_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    secrets: tuple[str, ...] = ()
+    """What every prompt, log and summary masks beyond an agent's own secret variables
+    (:func:`orchestrator.agentrun.run_secrets`: orchestrate's, the Redis password)."""
 
     @property
     def plan(self) -> Plan:
@@ -301,7 +304,7 @@ class Attempt:
                     "ORCHESTRATE_ATTEMPT": str(self.attempt),
                     "ORCHESTRATE_PROMPT_FILE": str(prompt_file),
                 },
-                secrets=site.store.secrets,
+                secrets=site.secrets,
                 run_id=site.run_id,
                 model=team.model,
                 resume_session_id=resume,
@@ -511,7 +514,7 @@ class Attempt:
         text = (text or "").strip()
         if not text:
             return None
-        text = Redactor.from_env(extra=self.site.store.secrets).redact(text)
+        text = Redactor(self.site.secrets).redact(text)
         if len(text) > FINAL_MESSAGE_CHARS:
             text = text[: FINAL_MESSAGE_CHARS - 1].rstrip() + "…"
         return text

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from orchestrator.agentrun import run_secrets
 from orchestrator.attempt import Attempt, RunSite
 from orchestrator.errors import AgentError
 from orchestrator.executor import AttemptHooks, AttemptKey, AttemptOutcome, AttemptRequest
@@ -62,6 +63,7 @@ class LocalExecutor:
             live=ctx.live,
             shared_worktree=ctx.shared_worktree,
             shared_branch=ctx.shared_branch,
+            secrets=run_secrets(ctx.store.secrets),
         )
         if site.shared_worktree is not None and site.shared_branch is not None:
             await site.git.add_worktree(site.shared_worktree, site.shared_branch, ctx.base_commit)
