@@ -36,9 +36,10 @@ from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.text import Text
 
 from orchestrator.errors import OrchestrateError
-from orchestrator.logs import RUN_DONE, last_line, printable
+from orchestrator.logs import last_line, printable
 from orchestrator.plan import Plan, format_duration
 from orchestrator.redact import Redactor
+from orchestrator.status import RunStatus, TeamStatus
 
 if TYPE_CHECKING:
     from orchestrator.state import LeaseHolder
@@ -51,27 +52,28 @@ IDLE_REFRESH_MS = 1_000
 """Redraw at least this often (elapsed times, last lines, live deliverables)."""
 Phase = Literal["teams", "integration", "done"]
 
-_STATUS_STYLE = {
-    "pending": "dim",
-    "running": "bold yellow",
-    "verifying": "cyan",
-    "retrying": "dark_orange",
-    "succeeded": "green",
-    "failed": "bold red",
-    "blocked": "magenta",
-    "cancelled": "dim red",
-    "integrating": "bold cyan",
-    "interrupted": "dark_orange",
+_STATUS_STYLE: dict[str, str] = {
+    TeamStatus.PENDING: "dim",
+    TeamStatus.RUNNING: "bold yellow",
+    TeamStatus.VERIFYING: "cyan",
+    TeamStatus.RETRYING: "dark_orange",
+    TeamStatus.SUCCEEDED: "green",
+    TeamStatus.FAILED: "bold red",
+    TeamStatus.BLOCKED: "magenta",
+    TeamStatus.CANCELLED: "dim red",
+    RunStatus.INTEGRATING: "bold cyan",
+    RunStatus.INTERRUPTED: "dark_orange",
 }
-_GLYPH = {
-    "pending": "·",
-    "running": "▶",
-    "verifying": "?",
-    "retrying": "↻",
-    "succeeded": "✔",
-    "failed": "✘",
-    "blocked": "⊘",
-    "cancelled": "■",
+"""A team's or a run's status -> its style (the run's pending, running... are the teams')."""
+_GLYPH: dict[str, str] = {
+    TeamStatus.PENDING: "·",
+    TeamStatus.RUNNING: "▶",
+    TeamStatus.VERIFYING: "?",
+    TeamStatus.RETRYING: "↻",
+    TeamStatus.SUCCEEDED: "✔",
+    TeamStatus.FAILED: "✘",
+    TeamStatus.BLOCKED: "⊘",
+    TeamStatus.CANCELLED: "■",
 }
 
 
@@ -142,7 +144,7 @@ class BoardSnapshot(_Model):
 
     @property
     def done(self) -> bool:
-        return self.status in RUN_DONE
+        return self.status in RunStatus.DONE
 
 
 STATUS_SCHEMA: dict[str, Any] = BoardSnapshot.model_json_schema()
@@ -185,9 +187,9 @@ def _present(root: Path, pattern: str) -> bool:
 
 
 def _found(state: TeamState, patterns: tuple[str, ...]) -> int:
-    if state.status == "succeeded":
+    if state.status is TeamStatus.SUCCEEDED:
         return len(patterns)
-    if state.worktree and state.status in ("running", "verifying", "retrying"):
+    if state.worktree and state.status in TeamStatus.IN_FLIGHT:
         root = Path(state.worktree)
         if root.is_dir():
             return sum(_present(root, p) for p in patterns)
@@ -206,9 +208,9 @@ def plan_for(run: RunState) -> Plan | None:
 
 
 def _phase(status: str) -> Phase:
-    if status in RUN_DONE:
+    if status in RunStatus.DONE:
         return "done"
-    return "integration" if status == "integrating" else "teams"
+    return "integration" if status == RunStatus.INTEGRATING else "teams"
 
 
 async def orchestrator_gone(store: Store, run_id: str) -> bool:
@@ -247,7 +249,7 @@ async def live_runs_of(
     ids = [r for r in await store.list_runs() if r.startswith(f"{plan_name}-")][:newest]
     for run_id in ids:
         run = await store.get_run(run_id)
-        if run.status in RUN_DONE or run.meta.get("plan_name", plan_name) != plan_name:
+        if run.status.done or run.meta.get("plan_name", plan_name) != plan_name:
             continue
         holder = await live_holder(store, run_id)
         if holder is not None:
@@ -282,7 +284,8 @@ async def build_snapshot(
         waiting = [
             d
             for d in deps
-            if state.status == "pending" and getattr(states.get(d), "status", "") != "succeeded"
+            if state.status is TeamStatus.PENDING
+            and getattr(states.get(d), "status", "") != TeamStatus.SUCCEEDED
         ]
         max_attempts = plan.retries(team) + 1 if plan is not None and team is not None else 0
         recorded = state.fields.get("max_attempts", "")
@@ -314,16 +317,17 @@ async def build_snapshot(
                 last_line=printable(redactor.redact(line)) if line is not None else None,
                 waiting_for=waiting,
                 reason=printable(redactor.redact(state.error or state.reason or "")) or None
-                if state.status not in ("running", "succeeded", "pending")
+                if state.status
+                not in (TeamStatus.RUNNING, TeamStatus.SUCCEEDED, TeamStatus.PENDING)
                 else None,
             )
         )
     reason = printable(redactor.redact(run.meta.get("reason") or "")) or None
-    if run.status not in RUN_DONE and await orchestrator_gone(store, run_id):
+    if not run.status.done and await orchestrator_gone(store, run_id):
         reason = f"no orchestrator is running it (killed?): `orchestrate resume {run_id}`"
     created = run.created or _epoch(run.meta.get("created"))
-    finished = _epoch(run.meta.get("finished")) if run.status in RUN_DONE else None
-    if finished is None and run.status in RUN_DONE:
+    finished = _epoch(run.meta.get("finished")) if run.status.done else None
+    if finished is None and run.status.done:
         finished = run.updated
     return BoardSnapshot(
         schema_version=1,
@@ -335,8 +339,8 @@ async def build_snapshot(
         finished=finished,
         elapsed_s=None if created is None else max(0.0, (finished or now) - created),
         teams_total=len(rows),
-        teams_succeeded=sum(r.status == "succeeded" for r in rows),
-        teams_failed=sum(r.status in ("failed", "blocked", "cancelled") for r in rows),
+        teams_succeeded=sum(r.status == TeamStatus.SUCCEEDED for r in rows),
+        teams_failed=sum(r.status in TeamStatus.UNSUCCESSFUL for r in rows),
         deliverables_found=sum(r.deliverables_found for r in rows),
         deliverables_total=sum(r.deliverables_total for r in rows),
         input_tokens=run.usage.input_tokens,
@@ -415,8 +419,8 @@ class Board:
     def lines(self, width: int) -> list[Text]:
         s = self.snapshot
         head = _head(s, width)
-        failed = sum(t.status in ("failed", "blocked") for t in s.teams)
-        cancelled = sum(t.status == "cancelled" for t in s.teams)
+        failed = sum(t.status in (TeamStatus.FAILED, TeamStatus.BLOCKED) for t in s.teams)
+        cancelled = sum(t.status == TeamStatus.CANCELLED for t in s.teams)
         done = s.teams_succeeded + s.teams_failed
         totals = (
             f" {s.teams_succeeded}/{s.teams_total} done"
@@ -431,7 +435,7 @@ class Board:
         overall.append(totals)
         overall.truncate(width, overflow="ellipsis")
         out = [head, overall]
-        if s.reason and (s.done or s.status in ("running", "integrating")):
+        if s.reason and (s.done or s.status in (RunStatus.RUNNING, RunStatus.INTEGRATING)):
             for part in Text(s.reason, style="dim").wrap(Console(width=width), width)[:3]:
                 part.rstrip()
                 out.append(part)
@@ -472,7 +476,7 @@ class Board:
             detail = ""
             if t.waiting_for:
                 detail = "waits for " + ", ".join(t.waiting_for)
-            elif t.reason and t.status not in ("running", "succeeded"):
+            elif t.reason and t.status not in (TeamStatus.RUNNING, TeamStatus.SUCCEEDED):
                 detail = t.reason
             elif t.last_line:
                 detail = " ".join(t.last_line.split())
@@ -550,7 +554,7 @@ async def plain_events(
     while True:
         events = await store.read_events(run_id, after=after)
         if not events:
-            if until_done and (await store.get_run(run_id)).status in RUN_DONE:
+            if until_done and (await store.get_run(run_id)).status.done:
                 return
             events = await store.read_events(run_id, after=after, block_ms=IDLE_REFRESH_MS)
         for event in events:

@@ -62,6 +62,7 @@ from orchestrator.runtypes import (
     RunContext,
     TeamResult,
 )
+from orchestrator.status import IntegrationStatus, RunStatus, TeamStatus
 from orchestrator.store import Store
 from orchestrator.teamrun import TeamRunner
 
@@ -81,7 +82,6 @@ __all__ = [  # the run-wide types are defined in runtypes; older callers import 
 
 log = structlog.get_logger("orchestrate.engine")
 
-_UNSUCCESSFUL = ("failed", "blocked", "cancelled")
 CANCEL_POLL = 0.5
 """Seconds between looks at the run's status (has ``orchestrate cancel`` cancelled it?)."""
 
@@ -90,9 +90,11 @@ CANCEL_POLL = 0.5
 class StartState:
     """Where each team stands when scheduling begins (a resume fills it from the store)."""
 
-    status: dict[str, str] = field(default_factory=dict)
-    """Team -> pending, succeeded, failed, blocked, or ``recover`` (see ``recoveries``)."""
+    status: dict[str, TeamStatus] = field(default_factory=dict)
+    """Team -> its status in the store (a team not named is pending)."""
     recoveries: dict[str, Recovery] = field(default_factory=dict)
+    """Teams the scheduler goes on with, whatever their status: re-attached at once
+    (``attach``), or started when their upstream teams allow, as pending teams are."""
 
 
 Setup = Callable[[RunContext], Awaitable[StartState]]
@@ -103,7 +105,7 @@ class RunResult:
     """How a run ended."""
 
     run_id: str
-    status: str
+    status: RunStatus
     """succeeded, failed, interrupted or cancelled."""
     teams: dict[str, TeamResult] = field(default_factory=dict)
     reason: str | None = None
@@ -113,7 +115,7 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        return {"succeeded": 0, "interrupted": 130, "cancelled": 130}.get(self.status, 1)
+        return self.status.exit_code
 
 
 class Engine:
@@ -178,7 +180,9 @@ class Engine:
                         await self.notifier.run_finished(
                             run_id,
                             status=result.status,
-                            failed=[t for t, r in result.teams.items() if r.status == "failed"],
+                            failed=[
+                                t for t, r in result.teams.items() if r.status is TeamStatus.FAILED
+                            ],
                             reason=result.reason,
                             report=self.layout.report_file(run_id, "html"),
                         )
@@ -208,7 +212,7 @@ class Engine:
                 start = await self.setup(ctx)
             else:
                 start = StartState()
-                await self.store.run_transition(run_id, "running", epoch=lease.epoch)
+                await self.store.run_transition(run_id, RunStatus.RUNNING, epoch=lease.epoch)
             if self.on_started is not None:  # the run is running: a live board may follow it
                 self.on_started(run_id)
             if self.plan.isolation == "shared":
@@ -257,11 +261,11 @@ class Engine:
                 run = await self.store.get_run(ctx.run_id)
             except StoreError:
                 continue  # the store's own retries failed; the next write says why
-            if run.status == "cancelled":
+            if run.status is RunStatus.CANCELLED:
                 ctx.cancel_reason = ctx.cancel_reason or run.meta.get("reason") or None
                 ctx.cancel_requested.set()
         self.cancelled = True
-        self._say("cancelled", "`orchestrate cancel`: stopping the agents")
+        self._say(RunStatus.CANCELLED, "`orchestrate cancel`: stopping the agents")
         tg.cancel_scope.cancel()
 
     async def _watch_signals(
@@ -289,16 +293,19 @@ class Engine:
                             self.detached = True
                             if self._ctx is not None:
                                 self._ctx.detached = True
-                            self._say("interrupted", f"{name}: leaving the agents running")
+                            self._say(RunStatus.INTERRUPTED, f"{name}: leaving the agents running")
                         else:
-                            self._say("interrupted", f"{name}: stopping the agents")
+                            self._say(RunStatus.INTERRUPTED, f"{name}: stopping the agents")
                         self._stopping = True
                         if self._tg is not None:
                             self._tg.cancel_scope.cancel()
                     elif first != signal.SIGHUP and self._ctx is not None:
                         live = self._ctx.live
                         if not live.killing:
-                            self._say("interrupted", f"{name} again: killing {len(live)} agent(s)")
+                            self._say(
+                                RunStatus.INTERRUPTED,
+                                f"{name} again: killing {len(live)} agent(s)",
+                            )
                         live.kill_all()
         finally:
             if first == signal.SIGHUP:  # a closing terminal may hang up again: stay to the end
@@ -308,7 +315,10 @@ class Engine:
         plan = self.plan
         order = graph.topo_order(plan)
         deps = {t.id: t.depends_on for t in plan.teams}
-        status = {t.id: start.status.get(t.id, "pending") for t in plan.teams}
+        status = {t.id: start.status.get(t.id, TeamStatus.PENDING) for t in plan.teams}
+        waiting = {t for t, s in status.items() if s is TeamStatus.PENDING}
+        waiting |= {t for t, r in start.recoveries.items() if r.attach is None}
+        # waiting: the teams the scheduler may start (pending, or going on from a resume)
         running: set[str] = set()
         limit = self.options.max_parallel or plan.max_parallel
         send, receive = anyio.create_memory_object_stream[TeamResult](max_buffer_size=math.inf)
@@ -317,13 +327,13 @@ class Engine:
             for team in plan.teams:
                 rec = start.recoveries.get(team.id)
                 if rec is not None and rec.attach is not None:
-                    status[team.id] = "running"
+                    status[team.id] = TeamStatus.RUNNING
                     running.add(team.id)
                     tg.start_soon(self._run_team, ctx, team, send.clone(), rec)
             while True:
-                await self._block(ctx, order, deps, status)
+                await self._block(ctx, order, deps, status, waiting)
                 if self.stop_reason is None:
-                    failed = [t for t, s in status.items() if s == "failed"]
+                    failed = [t for t, s in status.items() if s is TeamStatus.FAILED]
                     if self.options.fail_fast and failed:
                         self.stop_reason = f"--fail-fast: team {failed[0]} failed"
                     else:
@@ -334,9 +344,10 @@ class Engine:
                     for team in plan.teams:
                         if len(running) >= limit:
                             break
-                        ready = all(status[d] == "succeeded" for d in deps[team.id])
-                        if status[team.id] in ("pending", "recover") and ready:
-                            status[team.id] = "running"
+                        ready = all(status[d] is TeamStatus.SUCCEEDED for d in deps[team.id])
+                        if team.id in waiting and ready:
+                            waiting.discard(team.id)
+                            status[team.id] = TeamStatus.RUNNING
                             running.add(team.id)
                             rec = start.recoveries.get(team.id)
                             tg.start_soon(self._run_team, ctx, team, send.clone(), rec)
@@ -346,7 +357,7 @@ class Engine:
                 running.discard(result.team)
                 status[result.team] = result.status
                 self.results[result.team] = result
-                if result.status == "failed" and self._posts is not None:
+                if result.status is TeamStatus.FAILED and self._posts is not None:
                     # Posted in the background: a slow webhook never holds the run up.
                     self._posts.start_soon(
                         self.notifier.team_failed,
@@ -361,20 +372,22 @@ class Engine:
         ctx: RunContext,
         order: list[str],
         deps: dict[str, tuple[str, ...]],
-        status: dict[str, str],
+        status: dict[str, TeamStatus],
+        waiting: set[str],
     ) -> None:
-        """Mark ``blocked`` every pending team with an unsuccessful upstream team (cascading)."""
+        """Mark ``blocked`` every waiting team with an unsuccessful upstream team (cascading)."""
         for tid in order:
-            bad = [d for d in deps[tid] if status[d] in _UNSUCCESSFUL]
-            if status[tid] not in ("pending", "recover") or not bad:
+            bad = [d for d in deps[tid] if status[d] in TeamStatus.UNSUCCESSFUL]
+            if tid not in waiting or not bad:
                 continue
             reason = f"upstream team {bad[0]} {status[bad[0]]}"
             await self.store.team_transition(
-                ctx.run_id, tid, "blocked", epoch=ctx.epoch, attempt=0, reason=reason
+                ctx.run_id, tid, TeamStatus.BLOCKED, epoch=ctx.epoch, attempt=0, reason=reason
             )
-            status[tid] = "blocked"
-            self.results[tid] = TeamResult(team=tid, status="blocked", reason=reason)
-            self._say("blocked", reason, tid)
+            waiting.discard(tid)
+            status[tid] = TeamStatus.BLOCKED
+            self.results[tid] = TeamResult(team=tid, status=TeamStatus.BLOCKED, reason=reason)
+            self._say(TeamStatus.BLOCKED, reason, tid)
 
     async def _run_team(
         self,
@@ -395,37 +408,39 @@ class Engine:
         for team in self.plan.teams:
             res = self.results.get(team.id)
             state = teams.get(team.id)
-            status = state.status if state else (res.status if res else "pending")
+            status = state.status if state else (res.status if res else TeamStatus.PENDING)
             if res is None:
                 res = TeamResult(team=team.id, status=status)
                 if state is not None:
                     res.attempts = state.attempt
                     res.branch = state.branch
                     res.reason = state.reason
-                if status == "pending" and self.stop_reason:
+                if status is TeamStatus.PENDING and self.stop_reason:
                     res.reason = f"not started: {self.stop_reason}"
             res.status = status
             results[team.id] = res
         integration = self.integration
         if self.cancelled:
             who = ctx.cancel_reason or "cancelled"
-            final, reason = "cancelled", f"{who}; `orchestrate resume` finishes it"
+            final, reason = RunStatus.CANCELLED, f"{who}; `orchestrate resume` finishes it"
         elif self.interrupted and self.detached:
             final, reason = (
-                "interrupted",
+                RunStatus.INTERRUPTED,
                 "interrupted (SIGHUP); its agents go on: `orchestrate resume` re-attaches them",
             )
         elif self.interrupted:
-            final, reason = "interrupted", "interrupted; `orchestrate resume` finishes it"
-        elif all(r.status == "succeeded" for r in results.values()) and (
+            final, reason = RunStatus.INTERRUPTED, "interrupted; `orchestrate resume` finishes it"
+        elif all(r.status is TeamStatus.SUCCEEDED for r in results.values()) and (
             integration is None or integration.ok
         ):
-            final, reason = "succeeded", None
-        elif all(r.status == "succeeded" for r in results.values()) and integration is not None:
-            final, reason = "failed", f"integration: {integration.reason}"
+            final, reason = RunStatus.SUCCEEDED, None
+        elif all(r.status is TeamStatus.SUCCEEDED for r in results.values()) and (
+            integration is not None
+        ):
+            final, reason = RunStatus.FAILED, f"integration: {integration.reason}"
         else:
-            failed = [t for t, r in results.items() if r.status == "failed"]
-            blocked = [t for t, r in results.items() if r.status == "blocked"]
+            failed = [t for t, r in results.items() if r.status is TeamStatus.FAILED]
+            blocked = [t for t, r in results.items() if r.status is TeamStatus.BLOCKED]
             parts = []
             if failed:
                 parts.append("failed: " + ", ".join(failed))
@@ -433,9 +448,9 @@ class Engine:
                 parts.append("blocked: " + ", ".join(blocked))
             if self.stop_reason:
                 parts.append(self.stop_reason)
-            if integration is not None and integration.status != "skipped":
+            if integration is not None and integration.status is not IntegrationStatus.SKIPPED:
                 parts.append(f"integration {integration.status}: {integration.reason or 'ok'}")
-            final, reason = "failed", "; ".join(parts) or "not every team succeeded"
+            final, reason = RunStatus.FAILED, "; ".join(parts) or "not every team succeeded"
         fields = {"finished": repr(time.time())}
         if reason is None:
             fields["reason"] = ""  # not the phase's ("integrating db, api") once it succeeded

@@ -63,6 +63,7 @@ from orchestrator.integration_procs import (
 from orchestrator.paths import INTEGRATION, SHARED_WORKTREE, StateLayout
 from orchestrator.planload import LoadedPlan
 from orchestrator.runtypes import Notice, Notify
+from orchestrator.status import IntegrationStatus, RunStatus, TeamStatus
 from orchestrator.store import Store
 from orchestrator.verify import command_text
 
@@ -108,7 +109,7 @@ async def integrate_run(ctx: RunContext, *, partial: bool | None = None) -> Inte
         run_id=ctx.run_id,
         epoch=ctx.epoch,
         base_commit=ctx.base_commit,
-        succeeded=[t for t, r in ctx.results.items() if r.status == "succeeded"],
+        succeeded=[t for t, r in ctx.results.items() if r.status is TeamStatus.SUCCEEDED],
         git=ctx.git,
         partial=partial,
         notify=ctx.notify,
@@ -189,7 +190,7 @@ class _Integration:
             live=live,
         )
         self.result = IntegrationResult(
-            status="running",
+            status=IntegrationStatus.RUNNING,
             isolation=self.plan.isolation,
             branch=self.branch,
             worktree=str(self.worktree),
@@ -217,12 +218,12 @@ class _Integration:
         if line:
             await self.store.append_log(self.run_id, STORE_NAME, 0, [line])
 
-    async def finish(self, status: str, reason: str | None) -> IntegrationResult:
+    async def finish(self, status: IntegrationStatus, reason: str | None) -> IntegrationResult:
         r = self.result
-        r.status = status  # type: ignore[assignment]
+        r.status = status
         r.reason = reason
         r.finished = time.time()
-        if not self.shared and status != "skipped":
+        if not self.shared and status is not IntegrationStatus.SKIPPED:
             try:
                 r.head = await self.git.head(self.worktree)
             except OrchestrateError:
@@ -242,34 +243,36 @@ class _Integration:
         if partial is None:
             partial = self.cfg.partial
         if not ok:
-            return await self.finish("skipped", "no team succeeded: nothing to integrate")
+            return await self.finish(
+                IntegrationStatus.SKIPPED, "no team succeeded: nothing to integrate"
+            )
         if r.left_out and not partial:
             return await self.finish(
-                "skipped",
+                IntegrationStatus.SKIPPED,
                 f"not every team succeeded ({', '.join(r.left_out)}); "
                 "integrate the others with --integrate-partial",
             )
         await self.store.run_transition(
             self.run_id,
-            "integrating",
+            RunStatus.INTEGRATING,
             epoch=self.epoch,
             fields={"integration_branch": self.branch},
             reason="integrating " + ", ".join(ok),
         )
         if r.left_out:
-            self.say("integrating", f"{', '.join(ok)}; left out: {', '.join(r.left_out)}")
+            self.say(RunStatus.INTEGRATING, f"{', '.join(ok)}; left out: {', '.join(r.left_out)}")
         else:
-            self.say("integrating", ", ".join(ok))
+            self.say(RunStatus.INTEGRATING, ", ".join(ok))
         try:
             failure = await self.merge_all(ok)
             if failure is not None:
-                return await self.finish("failed", failure)
+                return await self.finish(IntegrationStatus.FAILED, failure)
             failure = await self.test_and_fix()
         except OrchestrateError as exc:
-            return await self.finish("failed", str(exc))
+            return await self.finish(IntegrationStatus.FAILED, str(exc))
         if failure is not None:
-            return await self.finish("failed", failure)
-        return await self.finish("succeeded", None)
+            return await self.finish(IntegrationStatus.FAILED, failure)
+        return await self.finish(IntegrationStatus.SUCCEEDED, None)
 
     # -- merging ------------------------------------------------------------------------
 
@@ -393,7 +396,8 @@ class _Integration:
         rounds = 0
         while not run.passed and self.cfg.fixer is not None and rounds < self.cfg.retries:
             rounds += 1
-            self.say("failed", f"the suite failed ({run.reason}); fixer round {rounds}")
+            failed = f"the suite failed ({run.reason}); fixer round {rounds}"
+            self.say(IntegrationStatus.FAILED, failed)
             await self.record("fixing", f"suite failed: {run.reason}; fixer round {rounds}")
             changed = await self.fix(run, rounds)
             if changed:

@@ -28,6 +28,7 @@ from orchestrator.errors import OrchestrateError
 from orchestrator.keys import check_name
 from orchestrator.paths import INTEGRATION, StateLayout
 from orchestrator.planload import LoadedPlan
+from orchestrator.status import IntegrationStatus
 from orchestrator.store import Store, new_agent_id
 from orchestrator.verify import command_text
 
@@ -113,7 +114,7 @@ class Bisection(_Record):
 class IntegrationResult(_Record):
     """What the integration phase did; ``ok`` when it merged and the suite passed."""
 
-    status: Literal["running", "succeeded", "failed", "skipped"]
+    status: IntegrationStatus
     reason: str | None = None
     phase: str = "start"
     isolation: str
@@ -137,7 +138,7 @@ class IntegrationResult(_Record):
 
     @property
     def ok(self) -> bool:
-        return self.status == "succeeded"
+        return self.status is IntegrationStatus.SUCCEEDED
 
 
 def suite_commands(test: object) -> list[str | tuple[str, ...]]:
@@ -295,7 +296,7 @@ class ProcessRunner:
                 "finished": repr(time.time()),
                 "exit_code": "" if outcome.exit_code is None else str(outcome.exit_code),
                 "reason": reason or "",
-                "status": "succeeded" if outcome.ok else "failed",
+                "status": IntegrationStatus.SUCCEEDED if outcome.ok else IntegrationStatus.FAILED,
             },
         )
         return CommandResult(text, outcome.ok, outcome.exit_code, reason, log_path)
@@ -346,7 +347,12 @@ class ProcessRunner:
         except OrchestrateError as exc:
             record = record.model_copy(update={"finished": time.time(), "reason": str(exc)})
             await self._record(
-                n, {"finished": repr(record.finished), "reason": str(exc), "status": "failed"}
+                n,
+                {
+                    "finished": repr(record.finished),
+                    "reason": str(exc),
+                    "status": IntegrationStatus.FAILED,
+                },
             )
             return record
         record = record.model_copy(
@@ -366,7 +372,9 @@ class ProcessRunner:
                 "finished": repr(record.finished),
                 "exit_code": "" if outcome.exit_code is None else str(outcome.exit_code),
                 "reason": verdict.reason or "",
-                "status": "succeeded" if verdict.success else "failed",
+                "status": (
+                    IntegrationStatus.SUCCEEDED if verdict.success else IntegrationStatus.FAILED
+                ),
             },
         )
         usage = ran.usage

@@ -53,8 +53,6 @@ if TYPE_CHECKING:  # the adapters (and the plan models they pull in) load only w
     from orchestrator.store import LogEntry, RunState, Store
 
 
-RUN_DONE = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
-"""Run statuses after which no agent writes any more."""
 FOLLOW_BLOCK_MS = 1_000
 """One blocking read waits at most this long (then checks again)."""
 _PAGE = 1_000
@@ -476,7 +474,7 @@ async def follow(
         # next get_run, at most FOLLOW_BLOCK_MS later, sees the run's end anyway.
         last_event = "$"
         while True:
-            if (await store.get_run(run_id)).status in RUN_DONE:
+            if (await store.get_run(run_id)).status.done:  # no agent writes any more
                 break
             got = await store.read_events(
                 run_id, after=last_event, block_ms=FOLLOW_BLOCK_MS, count=1000

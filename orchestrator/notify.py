@@ -35,6 +35,7 @@ import structlog
 
 from orchestrator.plan import NotifyEvent as EventName
 from orchestrator.plan import Webhook, redact_url
+from orchestrator.status import TeamStatus
 
 log = structlog.get_logger("orchestrate.notify")
 
@@ -156,7 +157,7 @@ class Notifier:
         self, run_id: str, team: str, reason: str | None = None, report: Path | str | None = None
     ) -> list[Delivery]:
         return await self.send(
-            Message("team_failed", run_id, "failed", self.plan_name, team, (team,), reason,
+            Message("team_failed", run_id, TeamStatus.FAILED, self.plan_name, team, (team,), reason,
                     str(report) if report else None, time.time())
         )  # fmt: skip
 

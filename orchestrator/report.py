@@ -33,13 +33,13 @@ from orchestrator.errors import OrchestrateError
 from orchestrator.integration import load_result
 from orchestrator.paths import StateLayout
 from orchestrator.plan import Plan, format_duration
+from orchestrator.status import TeamStatus
 from orchestrator.store import AttemptState, Store, TeamState
 
 FORMATS = ("md", "json", "html")
 REPORT_FORMAT = 1
 """Version of the JSON layout."""
 
-_FINAL = ("succeeded", "failed", "cancelled", "blocked")
 _CHECK_RE = re.compile(
     r"check `(?P<cmd>[^`]*)` (?P<what>failed \(exit (?P<code>-?\d+)\)|timed out|could not run)"
 )
@@ -88,7 +88,7 @@ def _outcome(attempt: AttemptState, team: TeamState) -> str:
     """How one attempt ended: succeeded, failed, cancelled, running; retried: a later one ran."""
     if attempt.attempt < team.attempt:
         return "retried"
-    if team.status in _FINAL:
+    if team.status.final:
         return team.status
     return attempt.status or team.status
 
@@ -149,7 +149,7 @@ def _checks(
         failed[m.group("cmd")] = m.group("what")
     out = []
     for cmd in commands:
-        if team.status == "succeeded":
+        if team.status is TeamStatus.SUCCEEDED:
             result = "passed"
         elif cmd in failed:
             result = failed[cmd]
@@ -230,7 +230,7 @@ async def build_report(store: Store, run_id: str) -> dict[str, Any]:
                 "id": tid,
                 "name": spec.title if spec else tid,
                 "status": state.status,
-                "reason": state.reason if state.status != "succeeded" else None,
+                "reason": state.reason if state.status is not TeamStatus.SUCCEEDED else None,
                 "branch": state.branch,
                 "commit": state.fields.get("commit") or None,
                 "depends_on": list(spec.depends_on) if spec else [],

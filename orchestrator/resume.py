@@ -73,6 +73,7 @@ from orchestrator.runtypes import (
     RunContext,
     TeamResult,
 )
+from orchestrator.status import RunStatus, TeamStatus
 from orchestrator.store import RunState, Store, TeamState
 
 log = structlog.get_logger("orchestrate.resume")
@@ -224,7 +225,7 @@ def choose_plan(
             "start a new run"
         )
     new_teams = {t.id: t for t in new.plan.teams}
-    done = [t for t, s in teams.items() if s.status == "succeeded"]
+    done = [t for t, s in teams.items() if s.status is TeamStatus.SUCCEEDED]
     changed = [
         t for t in done if t not in new_teams or not _same(recorded.plan.team(t), new_teams[t])
     ]
@@ -301,7 +302,9 @@ async def reconcile(
     keep: set[int] = set()
     every_attempt = await store.attempts_of(run_id, {t: st.attempt for t, st in teams.items()})
 
-    async def transition(tid: str, to: str, attempt: int, reason: str, **fields: str) -> None:
+    async def transition(
+        tid: str, to: TeamStatus, attempt: int, reason: str, **fields: str
+    ) -> None:
         await store.team_transition(
             run_id, tid, to, epoch=epoch, attempt=attempt, reason=reason, fields=fields
         )
@@ -309,7 +312,7 @@ async def reconcile(
     for team in plan.teams:
         tid = team.id
         st: TeamState | None = teams.get(tid)
-        status, n = (st.status, st.attempt) if st else ("pending", 0)
+        status, n = (st.status, st.attempt) if st else (TeamStatus.PENDING, 0)
         fields = st.fields if st else {}
         base = int(fields.get("attempt_base") or 0)
         attempts = every_attempt.get(tid, []) if n else []
@@ -317,25 +320,25 @@ async def reconcile(
         most = base + plan.retries(team) + 1 + uncounted
         files = [p for p, h in (st.deliverables if st else {}).items() if h]
         result = TeamResult(tid, status, n, st.branch if st else None, st.reason if st else None)
-        if status == "succeeded":
+        if status is TeamStatus.SUCCEEDED:
             result.files = files
             last = [a.fields for a in attempts if a.attempt == n]
             # What the downstream prompts quote ("Their summary"), kept by teamrun.
             result.final_message = (last[0].get("final_message") if last else None) or None
             ctx.results[tid] = result
-        elif status in ("failed", "blocked") and not retry_failed:
+        elif status in (TeamStatus.FAILED, TeamStatus.BLOCKED) and not retry_failed:
             ctx.results[tid] = result
-        elif status == "failed":
-            await transition(tid, "retrying", n + 1, "resume --retry-failed", attempt_base=str(n))
+        elif status is TeamStatus.FAILED:
+            status = TeamStatus.RETRYING
+            await transition(tid, status, n + 1, "resume --retry-failed", attempt_base=str(n))
             feedback = (
                 Feedback(attempt=n, reason=(st.reason if st else None) or "failed") if n else None
             )
             start.recoveries[tid] = Recovery(n + 1, n + 1 + plan.retries(team), None, feedback)
-            status = "recover"
-        elif status == "blocked":
-            await transition(tid, "pending", n, "resume --retry-failed")
-            status = "pending"
-        elif status in ("running", "verifying") and n:
+        elif status is TeamStatus.BLOCKED:
+            status = TeamStatus.PENDING
+            await transition(tid, status, n, "resume --retry-failed")
+        elif status in (TeamStatus.RUNNING, TeamStatus.VERIFYING) and n:
             mine = [a.fields for a in attempts if a.attempt == n]
             rec = _record(ctx.layout, run_id, tid, n, mine[0] if mine else fields)
             if rec.pid > 0 and (rec.status.exists() or await _running(rec)):
@@ -347,28 +350,31 @@ async def reconcile(
                     f"; it left partial edits in {', '.join(edits)}" if edits else ""
                 )
                 await store.update_attempt(run_id, tid, n, {"uncounted": "crashed"}, epoch=epoch)
-                await transition(tid, "retrying", n + 1, reason)
+                status = TeamStatus.RETRYING
+                await transition(tid, status, n + 1, reason)
                 start.recoveries[tid] = Recovery(
                     n + 1, most + 1, None, Feedback(attempt=n, reason=reason), rec.session_id
                 )
-            status = "recover"
-        elif status == "retrying":
+        elif status is TeamStatus.RETRYING:
             feedback = Feedback(attempt=n - 1, reason=st.reason or "") if n > 1 and st else None
             start.recoveries[tid] = Recovery(n, most, None, feedback, fields.get("session_id"))
-            status = "recover"
-        elif status == "cancelled" and n:
+        elif status is TeamStatus.CANCELLED and n:
             await store.update_attempt(run_id, tid, n, {"uncounted": "cancelled"}, epoch=epoch)
             reason = f"attempt {n} was cancelled"
-            await transition(tid, "retrying", n + 1, reason)
+            status = TeamStatus.RETRYING
+            await transition(tid, status, n + 1, reason)
             start.recoveries[tid] = Recovery(n + 1, most + 1, None, None, fields.get("session_id"))
-            status = "recover"
         else:  # pending, or cancelled before its first attempt
-            status = "pending"
+            status = TeamStatus.PENDING
         start.status[tid] = status
-    if run.status == "integrating":
-        await store.run_transition(run_id, "interrupted", epoch=epoch, reason="resumed")
+    if run.status is RunStatus.INTEGRATING:
+        await store.run_transition(run_id, RunStatus.INTERRUPTED, epoch=epoch, reason="resumed")
     await store.run_transition(
-        run_id, "running", epoch=epoch, reason="resumed", fields={**plan_fields, "resumed": "1"}
+        run_id,
+        RunStatus.RUNNING,
+        epoch=epoch,
+        reason="resumed",
+        fields={**plan_fields, "resumed": "1"},
     )
     stopped = await stop_processes(run_id, keep_groups=keep, grace=ctx.options.kill_grace)
     if stopped:
@@ -380,7 +386,7 @@ async def reconcile(
             time.time(),
             None,
             "resumed",
-            f"epoch {epoch}; {sum(1 for s in start.status.values() if s == 'succeeded')} "
+            f"epoch {epoch}; {sum(1 for s in start.status.values() if s is TeamStatus.SUCCEEDED)} "
             f"team(s) done, {len(attached)} re-attached",
         )
     )
@@ -424,9 +430,9 @@ async def resume_run(
     say = notify or _quiet
     run_id = await resolve_run(store, run_id)
     run = await store.get_run(run_id)
-    if run.status == "succeeded":
-        say(Notice(time.time(), None, "succeeded", f"run {run_id} already succeeded"))
-        return RunResult(run_id=run_id, status="succeeded", reason="already succeeded")
+    if run.status is RunStatus.SUCCEEDED:
+        say(Notice(time.time(), None, run.status, f"run {run_id} already succeeded"))
+        return RunResult(run_id=run_id, status=run.status, reason="already succeeded")
     teams = await store.get_teams(run_id)
     loaded, notes, fields = choose_plan(run, teams, layout, plan_file)
     require_agents(loaded)
@@ -462,7 +468,7 @@ class Cancelled:
     """What ``orchestrate cancel`` did."""
 
     run_id: str
-    status: str
+    status: RunStatus
     """The run's status afterwards (``cancelled``, or ``succeeded`` if it had finished)."""
     stopped: int
     teams: list[str]
@@ -478,13 +484,13 @@ async def cancel_run(
     """Cancel a run: mark it, stop its processes, mark its running teams (resumable)."""
     run_id = await resolve_run(store, run_id)
     run = await store.get_run(run_id)
-    if run.status == "succeeded":
-        return Cancelled(run_id, "succeeded", 0, [])
+    if run.status is RunStatus.SUCCEEDED:
+        return Cancelled(run_id, run.status, 0, [])
     who = f"cancelled by {socket.gethostname()} pid {os.getpid()}"
     for _ in range(3):  # the epoch may move under us (a resume taking the lease)
         try:
             epoch = (await store.get_run(run_id)).epoch
-            await store.run_transition(run_id, "cancelled", epoch=epoch, reason=who)
+            await store.run_transition(run_id, RunStatus.CANCELLED, epoch=epoch, reason=who)
             break
         except StaleEpochError:
             continue
@@ -492,19 +498,19 @@ async def cancel_run(
     stopped += await stop_processes(run_id, grace=grace)
     marked = []
     for tid, st in (await store.get_teams(run_id)).items():
-        if st.status not in ("running", "verifying", "retrying"):
+        if st.status not in TeamStatus.IN_FLIGHT:
             continue
         with contextlib.suppress(IllegalTransitionError, StaleEpochError):
             epoch = (await store.get_run(run_id)).epoch
             await store.team_transition(
-                run_id, tid, "cancelled", epoch=epoch, attempt=st.attempt, reason=who
+                run_id, tid, TeamStatus.CANCELLED, epoch=epoch, attempt=st.attempt, reason=who
             )
             marked.append(tid)
     with anyio.move_on_after(wait):  # a live orchestrator notices and lets go of the lease
         while await _live_holder(store, run_id):  # noqa: ASYNC110 (another process)
             await anyio.sleep(0.2)
     stopped += await stop_processes(run_id, grace=grace)
-    return Cancelled(run_id, "cancelled", stopped, marked)
+    return Cancelled(run_id, RunStatus.CANCELLED, stopped, marked)
 
 
 async def _live_holder(store: Store, run_id: str) -> bool:

@@ -29,6 +29,7 @@ from orchestrator.errors import UsageError
 from orchestrator.gitops import BRANCH_PREFIX, Git, integration_branch, shared_branch
 from orchestrator.paths import StateLayout
 from orchestrator.planload import LoadedPlan, load_plan_text
+from orchestrator.status import RunStatus
 
 
 def new_run_id(plan_name: str, *, now: datetime | None = None) -> str:
@@ -120,21 +121,17 @@ async def record_crash(store: Any, run_id: str, error: BaseException) -> None:
     with anyio.CancelScope(shield=True):
         try:
             run = await store.get_run(run_id)
-            if run.status not in ("pending", "running", "integrating"):
+            if run.status not in RunStatus.LIVE:
                 return
             await store.run_transition(
                 run_id,
-                "failed",
+                RunStatus.FAILED,
                 epoch=run.epoch,
                 reason=f"stopped by an error: {error}",
                 fields={"finished": repr(time.time())},
             )
         except OrchestrateError:
             pass
-
-
-FINISHED = ("succeeded", "failed", "cancelled")
-"""Run statuses ``clean`` accepts: nothing runs, and nothing is left to resume by accident."""
 
 
 @dataclass(frozen=True)
@@ -154,15 +151,15 @@ async def clean_run(
 
     The result branch (``orchestrate/<run>/integration``, or ``.../run`` of a
     shared run) is kept unless ``result_too``. UsageError for a run that is not
-    finished (see :data:`FINISHED`) or that a live orchestrator holds. Safe to
-    call twice.
+    finished (``RunStatus.FINAL``: nothing runs, and nothing is left to resume by
+    accident) or that a live orchestrator holds. Safe to call twice.
     """
     import shutil
 
     from orchestrator.board import live_holder
 
     run = await store.get_run(run_id)
-    if run.status not in FINISHED:
+    if run.status not in RunStatus.FINAL:
         raise UsageError(
             f"run {run_id} is {run.status}, not finished: `orchestrate resume {run_id}` "
             f"finishes it, `orchestrate cancel {run_id}` stops it"

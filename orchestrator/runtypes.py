@@ -32,6 +32,7 @@ from orchestrator.paths import StateLayout
 from orchestrator.plan import Plan, Team
 from orchestrator.planload import LoadedPlan
 from orchestrator.prompts import Feedback
+from orchestrator.status import TeamStatus
 from orchestrator.store import Store, Usage
 
 if TYPE_CHECKING:
@@ -148,7 +149,7 @@ class TeamResult:
     """How a team ended (what the summary and downstream prompts use)."""
 
     team: str
-    status: str
+    status: TeamStatus
     attempts: int = 0
     branch: str | None = None
     reason: str | None = None

@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator.status import RunStatus, TeamStatus
+
 __all__ = [
     "AttemptState",
     "Event",
@@ -87,7 +89,7 @@ class Usage(_Frozen):
 
 class RunState(_Frozen):
     run_id: str
-    status: str
+    status: RunStatus
     epoch: int
     created: float | None
     updated: float | None
@@ -130,7 +132,7 @@ class AttemptState(_Frozen):
 class TeamState(_Frozen):
     run_id: str
     team: str
-    status: str
+    status: TeamStatus
     attempt: int
     agent_id: str | None
     pid: int | None

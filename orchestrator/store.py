@@ -5,7 +5,9 @@ finds) the embedded server of the state folder first::
 
     async with open_store(settings, layout) as store:
         async with store.lease(run_id) as lease:
-            await store.team_transition(run_id, "db", "running", epoch=lease.epoch, attempt=1)
+            await store.team_transition(
+                run_id, "db", TeamStatus.RUNNING, epoch=lease.epoch, attempt=1
+            )
 
 Every state change is one Lua script (:mod:`orchestrator.store_scripts`) that
 checks the writer's epoch and the state machine and appends its event in the
@@ -56,6 +58,7 @@ from orchestrator.state import (
     parse_int,
     parse_time,
 )
+from orchestrator.status import RUN_TRANSITIONS, TEAM_TRANSITIONS, RunStatus, TeamStatus
 
 if TYPE_CHECKING:  # imported where used: `orchestrate logs` starts faster without them
     from tenacity import RetryCallState
@@ -64,9 +67,7 @@ if TYPE_CHECKING:  # imported where used: `orchestrate logs` starts faster witho
 
 __all__ = [
     "MAX_BLOCK_MS",
-    "RUN_STATES",
     "RUN_TRANSITIONS",
-    "TEAM_STATES",
     "TEAM_TRANSITIONS",
     "AttemptState",
     "Event",
@@ -84,10 +85,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-TEAM_STATES = lua.TEAM_STATES
-RUN_STATES = lua.RUN_STATES
-TEAM_TRANSITIONS = lua.TEAM_TRANSITIONS
-RUN_TRANSITIONS = lua.RUN_TRANSITIONS
 MAX_BLOCK_MS = 5_000
 """Blocking reads wait at most this long per call (callers loop)."""
 
@@ -250,7 +247,7 @@ class Store:
             raise UsageError(f"no run {run_id!r}")
         return RunState(
             run_id=run_id,
-            status=meta.get("status", "pending"),
+            status=meta.get("status", RunStatus.PENDING),
             epoch=int(epoch or 0),
             created=parse_float(meta.get("_created")) or parse_time(meta.get("created")) or score,
             updated=parse_float(meta.get("updated")),
@@ -262,14 +259,14 @@ class Store:
     async def run_transition(
         self,
         run_id: str,
-        to: str,
+        to: RunStatus,
         *,
         epoch: int,
         fields: Mapping[str, str] | None = None,
         reason: str | None = None,
     ) -> bool:
         """Move the run to ``to``; False if it already was there (a repeat)."""
-        if to not in RUN_STATES:
+        if to not in RUN_TRANSITIONS:
             raise IllegalTransitionError(f"unknown run state {to!r}")
         k = self.keys
         keys = [k.epoch(run_id), k.meta(run_id), k.events(run_id)]
@@ -340,7 +337,7 @@ class Store:
             out[t] = TeamState(
                 run_id=run_id,
                 team=t,
-                status=h.get("status", "pending"),
+                status=h.get("status", TeamStatus.PENDING),
                 attempt=parse_int(h.get("attempt")) or 0,
                 agent_id=h.get("agent_id"),
                 pid=parse_int(h.get("pid")),
@@ -362,7 +359,7 @@ class Store:
         self,
         run_id: str,
         team: str,
-        to: str,
+        to: TeamStatus,
         *,
         epoch: int,
         attempt: int,
@@ -378,7 +375,7 @@ class Store:
         the team's deliverables in that step too (as :meth:`set_deliverables`),
         so a success is one round trip. Raises IllegalTransitionError, StaleEpochError.
         """
-        if to not in TEAM_STATES:
+        if to not in TEAM_TRANSITIONS:
             raise IllegalTransitionError(f"unknown team state {to!r}")
         k = self.keys
         keys = [

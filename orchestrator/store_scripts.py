@@ -5,6 +5,11 @@ state machine, writes the hashes and appends the event to the run's stream.
 Refusals come back as error replies whose first word :mod:`store` maps to an
 error class: ``STALE_EPOCH``, ``ILLEGAL``, ``NO_TEAM``, ``NO_RUN``.
 
+The statuses and the transition tables come from :mod:`orchestrator.status`:
+the tables are passed to the scripts as JSON (``TEAM_TRANSITIONS_JSON``,
+``RUN_TRANSITIONS_JSON``) and the few statuses a script names are spliced in
+from the enums, so a status exists in one place only.
+
 Every key a script touches is passed in ``KEYS`` and carries the run's hash
 tag, so the scripts also run on Redis Cluster.
 """
@@ -12,52 +17,21 @@ tag, so the scripts also run on Redis Cluster.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
+from typing import TypeVar
 
-TEAM_STATES = (
-    "pending",
-    "running",
-    "verifying",
-    "retrying",
-    "succeeded",
-    "failed",
-    "blocked",
-    "cancelled",
-)
-RUN_STATES = (
-    "pending",
-    "running",
-    "integrating",
-    "succeeded",
-    "failed",
-    "interrupted",
-    "cancelled",
-)
+from orchestrator.status import RUN_TRANSITIONS, TEAM_TRANSITIONS, RunStatus, TeamStatus
 
-TEAM_TRANSITIONS: dict[str, tuple[str, ...]] = {
-    "pending": ("running", "blocked", "cancelled", "failed"),
-    "running": ("verifying", "retrying", "failed", "cancelled"),
-    "verifying": ("succeeded", "retrying", "failed", "cancelled"),
-    "retrying": ("running", "failed", "cancelled"),
-    "failed": ("retrying", "pending"),
-    "blocked": ("pending", "failed", "cancelled"),
-    "cancelled": ("pending", "retrying", "running"),
-    "succeeded": (),
-}
-RUN_TRANSITIONS: dict[str, tuple[str, ...]] = {
-    "pending": ("running", "failed", "cancelled"),
-    "running": ("integrating", "succeeded", "failed", "interrupted", "cancelled"),
-    "integrating": ("succeeded", "failed", "interrupted", "cancelled"),
-    "interrupted": ("running", "integrating", "failed", "cancelled"),
-    "failed": ("running", "integrating", "cancelled"),
-    "cancelled": ("running",),
-    "succeeded": (),
-}
-TEAM_FINAL = ("succeeded", "failed", "blocked", "cancelled")
-RUN_FINAL = ("succeeded", "failed", "cancelled")
+_S = TypeVar("_S", bound=str)
 
 
-def _lua_table(transitions: dict[str, tuple[str, ...]]) -> str:
+def _lua_table(transitions: Mapping[_S, tuple[_S, ...]]) -> str:
     return json.dumps({k: dict.fromkeys(v, True) for k, v in transitions.items()})
+
+
+def _lua_in(var: str, statuses: Iterable[str]) -> str:
+    """A Lua test that ``var`` is one of ``statuses`` (in a fixed order)."""
+    return "(" + " or ".join(f"{var} == '{s}'" for s in sorted(statuses)) + ")"
 
 
 _EPOCH_CHECK = """
@@ -91,11 +65,15 @@ local fields = cjson.decode(ARGV[7])
 local set = {'status', to, 'attempt', tostring(attempt), 'updated', now}
 for k, v in pairs(fields) do table.insert(set, k); table.insert(set, v) end
 if reason ~= '' then table.insert(set, 'reason'); table.insert(set, reason) end
-if to == 'running' then
+if to == '"""
+    + TeamStatus.RUNNING
+    + """' then
   table.insert(set, 'started'); table.insert(set, now)
   redis.call('HDEL', KEYS[2], 'finished')
 end
-if to == 'succeeded' or to == 'failed' or to == 'blocked' or to == 'cancelled' then
+if """
+    + _lua_in("to", TeamStatus.FINAL)
+    + """ then
   table.insert(set, 'finished'); table.insert(set, now)
 end
 if ARGV[10] and ARGV[10] ~= '' then
@@ -107,9 +85,13 @@ end
 redis.call('HSET', KEYS[2], unpack(set))
 if attempt > 0 then
   local aset = {'status', to, 'updated', now}
-  if to == 'running' then redis.call('HSETNX', KEYS[4], 'started', now) end
+  if to == '"""
+    + TeamStatus.RUNNING
+    + """' then redis.call('HSETNX', KEYS[4], 'started', now) end
   if reason ~= '' then table.insert(aset, 'reason'); table.insert(aset, reason) end
-  if to == 'succeeded' or to == 'failed' or to == 'cancelled' then
+  if """
+    + _lua_in("to", TeamStatus.ENDS_ATTEMPT)
+    + """ then
     redis.call('HSETNX', KEYS[4], 'finished', now)
   end
   for k, v in pairs(fields) do table.insert(aset, k); table.insert(aset, v) end
@@ -149,9 +131,12 @@ return 1
 
 # KEYS: meta, teams list, events, team hash 1..n
 # ARGV: now, meta(json), events cap, team id 1..n
-CREATE_RUN = """
+CREATE_RUN = (
+    """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local set = {'status', 'pending', 'created', ARGV[1], 'updated', ARGV[1]}
+local set = {'status', '"""
+    + RunStatus.PENDING
+    + """', 'created', ARGV[1], 'updated', ARGV[1]}
 for k, v in pairs(cjson.decode(ARGV[2])) do
   if k ~= 'status' and k ~= '_created' then table.insert(set, k); table.insert(set, v) end
 end
@@ -161,12 +146,17 @@ redis.call('HSET', KEYS[1], unpack(set))
 redis.call('DEL', KEYS[2])
 for i = 4, #ARGV do
   redis.call('RPUSH', KEYS[2], ARGV[i])
-  redis.call('HSET', KEYS[i], 'status', 'pending', 'attempt', '0', 'updated', ARGV[1])
+  redis.call('HSET', KEYS[i], 'status', '"""
+    + TeamStatus.PENDING
+    + """', 'attempt', '0', 'updated', ARGV[1])
 end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'type', 'run', 'from', '',
-  'to', 'pending', 'epoch', '0', 'reason', 'created', 'ts', ARGV[1])
+  'to', '"""
+    + RunStatus.PENDING
+    + """', 'epoch', '0', 'reason', 'created', 'ts', ARGV[1])
 return 1
 """
+)
 
 # Writes guarded by the epoch. KEYS: epoch, then the keys the ops name by index.
 # ARGV: epoch, ops(json list of [op, key index, args...]); op in hset, del, hincrby, hincrbyfloat

@@ -44,6 +44,7 @@ from orchestrator.gitops import team_branch
 from orchestrator.plan import Team
 from orchestrator.prompts import Feedback, UpstreamResult
 from orchestrator.runtypes import Notice, Notify, Recovery, RunContext, TeamResult
+from orchestrator.status import RunStatus, TeamStatus
 from orchestrator.store import Usage
 
 __all__ = ["Notice", "Notify", "Recovery", "RunContext", "TeamResult", "TeamRunner"]
@@ -65,7 +66,7 @@ class TeamRunner:
         else:
             self.branch = team_branch(ctx.run_id, team.id)
         self.attempt = 0
-        self.status = "pending"
+        self.status = TeamStatus.PENDING
         self.agent_id = ""
         self.session_id: str | None = recovery.session_id if recovery else None
         self._asked = 0
@@ -85,7 +86,7 @@ class TeamRunner:
 
     async def _transition(
         self,
-        to: str,
+        to: TeamStatus,
         *,
         fields: Mapping[str, str] | None = None,
         reason: str | None = None,
@@ -104,7 +105,7 @@ class TeamRunner:
         )
         self.status = to
 
-    def _result(self, status: str, reason: str | None = None, **kw: object) -> TeamResult:
+    def _result(self, status: TeamStatus, reason: str | None = None, **kw: object) -> TeamResult:
         result = TeamResult(
             team=self.team.id,
             status=status,
@@ -117,9 +118,10 @@ class TeamRunner:
         return result
 
     async def _fail(self, reason: str) -> TeamResult:
-        await self._transition("failed", fields={"finished": repr(time.time())}, reason=reason)
-        self._notify("failed", reason)
-        return self._result("failed", reason)
+        failed = TeamStatus.FAILED
+        await self._transition(failed, fields={"finished": repr(time.time())}, reason=reason)
+        self._notify(failed, reason)
+        return self._result(failed, reason)
 
     # -- the team's life ----------------------------------------------------------------
 
@@ -136,7 +138,7 @@ class TeamRunner:
             raise
 
     async def _cancelled(self) -> None:
-        if self.status in ("succeeded", "failed", "cancelled") or self.ctx.leaves_agents:
+        if self.status.final or self.ctx.leaves_agents:
             return
         ctx = self.ctx
         if ctx.cancel_requested.is_set():  # `orchestrate cancel`, not Ctrl-C
@@ -144,7 +146,7 @@ class TeamRunner:
         else:
             reason = "the run was interrupted"
         try:
-            await self._transition("cancelled", reason=reason)
+            await self._transition(TeamStatus.CANCELLED, reason=reason)
         except OrchestrateError as exc:  # the run is stopping anyway; say it in the debug log
             self.log.warning("could not record the cancellation", error=str(exc))
 
@@ -182,8 +184,8 @@ class TeamRunner:
             if self.attempt >= self.max_attempts:
                 return await self._fail(outcome.reason)
             attempt = self.attempt = self.attempt + 1
-            await self._transition("retrying", reason=outcome.reason)
-            self._notify("retrying", outcome.reason)
+            await self._transition(TeamStatus.RETRYING, reason=outcome.reason)
+            self._notify(TeamStatus.RETRYING, outcome.reason)
             pause = self.ctx.options.backoff(self.attempt - 1)
             if outcome.retry_after is not None:
                 pause = max(pause, outcome.retry_after)
@@ -232,12 +234,14 @@ class TeamRunner:
 
     async def _succeed(self, outcome: AttemptOutcome) -> TeamResult:
         await self._transition(
-            "succeeded",
+            TeamStatus.SUCCEEDED,
             fields={"finished": repr(time.time()), "commit": outcome.commit or ""},
             deliverables=outcome.deliverables,
         )
-        self._notify("succeeded", f"attempt {self.attempt}  branch {self.branch}")
-        return self._result("succeeded", files=outcome.files, final_message=outcome.final_message)
+        self._notify(TeamStatus.SUCCEEDED, f"attempt {self.attempt}  branch {self.branch}")
+        return self._result(
+            TeamStatus.SUCCEEDED, files=outcome.files, final_message=outcome.final_message
+        )
 
     # -- the executor's hooks (AttemptHooks): the transitions in the middle of an attempt --
 
@@ -247,7 +251,7 @@ class TeamRunner:
         self.attempt = attempt = self._asked  # the attempt asked for last
         now = repr(time.time())
         await self._transition(
-            "running",
+            TeamStatus.RUNNING,
             fields={
                 "agent_id": start.agent_id,
                 "branch": start.branch,
@@ -266,7 +270,8 @@ class TeamRunner:
                 "max_attempts": str(self.max_attempts),
             },
         )
-        self._notify("running", f"attempt {attempt}/{self.max_attempts}  agent {start.agent_id}")
+        detail = f"attempt {attempt}/{self.max_attempts}  agent {start.agent_id}"
+        self._notify(TeamStatus.RUNNING, detail)
 
     async def attached(self, record: AttemptRecord, running: bool) -> None:
         """Following an agent a crashed orchestrator started."""
@@ -274,7 +279,7 @@ class TeamRunner:
         self.attempt = record.attempt
         if record.session_id:
             self.session_id = record.session_id
-        self.status = "running"
+        self.status = TeamStatus.RUNNING
         state = "running" if running else "ended"
         self._notify("attached", f"attempt {self.attempt}  agent {record.agent_id}  ({state})")
 
@@ -288,7 +293,7 @@ class TeamRunner:
             await self._record_usage(end.usage)
         # The attempt's end and the move to verifying: one step (one round trip).
         await self._transition(
-            "verifying",
+            TeamStatus.VERIFYING,
             fields={
                 "exit_code": "" if end.exit_code is None else str(end.exit_code),
                 "finished": repr(time.time()),
@@ -310,7 +315,7 @@ class TeamRunner:
         ctx = self.ctx
         if not ctx.cancel_requested.is_set():
             run = await ctx.store.get_run(ctx.run_id)
-            if run.status != "cancelled":
+            if run.status is not RunStatus.CANCELLED:
                 return
             ctx.cancel_reason = ctx.cancel_reason or run.meta.get("reason") or None
             ctx.cancel_requested.set()

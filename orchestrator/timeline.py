@@ -14,15 +14,21 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any
 
-COLOURS = {
-    "succeeded": "#2e9e44",
-    "failed": "#d64545",
-    "retried": "#e8a33d",
-    "cancelled": "#8a8a8a",
-    "blocked": "#b0b0b0",
-    "running": "#3b82f6",
-    "verifying": "#3b82f6",
-    "integration": "#6b5bd6",
+from orchestrator.status import IntegrationStatus, TeamStatus
+
+RETRIED = "retried"
+"""An attempt a later one replaced (not a status: the report's outcome of that attempt)."""
+INTEGRATION = "integration"
+"""The integration's bars that passed."""
+COLOURS: dict[str, str] = {
+    TeamStatus.SUCCEEDED: "#2e9e44",
+    TeamStatus.FAILED: "#d64545",
+    RETRIED: "#e8a33d",
+    TeamStatus.CANCELLED: "#8a8a8a",
+    TeamStatus.BLOCKED: "#b0b0b0",
+    TeamStatus.RUNNING: "#3b82f6",
+    TeamStatus.VERIFYING: "#3b82f6",
+    INTEGRATION: "#6b5bd6",
 }
 """Bar colour per outcome (integration bars: ``integration`` passed, ``failed`` failed)."""
 
@@ -56,7 +62,7 @@ def _bars(data: Mapping[str, Any]) -> list[tuple[str, list[tuple[float, float, s
                 what = "bisect with " + (", ".join(s.get("prefix") or []) or "no team")
             else:
                 what = "test suite" + (f", after fix {s['round']}" if s.get("round") else "")
-            key = "integration" if s["passed"] else "failed"
+            key = INTEGRATION if s["passed"] else TeamStatus.FAILED
             bars.append(
                 (
                     s["started"],
@@ -66,10 +72,10 @@ def _bars(data: Mapping[str, Any]) -> list[tuple[str, list[tuple[float, float, s
                 )
             )
         for a in i.get("agents", []):
-            key = "integration" if a["ok"] else "failed"
+            key = INTEGRATION if a["ok"] else TeamStatus.FAILED
             bars.append((a["started"], a["finished"], key, f"{a['role']} agent {a['agent_id']}"))
         if not bars and i.get("started"):
-            key = "integration" if i["status"] == "succeeded" else "failed"
+            key = INTEGRATION if i["status"] == IntegrationStatus.SUCCEEDED else TeamStatus.FAILED
             bars.append(
                 (
                     i["started"],
@@ -141,7 +147,9 @@ def timeline_svg(data: Mapping[str, Any]) -> str:
             )
     legend_y = height - 8
     lx = LABEL
-    for key in ("succeeded", "retried", "failed", "cancelled", "integration"):
+    for key in (
+        TeamStatus.SUCCEEDED, RETRIED, TeamStatus.FAILED, TeamStatus.CANCELLED, INTEGRATION
+    ):
         out.append(
             f'<rect x="{lx}" y="{legend_y - 9}" width="10" height="10" fill="{COLOURS[key]}"/>'
         )

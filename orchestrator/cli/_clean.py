@@ -45,7 +45,8 @@ def clean(
     from orchestrator.cli._run import _echo
     from orchestrator.errors import UsageError
     from orchestrator.keys import check_name
-    from orchestrator.runs import FINISHED, Cleaned, clean_run
+    from orchestrator.runs import Cleaned, clean_run
+    from orchestrator.status import RunStatus
     from orchestrator.store import Store, run_with_store
 
     if run_id is not None:
@@ -61,7 +62,7 @@ def clean(
         done, skipped = [], []
         for rid in await store.list_runs():
             run = await store.get_run(rid)
-            if run.status not in FINISHED:
+            if run.status not in RunStatus.FINAL:
                 skipped.append(f"skipped run {rid}: {run.status}, not finished")
                 continue
             try:

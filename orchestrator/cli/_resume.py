@@ -136,6 +136,7 @@ def cancel(
 
     from orchestrator.cli._run import _echo
     from orchestrator.resume import Cancelled, cancel_run
+    from orchestrator.status import RunStatus
     from orchestrator.store import open_store
 
     settings, layout = _where(state_dir, redis_url)
@@ -145,7 +146,7 @@ def cancel(
             return await cancel_run(run_id, store=store, grace=grace)
 
     done = anyio.run(main)
-    if done.status == "succeeded":
+    if done.status is RunStatus.SUCCEEDED:
         _echo(f"run {done.run_id} already succeeded; nothing to cancel")
         return
     teams = f"; teams cancelled: {', '.join(done.teams)}" if done.teams else ""

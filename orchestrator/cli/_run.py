@@ -235,9 +235,11 @@ def _summary(result: RunResult, report: Path | None = None, hint: str = "") -> l
     every row otherwise).
     """
     from orchestrator.logs import printable  # an agent's words: shown, never obeyed
+    from orchestrator.status import RunStatus, TeamStatus
 
     lines = [""]
     reason = printable(result.reason or "")
+    verdict: str
     if not reason:
         verdict = result.status
     elif reason.startswith(result.status):  # "interrupted; ..." says it already
@@ -250,7 +252,7 @@ def _summary(result: RunResult, report: Path | None = None, hint: str = "") -> l
     lines.append(f"  {'team'.ljust(width)}  {'status':<10} {'attempts':>8}  branch / reason")
     for team, res in result.teams.items():
         tail = (res.branch or "").removeprefix(prefix)
-        if res.status != "succeeded" and res.reason:
+        if res.status is not TeamStatus.SUCCEEDED and res.reason:
             tail = printable(res.reason)
         row = f"  {team.ljust(width)}  {res.status:<10} {res.attempts:>8}  {tail}"
         lines.append(row.rstrip())
@@ -264,9 +266,9 @@ def _summary(result: RunResult, report: Path | None = None, hint: str = "") -> l
         lines.append(f"report:   {_shown_path(report)}")
     if result.base_commit:
         lines.append(f"base:     {result.base_ref} ({result.base_commit[:10]})")
-    if result.status in ("interrupted", "cancelled"):
+    if result.status in (RunStatus.INTERRUPTED, RunStatus.CANCELLED):
         lines.append(f"resume:   orchestrate resume {result.run_id}{hint}")
-    if result.status in ("succeeded", "failed") and result.teams:
+    if result.status in (RunStatus.SUCCEEDED, RunStatus.FAILED) and result.teams:
         lines.append(
             f"clean:    orchestrate clean {result.run_id}{hint}  (worktrees, team branches)"
         )
