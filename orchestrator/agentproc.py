@@ -110,8 +110,18 @@ def read_status(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _is_supervisor(proc: psutil.Process, status: Path | None, create_time: float | None) -> bool:
-    """Is ``proc`` the supervisor writing ``status`` (and not a process that reused its pid)?"""
+def _is_supervisor(
+    proc: psutil.Process,
+    status: Path | None,
+    create_time: float | None,
+    *,
+    unreadable: bool = True,
+) -> bool:
+    """Is ``proc`` the supervisor writing ``status`` (and not a process that reused its pid)?
+
+    The one test of "is this pid ours" (its command line names the supervisor and the
+    status file). ``unreadable``: the answer when the command line cannot be read.
+    """
     if create_time is not None and abs(proc.create_time() - create_time) > 0.05:
         return False
     if status is None:
@@ -120,7 +130,7 @@ def _is_supervisor(proc: psutil.Process, status: Path | None, create_time: float
         cmdline = proc.cmdline()
         cwd = proc.cwd()
     except psutil.AccessDenied:
-        return True
+        return unreadable
     if "orchestrator.supervisor" not in cmdline or "--status" not in cmdline:
         return False
     index = cmdline.index("--status") + 1
@@ -128,6 +138,17 @@ def _is_supervisor(proc: psutil.Process, status: Path | None, create_time: float
         return False
     theirs = os.path.normpath(Path(cwd) / cmdline[index])
     return theirs == os.path.normpath(status.absolute())
+
+
+def find_supervisor(status: Path) -> tuple[int, float] | None:
+    """The live supervisor writing ``status`` (pid, start time): for a pid never recorded."""
+    for proc in psutil.process_iter(["status"]):
+        if proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        with contextlib.suppress(psutil.Error):
+            if _is_supervisor(proc, status, None, unreadable=False):
+                return proc.pid, proc.create_time()
+    return None
 
 
 def _alive(pid: int, status: Path | None = None, create_time: float | None = None) -> bool:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import fnmatch
 import time
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
@@ -35,15 +34,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.text import Text
 
-from orchestrator.errors import OrchestrateError
 from orchestrator.logs import last_line, printable
 from orchestrator.plan import Plan, format_duration
 from orchestrator.redact import Redactor
+from orchestrator.state import parse_time
 from orchestrator.status import RunStatus, TeamStatus
 
 if TYPE_CHECKING:
     from orchestrator.state import LeaseHolder
-    from orchestrator.store import Event, RunState, Store, TeamState
+    from orchestrator.store import Event, Store, TeamState
 
 SCHEMA_VERSION = 1
 MAX_REFRESH = 4.0
@@ -159,19 +158,6 @@ def snapshot_json(snapshot: BoardSnapshot) -> dict[str, Any]:
 # -- building -------------------------------------------------------------------------
 
 
-def _epoch(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(value).timestamp()
-    except ValueError:
-        return None
-
-
 def _present(root: Path, pattern: str) -> bool:
     """Is there a non-empty file for this deliverable (a path or a glob) under ``root``?"""
     rel = pattern.lstrip("/")
@@ -197,16 +183,6 @@ def _found(state: TeamState, patterns: tuple[str, ...]) -> int:
     return sum(any(fnmatch.fnmatchcase(path, p.lstrip("/")) for path in recorded) for p in patterns)
 
 
-def plan_for(run: RunState) -> Plan | None:
-    """The plan the run was started with (its recorded copy); None if unreadable."""
-    from orchestrator.runs import plan_of_run
-
-    try:
-        return plan_of_run(run.meta, run_id=run.run_id).plan
-    except (OrchestrateError, ValueError, OSError):
-        return None
-
-
 def _phase(status: str) -> Phase:
     if status in RunStatus.DONE:
         return "done"
@@ -218,26 +194,9 @@ async def orchestrator_gone(store: Store, run_id: str) -> bool:
 
     A holder on another host cannot be checked: it counts as alive until its lease expires.
     """
+    from orchestrator.lease import live_holder
+
     return await live_holder(store, run_id) is None
-
-
-async def live_holder(store: Store, run_id: str) -> LeaseHolder | None:
-    """The live orchestrator holding the run's lease; None when there is none (or it is a
-    dead process of this host). A holder on another host counts as alive."""
-    import socket
-
-    import psutil
-
-    holder = await store.lease_holder(run_id)
-    if holder is None or holder.host != socket.gethostname():
-        return holder
-    try:
-        proc = psutil.Process(holder.pid)
-        if proc.status() == psutil.STATUS_ZOMBIE or proc.create_time() > holder.since + 1.0:
-            return None
-    except psutil.Error:
-        return None
-    return holder
 
 
 async def live_runs_of(
@@ -245,6 +204,8 @@ async def live_runs_of(
 ) -> list[tuple[str, LeaseHolder]]:
     """The runs of the plan named ``plan_name`` (among the ``newest`` runs) that a live
     orchestrator still drives: (run id, lease holder), newest first."""
+    from orchestrator.lease import live_holder
+
     found = []
     ids = [r for r in await store.list_runs() if r.startswith(f"{plan_name}-")][:newest]
     for run_id in ids:
@@ -268,7 +229,10 @@ async def build_snapshot(
     """The run as it stands; UsageError for an unknown run."""
     run = await store.get_run(run_id)
     states = await store.get_teams(run_id)
-    plan = plan or plan_for(run)
+    if plan is None:
+        from orchestrator.runs import recorded_plan
+
+        plan = recorded_plan(run)
     now = time.time() if now is None else now
     redactor = redactor or Redactor.from_env()
     rows: list[TeamRow] = []
@@ -292,7 +256,7 @@ async def build_snapshot(
         if recorded.isdigit():  # the engine's count, uncounted (crashed, cancelled) attempts in
             max_attempts = int(recorded)
         started = state.started if state.attempt else None
-        first = _epoch(state.fields.get("first_started")) or started  # every attempt's time
+        first = parse_time(state.fields.get("first_started")) or started  # every attempt's time
         elapsed = None
         if first is not None:
             elapsed = max(0.0, (state.finished or now) - first)
@@ -325,8 +289,8 @@ async def build_snapshot(
     reason = printable(redactor.redact(run.meta.get("reason") or "")) or None
     if not run.status.done and await orchestrator_gone(store, run_id):
         reason = f"no orchestrator is running it (killed?): `orchestrate resume {run_id}`"
-    created = run.created or _epoch(run.meta.get("created"))
-    finished = _epoch(run.meta.get("finished")) if run.status.done else None
+    created = run.created or parse_time(run.meta.get("created"))
+    finished = parse_time(run.meta.get("finished")) if run.status.done else None
     if finished is None and run.status.done:
         finished = run.updated
     return BoardSnapshot(
@@ -509,8 +473,10 @@ async def live_board(
     from rich.live import Live
 
     redactor = Redactor.from_env()
+    from orchestrator.runs import recorded_plan
+
     run = await store.get_run(run_id)
-    plan = plan_for(run)
+    plan = recorded_plan(run)
     snap = await build_snapshot(store, run_id, redactor=redactor, plan=plan)
     last_event = "$"
     with Live(render_board(snap), console=console, auto_refresh=False, transient=False) as live:

@@ -54,12 +54,12 @@ from orchestrator.plan import Team
 from orchestrator.planload import LoadedPlan
 from orchestrator.runs import RunInfo, create_run, record_crash
 from orchestrator.runtypes import (
-    Budget,
     EngineOptions,
     Notice,
     Notify,
     Recovery,
     RunContext,
+    Spending,
     TeamResult,
 )
 from orchestrator.status import IntegrationStatus, RunStatus, TeamStatus
@@ -70,10 +70,10 @@ if TYPE_CHECKING:
     from orchestrator.integration import IntegrationResult
 
 __all__ = [  # the run-wide types are defined in runtypes; older callers import them from here
-    "Budget",
     "Engine",
     "EngineOptions",
     "RunResult",
+    "Spending",
     "StartState",
     "first_error",
     "start_run",
@@ -201,7 +201,7 @@ class Engine:
                 epoch=lease.epoch,
                 base_commit=self.info.base_commit,
                 options=self.options,
-                budget=Budget(self.plan),
+                budget=Spending(self.plan),
                 notify=self.notify,
                 results=self.results,
                 lease=lease,

@@ -38,6 +38,10 @@ class UsageError(OrchestrateError):
     exit_code = 2
 
 
+NO_RUNS = "no runs here yet; start one with `orchestrate run plan.yaml`"
+"""What every command that takes a RUN says when there is none (a UsageError)."""
+
+
 @dataclass(frozen=True)
 class Problem:
     """One problem in a plan, located as precisely as we can.

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from orchestrator.store import Store
 
-__all__ = ["Lease"]
+__all__ = ["Lease", "holder_alive", "live_holder"]
 
 
 class Lease:
@@ -148,6 +148,31 @@ class Lease:
             f"lost the lease of run {self.run_id} to {holder.host} pid {holder.pid} "
             f"(since {_when(holder.since)}); stopping"
         )
+
+
+def holder_alive(holder: LeaseHolder) -> bool:
+    """Is the lease's holder a live orchestrator? The one answer every command uses.
+
+    A holder on this host is alive while its process is (not a zombie, and not a
+    process that reused its pid since it took the lease). A holder on another host
+    cannot be checked from here: it counts as alive until its lease expires.
+    """
+    if holder.host != socket.gethostname():
+        return True
+    import psutil  # only when asked: the store loads without it
+
+    try:
+        proc = psutil.Process(holder.pid)
+        return proc.status() != psutil.STATUS_ZOMBIE and proc.create_time() <= holder.since + 1.0
+    except psutil.Error:
+        return False
+
+
+async def live_holder(store: Store, run_id: str) -> LeaseHolder | None:
+    """The live orchestrator holding the run's lease; None when there is none, or when
+    it is a dead process of this host (see :func:`holder_alive`)."""
+    holder = await store.lease_holder(run_id)
+    return holder if holder is not None and holder_alive(holder) else None
 
 
 def _when(ts: float) -> str:

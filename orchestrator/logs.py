@@ -50,7 +50,7 @@ from orchestrator.redact import Redactor
 if TYPE_CHECKING:  # the adapters (and the plan models they pull in) load only when needed
     from orchestrator.agents.base import AgentAdapter
     from orchestrator.plan import Plan
-    from orchestrator.store import LogEntry, RunState, Store
+    from orchestrator.store import LogEntry, Store
 
 
 FOLLOW_BLOCK_MS = 1_000
@@ -268,19 +268,11 @@ def _stderr(message: str) -> None:
     sys.stderr.flush()
 
 
-def plan_of(run: RunState) -> Plan | None:
-    """The plan the run was started with (its recorded copy); None if unreadable."""
-    from orchestrator.runs import plan_of_run
-
-    try:
-        return plan_of_run(run.meta, run_id=run.run_id).plan
-    except (OrchestrateError, ValueError, OSError):
-        return None
-
-
 async def plan_adapters(store: Store, run_id: str) -> AdapterFor:
     """team -> its agent adapter, from the plan the run recorded (plain text if unreadable)."""
-    plan = plan_of(await store.get_run(run_id))
+    from orchestrator.runs import recorded_plan
+
+    plan = recorded_plan(await store.get_run(run_id))
     return lambda team: adapter_of(plan, team)
 
 

@@ -12,7 +12,7 @@ few retries (tenacity; 5xx, 429 and connection errors only), all hooks of one
 event are posted at once in a task group, and the whole delivery is bounded by
 :attr:`Notifier.deadline` (``move_on_after``). Failures are logged, never
 raised. A webhook URL is a secret (Slack's carries its token in the path): it
-appears in logs and messages only as :func:`redact_url` shows it.
+appears in logs and messages only as :func:`mask_webhook_url` shows it.
 
 The engine holds one :class:`Notifier` per run::
 
@@ -34,7 +34,7 @@ import anyio
 import structlog
 
 from orchestrator.plan import NotifyEvent as EventName
-from orchestrator.plan import Webhook, redact_url
+from orchestrator.plan import Webhook, mask_webhook_url
 from orchestrator.status import TeamStatus
 
 log = structlog.get_logger("orchestrate.notify")
@@ -194,7 +194,7 @@ class Notifier:
         for index, hook in enumerate(hooks):
             got = results.get(index)
             if got is None:
-                got = Delivery(redact_url(hook.url), False, error="gave up at the deadline")
+                got = Delivery(mask_webhook_url(hook.url), False, error="gave up at the deadline")
                 log.warning("webhook not delivered", url=got.url, error=got.error)
             out.append(got)
         return out
@@ -215,7 +215,7 @@ class Notifier:
             wait_exponential,
         )
 
-        shown = redact_url(hook.url)
+        shown = mask_webhook_url(hook.url)
         payload = body(message, hook.format)
         tries = 0
         status: int | None = None

@@ -126,7 +126,7 @@ class _Model(BaseModel):
     )
 
 
-def redact_url(url: str) -> str:
+def mask_webhook_url(url: str) -> str:
     """``https://hooks.example.com/***``: scheme and host only; path, query and userinfo hidden."""
     try:
         parts = urlsplit(url)
@@ -166,7 +166,8 @@ class Webhook(_Model):
 
     def __repr__(self) -> str:
         return (
-            f"Webhook(url={redact_url(self.url)!r}, format={self.format!r}, events={self.events!r})"
+            f"Webhook(url={mask_webhook_url(self.url)!r}, format={self.format!r}, "
+            f"events={self.events!r})"
         )
 
     __str__ = __repr__

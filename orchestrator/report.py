@@ -29,10 +29,10 @@ from typing import Any
 
 import anyio
 
-from orchestrator.errors import OrchestrateError
 from orchestrator.integration import load_result
 from orchestrator.paths import StateLayout
-from orchestrator.plan import Plan, format_duration
+from orchestrator.plan import format_duration
+from orchestrator.runs import recorded_plan
 from orchestrator.status import TeamStatus
 from orchestrator.store import AttemptState, Store, TeamState
 
@@ -67,15 +67,6 @@ def redact_tree(value: Any, redact: Callable[[str], str]) -> Any:
 
 
 # -- facts ------------------------------------------------------------------------------------
-
-
-def _plan_of(meta: Mapping[str, str], run_id: str) -> Plan | None:
-    from orchestrator.runs import plan_of_run
-
-    try:
-        return plan_of_run(meta, run_id=run_id).plan
-    except OrchestrateError:
-        return None
 
 
 def _duration(start: float | None, end: float | None) -> float | None:
@@ -203,7 +194,7 @@ def _attempt_dict(a: AttemptState, team: TeamState) -> dict[str, Any]:
 async def build_report(store: Store, run_id: str) -> dict[str, Any]:
     """The report's facts as a JSON-able dict (secrets redacted). UsageError: unknown run."""
     run = await store.get_run(run_id)
-    plan = _plan_of(run.meta, run_id)
+    plan = recorded_plan(run)
     teams = await store.get_teams(run_id)
     integration = await load_result(store, run_id)
     team_rows: list[dict[str, Any]] = []

@@ -48,7 +48,7 @@ import anyio
 import psutil
 import structlog
 
-from orchestrator.agentproc import AgentProcess, read_status
+from orchestrator.agentproc import AgentProcess, find_supervisor, read_status
 from orchestrator.engine import Engine, RunResult, StartState, first_error
 from orchestrator.errors import (
     IllegalTransitionError,
@@ -57,6 +57,7 @@ from orchestrator.errors import (
     UsageError,
 )
 from orchestrator.gitops import Git
+from orchestrator.lease import holder_alive, live_holder
 from orchestrator.paths import StateLayout
 from orchestrator.plan import Team
 from orchestrator.planload import LoadedPlan, load_plan
@@ -65,12 +66,12 @@ from orchestrator.prompts import Feedback
 from orchestrator.runs import RunInfo, plan_of_run, record_crash, write_plan_copy
 from orchestrator.runtypes import (
     AttemptRecord,
-    Budget,
     EngineOptions,
     Notice,
     Notify,
     Recovery,
     RunContext,
+    Spending,
     TeamResult,
 )
 from orchestrator.status import RunStatus, TeamStatus
@@ -81,43 +82,7 @@ log = structlog.get_logger("orchestrate.resume")
 RUN_ENV = "ORCHESTRATE_RUN"
 
 
-async def resolve_run(store: Store, run_id: str | None) -> str:
-    """``run_id``, or the newest run; UsageError when there is none."""
-    if run_id:
-        await store.get_run(run_id)  # UsageError for an unknown run
-        return run_id
-    runs = await store.list_runs()
-    if not runs:
-        raise UsageError("no run to resume here (start one with `orchestrate run PLAN`)")
-    return runs[0]
-
-
 # -- processes --------------------------------------------------------------------------
-
-
-def _alive_since(pid: int, since: float) -> bool:
-    """Is ``pid`` a live process that existed at ``since`` (not a reused pid)?"""
-    try:
-        proc = psutil.Process(pid)
-        return proc.status() != psutil.STATUS_ZOMBIE and proc.create_time() <= since + 1.0
-    except psutil.Error:
-        return False
-
-
-def find_supervisor(status: Path) -> tuple[int, float] | None:
-    """The live supervisor writing ``status`` (pid, start time): for a pid never recorded."""
-    want = os.path.normpath(status)
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        cmd = proc.info["cmdline"] or []
-        if "orchestrator.supervisor" not in cmd or "--status" not in cmd:
-            continue
-        i = cmd.index("--status") + 1
-        if i < len(cmd) and os.path.normpath(cmd[i]) == want:
-            if proc.info["status"] == psutil.STATUS_ZOMBIE:
-                continue
-            with contextlib.suppress(psutil.Error):
-                return proc.pid, proc.create_time()
-    return None
 
 
 def run_processes(run_id: str) -> list[psutil.Process]:
@@ -178,9 +143,7 @@ async def take_over_dead_lease(store: Store, run_id: str) -> bool:
     A holder on another host cannot be checked: its lease expires on its own.
     """
     holder = await store.lease_holder(run_id)
-    if holder is None or holder.host != socket.gethostname():
-        return False
-    if _alive_since(holder.pid, holder.since):
+    if holder is None or holder_alive(holder):  # another host's: its lease expires
         return False
     freed = await store.break_lease(run_id, holder)
     if freed:
@@ -294,7 +257,7 @@ async def reconcile(
     store, run_id, plan, epoch = ctx.store, ctx.run_id, ctx.plan, ctx.epoch
     run = await store.get_run(run_id)
     teams = await store.get_teams(run_id)
-    ctx.budget = Budget(plan, run.usage)
+    ctx.budget = Spending(plan, run.usage)
     for tid, state in teams.items():
         ctx.budget.team_tokens[tid] = state.usage.tokens
         ctx.budget.team_usd[tid] = state.usage.cost_usd
@@ -428,7 +391,7 @@ async def resume_run(
     reconciled (a live board may follow it from there).
     """
     say = notify or _quiet
-    run_id = await resolve_run(store, run_id)
+    run_id = await store.resolve_run(run_id)
     run = await store.get_run(run_id)
     if run.status is RunStatus.SUCCEEDED:
         say(Notice(time.time(), None, run.status, f"run {run_id} already succeeded"))
@@ -482,7 +445,7 @@ async def cancel_run(
     wait: float = 10.0,
 ) -> Cancelled:
     """Cancel a run: mark it, stop its processes, mark its running teams (resumable)."""
-    run_id = await resolve_run(store, run_id)
+    run_id = await store.resolve_run(run_id)
     run = await store.get_run(run_id)
     if run.status is RunStatus.SUCCEEDED:
         return Cancelled(run_id, run.status, 0, [])
@@ -507,17 +470,10 @@ async def cancel_run(
             )
             marked.append(tid)
     with anyio.move_on_after(wait):  # a live orchestrator notices and lets go of the lease
-        while await _live_holder(store, run_id):  # noqa: ASYNC110 (another process)
+        while await live_holder(store, run_id):  # noqa: ASYNC110 (another process)
             await anyio.sleep(0.2)
     stopped += await stop_processes(run_id, grace=grace)
     return Cancelled(run_id, RunStatus.CANCELLED, stopped, marked)
-
-
-async def _live_holder(store: Store, run_id: str) -> bool:
-    holder = await store.lease_holder(run_id)
-    if holder is None:
-        return False
-    return holder.host != socket.gethostname() or _alive_since(holder.pid, holder.since)
 
 
 async def _stop_recorded(store: Store, run_id: str, grace: float) -> int:

@@ -25,10 +25,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import UsageError
+from orchestrator.errors import OrchestrateError, UsageError
 from orchestrator.gitops import BRANCH_PREFIX, Git, integration_branch, shared_branch
 from orchestrator.paths import StateLayout
+from orchestrator.plan import Plan
 from orchestrator.planload import LoadedPlan, load_plan_text
+from orchestrator.state import RunState
 from orchestrator.status import RunStatus
 
 
@@ -91,7 +93,11 @@ async def create_run(store: Any, layout: StateLayout, loaded: LoadedPlan, git: G
 
 
 def plan_of_run(meta: Mapping[str, str], *, run_id: str) -> LoadedPlan:
-    """The plan a run was started with, from its recorded copy (for ``resume``)."""
+    """The plan a run was started with, from its recorded copy (for ``resume``).
+
+    UsageError when the run recorded none; PlanError when the copy no longer loads.
+    The views (board, logs, report) use :func:`recorded_plan`, which says None instead.
+    """
     text = meta.get("plan_text")
     path = meta.get("plan_path")
     if text is None or path is None:
@@ -99,6 +105,15 @@ def plan_of_run(meta: Mapping[str, str], *, run_id: str) -> LoadedPlan:
     loaded = load_plan_text(text, path=Path(path), check_repo=False)
     root = meta.get("repo_root")
     return dataclasses.replace(loaded, repo_root=Path(root)) if root else loaded
+
+
+def recorded_plan(run: RunState) -> Plan | None:
+    """The plan ``run`` was started with, or None when it cannot be read: what the
+    views (board, logs, report) show the run against; they show less without it."""
+    try:
+        return plan_of_run(run.meta, run_id=run.run_id).plan
+    except (OrchestrateError, ValueError, OSError):
+        return None
 
 
 async def record_crash(store: Any, run_id: str, error: BaseException) -> None:
@@ -156,7 +171,7 @@ async def clean_run(
     """
     import shutil
 
-    from orchestrator.board import live_holder
+    from orchestrator.lease import live_holder
 
     run = await store.get_run(run_id)
     if run.status not in RunStatus.FINAL:

@@ -8,7 +8,7 @@ nothing imports the scheduler just for a type.
   epoch, the plan, results so far, the executor, the live agents).
 - :class:`EngineOptions`: how a run is driven (parallelism, backoff, grace,
   signals, the executor's name).
-- :class:`Budget`: spending so far against the plan's budgets.
+- :class:`Spending`: spending so far against the plan's budgets.
 - :class:`Notice` / :data:`Notify`: one user-facing line and who prints it.
 - :class:`TeamResult`: how a team ended. :class:`Recovery`: how a resumed team
   goes on.
@@ -40,12 +40,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AttemptRecord",
-    "Budget",
     "EngineOptions",
     "Notice",
     "Notify",
     "Recovery",
     "RunContext",
+    "Spending",
     "TeamResult",
 ]
 
@@ -81,7 +81,7 @@ class EngineOptions:
         return float(wait(state))
 
 
-class Budget:
+class Spending:
     """Spending so far against the plan's budgets (run and team level)."""
 
     def __init__(self, plan: Plan, run_usage: Usage | None = None) -> None:
@@ -169,7 +169,7 @@ class RunContext:
     epoch: int
     base_commit: str
     options: EngineOptions
-    budget: Budget
+    budget: Spending
     notify: Notify
     results: dict[str, TeamResult] = field(default_factory=dict)
     shared_worktree: Path | None = None

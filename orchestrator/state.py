@@ -49,7 +49,12 @@ def parse_int(value: str | None) -> int | None:
 
 
 def parse_time(value: str | None) -> float | None:
-    """Epoch seconds from a number or an ISO 8601 time (``2025-01-31T12:00:00+00:00``)."""
+    """Epoch seconds from a number or an ISO 8601 time (``2025-01-31T12:00:00+00:00``).
+
+    The one reader of stored times. A time without an offset is UTC, as every time
+    orchestrate writes is (``runs`` stamps ``created`` in UTC): a stored time means
+    the same instant whatever the reader's time zone. None when empty or unreadable.
+    """
     if not value:
         return None
     try:

@@ -34,12 +34,13 @@ from redis.backoff import NoBackoff
 
 from orchestrator import store_scripts as lua
 from orchestrator.errors import (
+    NO_RUNS,
     IllegalTransitionError,
     StaleEpochError,
     StoreError,
     UsageError,
 )
-from orchestrator.keys import Keys
+from orchestrator.keys import Keys, check_name
 from orchestrator.lease import Lease
 from orchestrator.paths import StateLayout
 from orchestrator.settings import Settings
@@ -228,6 +229,27 @@ class Store:
         """Run ids, newest first."""
         runs: list[str] = await self._call(lambda: self._redis.zrevrange(self.keys.runs, 0, -1))
         return runs
+
+    async def resolve_run(self, run_id: str | None) -> str:
+        """A command's RUN argument: ``run_id`` if it names a run here, else the newest run.
+
+        The one answer to "which run" for every command: UsageError ``no run 'x'`` for
+        an id that names no run (or could not name one), :data:`~orchestrator.errors.NO_RUNS`
+        when there is no run at all.
+        """
+        if run_id is not None:
+            try:
+                check_name("run", run_id)
+            except ValueError as exc:
+                raise UsageError(f"no run {run_id!r}") from exc
+            await self.get_run(run_id)  # UsageError: no run 'x'
+            return run_id
+        runs: list[str] = await self._call(
+            lambda: self._redis.zrevrange(self.keys.runs, 0, 0)
+        )
+        if not runs:
+            raise UsageError(NO_RUNS)
+        return runs[0]
 
     async def get_run(self, run_id: str) -> RunState:
         """The run's state; UsageError for an unknown run."""

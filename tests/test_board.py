@@ -20,6 +20,7 @@ from orchestrator.board import (
     render_board,
     snapshot_json,
 )
+from orchestrator.status import RunStatus
 from orchestrator.store import Store, Usage
 
 pytestmark = pytest.mark.anyio
@@ -349,3 +350,25 @@ async def plain_events_once(store: Store, run: str, out: io.StringIO) -> None:
     """`watch` without a terminal: the event lines so far (the run is still going)."""
     with anyio.move_on_after(1.5):
         await plain_events(store, run, out, until_done=False)
+
+
+async def test_a_stored_time_without_an_offset_is_utc_whatever_the_local_zone(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's `finished` written without an offset means the same instant on every
+    machine: the board reads it as UTC, as the store reads `created` (one time parser)."""
+    import time
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        run = await new_run(store)
+        async with store.lease(run) as lease:
+            await store.run_transition(
+                run, RunStatus.FAILED, epoch=lease.epoch, fields={"finished": "2025-01-31T12:00:00"}
+            )
+        snap = await build_snapshot(store, run)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert snap.finished == 1738324800.0  # 2025-01-31 12:00:00 UTC

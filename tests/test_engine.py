@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
-from orchestrator.engine import Budget, EngineOptions, RunResult, start_run
+from orchestrator.engine import EngineOptions, RunResult, Spending, start_run
 from orchestrator.plan import Plan
 from orchestrator.planload import load_plan
 from orchestrator.runs import new_run_id, plan_of_run
@@ -337,7 +337,7 @@ def test_budget_stops_runs_and_teams() -> None:
             ],
         }
     )
-    budget = Budget(plan)
+    budget = Spending(plan)
     a, b = plan.team("a"), plan.team("b")
     assert budget.exhausted(a) is None
     budget.add("a", Usage(input_tokens=10, output_tokens=10, cost_usd=1.5))

@@ -171,7 +171,7 @@ def test_requests_and_outcomes_cross_a_wire_as_json() -> None:
 
 
 ROOT = Path(__file__).resolve().parent.parent / "orchestrator"
-TYPES = {"RunContext", "Notice", "Notify", "TeamResult", "EngineOptions", "Budget", "Recovery"}
+TYPES = {"RunContext", "Notice", "Notify", "TeamResult", "EngineOptions", "Spending", "Recovery"}
 
 
 def test_no_module_imports_the_scheduler_for_a_run_wide_type() -> None:

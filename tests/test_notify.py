@@ -17,7 +17,7 @@ import pytest
 from pydantic import ValidationError
 from structlog.testing import capture_logs
 
-from orchestrator.notify import Notifier, Webhook, redact_url, webhooks_of
+from orchestrator.notify import Notifier, Webhook, mask_webhook_url, webhooks_of
 from tests.support.gitrepo import GitRepo
 from tests.test_cli_run import _env as cli_env
 from tests.test_cli_run import _plan as plan_file
@@ -142,8 +142,8 @@ def test_webhook_config_is_strict_and_keeps_its_url_secret() -> None:
         Webhook.model_validate({"url": "https://x/y", "colour": "red"})
     hook = Webhook(url=f"https://hooks.slack.com/services/{SECRET}")
     assert SECRET not in repr(hook) and SECRET not in str(hook)
-    assert redact_url(hook.url) == "https://hooks.slack.com/***"
-    assert redact_url("https://user:pw@h.example:8443/") == "https://h.example:8443"
+    assert mask_webhook_url(hook.url) == "https://hooks.slack.com/***"
+    assert mask_webhook_url("https://user:pw@h.example:8443/") == "https://h.example:8443"
 
 
 def test_webhooks_read_from_a_plan_without_the_field() -> None:

@@ -115,8 +115,8 @@ _NOT_A_STATUS = {
     ("report.py", "failed"),  # a check's result: passed or failed
     ("resume.py", "failed"),  # the feedback's words when a failed attempt gave no reason
     ("resume.py", "cancelled"),  # why an attempt is uncounted: crashed or cancelled
-    ("teamrun.py", "running"),
-    ("timeline.py", "failed"),  # a suite run's tooltip: passed or failed  # "(running)" or "(ended)" after an attached agent
+    ("teamrun.py", "running"),  # "(running)" or "(ended)" after an attached agent
+    ("timeline.py", "failed"),  # a suite run's tooltip: passed or failed
 }
 
 

@@ -104,3 +104,43 @@ async def test_break_lease_frees_only_the_holder_it_names(store: Store) -> None:
         assert await store.break_lease("r1", first) is True
         assert await store.lease_holder("r1") is None
         assert await store.break_lease("r1", first) is False  # already gone: nothing to do
+
+
+def test_a_lease_holder_is_alive_while_its_process_is() -> None:
+    """`status`, `clean`, `cancel` and `resume` agree on whether a run's orchestrator lives:
+    this host's holder while its process runs (not a later process with its pid), another
+    host's until its lease expires."""
+    import subprocess
+    import sys
+    import time
+
+    from orchestrator.lease import holder_alive
+    from orchestrator.state import LeaseHolder
+
+    here = socket.gethostname()
+    me = LeaseHolder(host=here, pid=os.getpid(), since=time.time(), token="t")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead = LeaseHolder(host=here, pid=int(gone.stdout), since=time.time(), token="t")
+    reused = LeaseHolder(host=here, pid=os.getpid(), since=time.time() - 3600 * 24 * 365, token="t")
+    elsewhere = LeaseHolder(host=here + "-elsewhere", pid=1, since=0.0, token="t")
+    assert [holder_alive(h) for h in (me, dead, reused, elsewhere)] == [True, False, False, True]
+
+
+async def test_every_command_resolves_run_the_same_way(store: Store) -> None:
+    """RUN defaults to the newest run; an id that names no run (or cannot) and an empty
+    state say one line each, the same for `resume`, `cancel`, `report`, `logs`, `status`."""
+    from orchestrator.errors import NO_RUNS, UsageError
+
+    with pytest.raises(UsageError) as nothing:
+        await store.resolve_run(None)
+    assert str(nothing.value) == NO_RUNS
+    await make_run(store, run_id="old-1")
+    await anyio.sleep(0.01)
+    await make_run(store, run_id="new-2")
+    assert await store.resolve_run(None) == "new-2"
+    assert await store.resolve_run("old-1") == "old-1"
+    for bad in ("nope-1", "a b"):
+        with pytest.raises(UsageError) as info:
+            await store.resolve_run(bad)
+        assert str(info.value) == f"no run {bad!r}"

@@ -55,13 +55,7 @@ def report(
         raise UsageError(f"no state folder at {root}: no run has been started here")
 
     async def go(store: Store) -> str | dict[str, Path]:
-        run = run_id
-        if run is None:
-            runs = await store.list_runs()
-            if not runs:
-                raise UsageError("no runs yet: start one with `orchestrate run plan.yaml`")
-            run = runs[0]
-        await store.get_run(run)  # UsageError for an unknown run
+        run = await store.resolve_run(run_id)
         if stdout:
             return render(await build_report(store, run), formats[0])
         return await write_reports(store, layout, run, formats)

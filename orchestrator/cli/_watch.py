@@ -26,12 +26,11 @@ RunArg = Annotated[
     str | None,
     typer.Argument(help="The run id (default: the newest run).", metavar="RUN", show_default=False),
 ]
-NOTHING_HERE = "no runs here yet; start one with `orchestrate run plan.yaml`"
 
 
 def _open(state_dir: Path | None, redis_url: str | None) -> tuple[Settings, StateLayout]:
     from orchestrator.cli._common import load_settings
-    from orchestrator.errors import UsageError
+    from orchestrator.errors import NO_RUNS, UsageError
     from orchestrator.paths import StateLayout, find_state_dir
 
     settings = load_settings(state_dir=state_dir, redis_url=redis_url)
@@ -40,29 +39,12 @@ def _open(state_dir: Path | None, redis_url: str | None) -> tuple[Settings, Stat
         StateLayout(root).check()  # a damaged state folder: one line
     if root is None or not root.is_dir():
         if settings.redis_url is None:
-            raise UsageError(NOTHING_HERE)
+            raise UsageError(NO_RUNS)
         root = Path.cwd() / ".orchestrate"  # logs on disk are not here; Redis has the rest
     layout = StateLayout(root.absolute())
     if settings.redis_url is None and not layout.redis_dir.is_dir():
-        raise UsageError(NOTHING_HERE)
+        raise UsageError(NO_RUNS)
     return settings, layout
-
-
-async def _run_id(store: Store, run: str | None) -> str:
-    from orchestrator.errors import UsageError
-    from orchestrator.keys import check_name
-
-    if run is not None:
-        try:
-            check_name("run", run)
-        except ValueError as exc:
-            raise UsageError(f"no run {run!r}") from exc
-        await store.get_run(run)  # UsageError: no run 'x'
-        return run
-    runs = await store.list_runs()
-    if not runs:
-        raise UsageError(NOTHING_HERE)
-    return runs[0]
 
 
 async def _run_or_team(
@@ -149,7 +131,6 @@ def logs(
         LogLine,
         adapter_of,
         history,
-        plan_of,
         raw_history,
         use_color,
     )
@@ -171,7 +152,7 @@ def logs(
 
     async def go(store: Store, layout: StateLayout) -> None:
         run_arg, team = await _run_or_team(store, run, team_arg, extra=(INTEGRATION,))
-        run_id = await _run_id(store, run_arg)
+        run_id = await store.resolve_run(run_arg)
         state = await store.get_run(run_id)
         known = [*state.team_ids, INTEGRATION]  # the integration phase's output reads like a team's
         if team is not None and team not in known:
@@ -199,7 +180,9 @@ def logs(
                 got, tails[t] = raw_history(layout, run_id, t, attempt=attempt)
                 lines += got
         else:
-            plan = plan_of(state)
+            from orchestrator.runs import recorded_plan
+
+            plan = recorded_plan(state)
             for t in teams:
                 found = await history(
                     store,
@@ -260,7 +243,7 @@ def status(
     from orchestrator.board import build_snapshot, render_board, snapshot_json
 
     async def go(store: Store, layout: StateLayout) -> Any:
-        return await build_snapshot(store, await _run_id(store, run))
+        return await build_snapshot(store, await store.resolve_run(run))
 
     snap = _run(state_dir, redis_url, go)
     if json_:
@@ -286,7 +269,7 @@ def watch(
     console = Console(highlight=False)
 
     async def go(store: Store, layout: StateLayout) -> None:
-        run_id = await _run_id(store, run)
+        run_id = await store.resolve_run(run)
         if console.is_terminal:
             await live_board(store, run_id, console)
         else:
@@ -315,7 +298,9 @@ def runs(
 
     snaps: list[BoardSnapshot] = _run(state_dir, redis_url, go)
     if not snaps:
-        sys.stdout.write(NOTHING_HERE + "\n")
+        from orchestrator.errors import NO_RUNS
+
+        sys.stdout.write(NO_RUNS + "\n")
         return
     # The run id last: the columns stay aligned in 80 columns however long the plan's name.
     sys.stdout.write(f"{'status':<11} {'started':<11}  {'took':>7}  {'ok/failed/all':<13}  run\n")

@@ -302,7 +302,7 @@ def _team(u: Unit, i: int, deps: list[str], note: Any) -> dict[str, Any]:
     owners = _texts(u.fields.get("role", []))
     if owners:
         role_text, role_from = owners[0], "Owner line"
-    role, exact = words.resolve_role(role_text) if role_text else (None, False)
+    role, exact = words.guess_role(role_text) if role_text else (None, False)
     name = u.title
     if role_text and not exact:
         name = f"{u.title} ({role_text})"

@@ -190,10 +190,10 @@ _SYNONYMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 def looks_like_role(text: str) -> bool:
     """Whether a parenthesised phrase names a role ("android-expert", "DBA"), not a remark."""
     text = text.strip()
-    return bool(_KEBAB.match(text) or _ROLE_WORDS.search(text) or resolve_role(text)[0])
+    return bool(_KEBAB.match(text) or _ROLE_WORDS.search(text) or guess_role(text)[0])
 
 
-def resolve_role(text: str) -> tuple[str | None, bool]:
+def guess_role(text: str) -> tuple[str | None, bool]:
     """(built-in role, exact) for a free-text role, or (None, False) when none is obvious."""
     low = text.strip().lower()
     if low.replace(" ", "-") in BUILTIN_ROLES:
