@@ -62,9 +62,10 @@ from orchestrator.runtypes import (
     Spending,
     TeamResult,
 )
-from orchestrator.status import IntegrationStatus, RunStatus, TeamStatus
+from orchestrator.status import RunStatus, TeamStatus
 from orchestrator.store import Store
 from orchestrator.teamrun import TeamRunner
+from orchestrator.verdict import RunFacts, run_verdict
 
 if TYPE_CHECKING:
     from orchestrator.integration import IntegrationResult
@@ -420,37 +421,18 @@ class Engine:
             res.status = status
             results[team.id] = res
         integration = self.integration
-        if self.cancelled:
-            who = ctx.cancel_reason or "cancelled"
-            final, reason = RunStatus.CANCELLED, f"{who}; `orchestrate resume` finishes it"
-        elif self.interrupted and self.detached:
-            final, reason = (
-                RunStatus.INTERRUPTED,
-                "interrupted (SIGHUP); its agents go on: `orchestrate resume` re-attaches them",
+        final, reason = run_verdict(
+            RunFacts(
+                teams={t: r.status for t, r in results.items()},
+                cancelled=self.cancelled,
+                cancel_reason=ctx.cancel_reason,
+                interrupted=self.interrupted,
+                detached=self.detached,
+                stop_reason=self.stop_reason,
+                integration=integration.status if integration is not None else None,
+                integration_reason=integration.reason if integration is not None else None,
             )
-        elif self.interrupted:
-            final, reason = RunStatus.INTERRUPTED, "interrupted; `orchestrate resume` finishes it"
-        elif all(r.status is TeamStatus.SUCCEEDED for r in results.values()) and (
-            integration is None or integration.ok
-        ):
-            final, reason = RunStatus.SUCCEEDED, None
-        elif all(r.status is TeamStatus.SUCCEEDED for r in results.values()) and (
-            integration is not None
-        ):
-            final, reason = RunStatus.FAILED, f"integration: {integration.reason}"
-        else:
-            failed = [t for t, r in results.items() if r.status is TeamStatus.FAILED]
-            blocked = [t for t, r in results.items() if r.status is TeamStatus.BLOCKED]
-            parts = []
-            if failed:
-                parts.append("failed: " + ", ".join(failed))
-            if blocked:
-                parts.append("blocked: " + ", ".join(blocked))
-            if self.stop_reason:
-                parts.append(self.stop_reason)
-            if integration is not None and integration.status is not IntegrationStatus.SKIPPED:
-                parts.append(f"integration {integration.status}: {integration.reason or 'ok'}")
-            final, reason = RunStatus.FAILED, "; ".join(parts) or "not every team succeeded"
+        )
         fields = {"finished": repr(time.time())}
         if reason is None:
             fields["reason"] = ""  # not the phase's ("integrating db, api") once it succeeded

@@ -2,25 +2,10 @@
 
 A resume takes the run's lease (a dead holder's lease on this host is taken
 over at once; a live holder's is refused with one line naming it), then
-reconciles every team from Redis and the disk before scheduling (see
-:func:`reconcile`):
-
-==========================  ==================================================
-the store says              what happens
-==========================  ==================================================
-succeeded                   kept, never run again
-running, supervisor alive   re-attached: its log followed from the stored
-                            offset; the attempt is not counted again
-running/verifying, status   judged (deliverables, checks) and committed as if
-written                     it had just ended; a commit already made is kept
-running, neither            the attempt crashed: the next one starts (not
-                            counted against ``retries``), told which files the
-                            crashed attempt left in the worktree
-retrying                    its next attempt starts at once
-cancelled                   the next attempt starts (not counted)
-failed / blocked            left, unless ``retry_failed``: fresh attempts, and
-                            the blocked teams downstream pending again
-==========================  ==================================================
+reconciles every team from Redis and the disk before scheduling: what to do
+with each team is decided without IO by :func:`orchestrator.reconcile.decide`
+(its module has the table: kept, re-attached, judged, restarted, left), and
+:func:`reconcile` here applies it (transitions, attempt records, recoveries).
 
 Every process of the run that is not re-attached (an agent of a cancelled
 team, a test suite of an unfinished integration) is stopped, and an
@@ -34,6 +19,7 @@ cancelled; a cancelled run can be resumed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import os
@@ -63,6 +49,7 @@ from orchestrator.plan import Team
 from orchestrator.planload import LoadedPlan, load_plan
 from orchestrator.preflight import require_agents
 from orchestrator.prompts import Feedback
+from orchestrator.reconcile import STEPS, Action, TeamFacts, decide, start_status
 from orchestrator.runs import RunInfo, plan_of_run, record_crash, write_plan_copy
 from orchestrator.runtypes import (
     AttemptRecord,
@@ -281,55 +268,56 @@ async def reconcile(
         attempts = every_attempt.get(tid, []) if n else []
         uncounted = sum(1 for a in attempts if a.attempt > base and a.fields.get("uncounted"))
         most = base + plan.retries(team) + 1 + uncounted
-        files = [p for p, h in (st.deliverables if st else {}).items() if h]
         result = TeamResult(tid, status, n, st.branch if st else None, st.reason if st else None)
-        if status is TeamStatus.SUCCEEDED:
-            result.files = files
-            last = [a.fields for a in attempts if a.attempt == n]
-            # What the downstream prompts quote ("Their summary"), kept by teamrun.
-            result.final_message = (last[0].get("final_message") if last else None) or None
-            ctx.results[tid] = result
-        elif status in (TeamStatus.FAILED, TeamStatus.BLOCKED) and not retry_failed:
-            ctx.results[tid] = result
-        elif status is TeamStatus.FAILED:
-            status = TeamStatus.RETRYING
-            await transition(tid, status, n + 1, "resume --retry-failed", attempt_base=str(n))
-            feedback = (
-                Feedback(attempt=n, reason=(st.reason if st else None) or "failed") if n else None
-            )
-            start.recoveries[tid] = Recovery(n + 1, n + 1 + plan.retries(team), None, feedback)
-        elif status is TeamStatus.BLOCKED:
-            status = TeamStatus.PENDING
-            await transition(tid, status, n, "resume --retry-failed")
-        elif status in (TeamStatus.RUNNING, TeamStatus.VERIFYING) and n:
+        facts = TeamFacts(status, n, retry_failed=retry_failed)
+        action = decide(facts)
+        rec: AttemptRecord | None = None
+        if action is Action.PROBE:  # the one fact decide needs from the machine
             mine = [a.fields for a in attempts if a.attempt == n]
             rec = _record(ctx.layout, run_id, tid, n, mine[0] if mine else fields)
-            if rec.pid > 0 and (rec.status.exists() or await _running(rec)):
+            found = rec.pid > 0 and (rec.status.exists() or await _running(rec))
+            action = decide(dataclasses.replace(facts, agent_found=found))
+        step = STEPS[action]
+        reason, extra = "resume --retry-failed", {}
+        if action is Action.RETRY_FAILED:
+            extra = {"attempt_base": str(n)}
+        elif action is Action.RESTART_CRASHED:
+            edits = await _partial_edits(ctx.git, fields.get("worktree"))
+            reason = f"attempt {n} was cut short: its agent process is gone" + (
+                f"; it left partial edits in {', '.join(edits)}" if edits else ""
+            )
+        elif action is Action.RESTART_CANCELLED:
+            reason = f"attempt {n} was cancelled"
+        if step.uncounted is not None:
+            await store.update_attempt(run_id, tid, n, {"uncounted": step.uncounted}, epoch=epoch)
+        if step.to is not None:
+            await transition(tid, step.to, n + step.next_attempt, reason, **extra)
+        session = fields.get("session_id")
+        match action:
+            case Action.KEEP:
+                result.files = [p for p, h in (st.deliverables if st else {}).items() if h]
+                last = [a.fields for a in attempts if a.attempt == n]
+                # What the downstream prompts quote ("Their summary"), kept by teamrun.
+                result.final_message = (last[0].get("final_message") if last else None) or None
+                ctx.results[tid] = result
+            case Action.LEAVE:
+                ctx.results[tid] = result
+            case Action.RETRY_FAILED:
+                why = (st.reason if st else None) or TeamStatus.FAILED
+                feedback = Feedback(attempt=n, reason=why) if n else None
+                start.recoveries[tid] = Recovery(n + 1, n + 1 + plan.retries(team), None, feedback)
+            case Action.ATTACH if rec is not None:
                 keep.add(rec.pid)
                 start.recoveries[tid] = Recovery(n, most, rec, session_id=rec.session_id)
-            else:
-                edits = await _partial_edits(ctx.git, fields.get("worktree"))
-                reason = f"attempt {n} was cut short: its agent process is gone" + (
-                    f"; it left partial edits in {', '.join(edits)}" if edits else ""
-                )
-                await store.update_attempt(run_id, tid, n, {"uncounted": "crashed"}, epoch=epoch)
-                status = TeamStatus.RETRYING
-                await transition(tid, status, n + 1, reason)
-                start.recoveries[tid] = Recovery(
-                    n + 1, most + 1, None, Feedback(attempt=n, reason=reason), rec.session_id
-                )
-        elif status is TeamStatus.RETRYING:
-            feedback = Feedback(attempt=n - 1, reason=st.reason or "") if n > 1 and st else None
-            start.recoveries[tid] = Recovery(n, most, None, feedback, fields.get("session_id"))
-        elif status is TeamStatus.CANCELLED and n:
-            await store.update_attempt(run_id, tid, n, {"uncounted": "cancelled"}, epoch=epoch)
-            reason = f"attempt {n} was cancelled"
-            status = TeamStatus.RETRYING
-            await transition(tid, status, n + 1, reason)
-            start.recoveries[tid] = Recovery(n + 1, most + 1, None, None, fields.get("session_id"))
-        else:  # pending, or cancelled before its first attempt
-            status = TeamStatus.PENDING
-        start.status[tid] = status
+            case Action.RESTART_CRASHED if rec is not None:
+                feedback = Feedback(attempt=n, reason=reason)
+                start.recoveries[tid] = Recovery(n + 1, most + 1, None, feedback, rec.session_id)
+            case Action.GO_ON:
+                feedback = Feedback(attempt=n - 1, reason=st.reason or "") if n > 1 and st else None
+                start.recoveries[tid] = Recovery(n, most, None, feedback, session)
+            case Action.RESTART_CANCELLED:
+                start.recoveries[tid] = Recovery(n + 1, most + 1, None, None, session)
+        start.status[tid] = start_status(facts, action)
     if run.status is RunStatus.INTEGRATING:
         await store.run_transition(run_id, RunStatus.INTERRUPTED, epoch=epoch, reason="resumed")
     await store.run_transition(
