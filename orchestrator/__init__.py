@@ -3,6 +3,35 @@
 The public surface is the ``orchestrate`` command and the plan format
 (``plan.yaml`` version 1, see :mod:`orchestrator.plan`). Everything else in
 this package is internal and may change between releases.
+
+Layers, highest first. A module imports from its own layer and the layers
+below it, never from one above (CI checks it: ``lint-imports``, with the
+contract in pyproject.toml's ``[tool.importlinter]``; ``tests/test_layers.py``
+keeps this list and that contract the same, and every module in one layer)::
+
+    cli       cli __main__
+              the command line: parses, prints, exit codes (typer lives here only)
+    mdimport  mdimport
+              a Markdown coordination plan -> plan.yaml
+    run       engine resume reconcile verdict teamrun runtypes executor local_executor
+              attempt integration integration_procs notify preflight
+              a run: scheduling, attempts, resume and cancel, integration, its end
+    views     board logs report report_html timeline
+              what a run looks like: the board, log lines, the report (read only)
+    agents    agentrun agentproc supervisor agents prompts envs verify
+              one agent process: its argv, prompt, environment, supervisor, output, checks
+    state     store state status store_scripts keys lease runs
+              redis_server server_watch
+              what Redis holds: statuses, runs, teams, attempts, the lease, the server
+    plan      plan planload graph roles
+              plan.yaml as models, loaded and checked; the team graph; role profiles
+    base      errors paths settings redact gitops resources
+              the error tree, the state folder, settings, secrets out, git, bundled files
+
+The run layer writes through the state layer and reads the views' report
+writer; the views read the state layer only, never drive a run. The agents
+layer knows nothing of runs: the executor (run) asks it for one agent process
+at a time. ``state`` and ``plan`` know nothing of processes.
 """
 
 __version__ = "0.1.0"
