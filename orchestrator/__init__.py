@@ -20,8 +20,8 @@ keeps this list and that contract the same, and every module in one layer)::
               what a run looks like: the board, log lines, the report (read only)
     agents    agentrun agentproc supervisor agents prompts envs verify
               one agent process: its argv, prompt, environment, supervisor, output, checks
-    state     store state status store_scripts keys lease runs
-              redis_server server_watch
+    state     store state status store_scripts integration_records keys lease
+              runs redis_server server_watch
               what Redis holds: statuses, runs, teams, attempts, the lease, the server
     plan      plan planload graph roles
               plan.yaml as models, loaded and checked; the team graph; role profiles

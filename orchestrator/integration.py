@@ -49,16 +49,15 @@ from orchestrator import graph
 from orchestrator.agentrun import LiveAgents
 from orchestrator.errors import OrchestrateError
 from orchestrator.gitops import Git, integration_branch, shared_branch, team_branch
-from orchestrator.integration_procs import (
+from orchestrator.integration_procs import TAIL_LINES, ProcessRunner, suite_commands
+from orchestrator.integration_records import (
     STORE_NAME,
-    TAIL_LINES,
     AgentRecord,
     Bisection,
     Conflict,
     IntegrationResult,
-    ProcessRunner,
     SuiteRun,
-    suite_commands,
+    load_result,
 )
 from orchestrator.paths import INTEGRATION, SHARED_WORKTREE, StateLayout
 from orchestrator.planload import LoadedPlan
@@ -86,18 +85,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger("orchestrate.integration")
-
-
-async def load_result(store: Store, run_id: str) -> IntegrationResult | None:
-    """The integration result recorded for ``run_id``, or None when it never ran."""
-    try:
-        state = await store.get_team(run_id, STORE_NAME)
-    except OrchestrateError:
-        return None
-    raw = state.fields.get("result")
-    if raw:
-        return IntegrationResult.model_validate_json(raw)
-    return None
 
 
 async def integrate_run(ctx: RunContext, *, partial: bool | None = None) -> IntegrationResult:

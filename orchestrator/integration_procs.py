@@ -1,11 +1,9 @@
-"""The integration phase's records and processes (see :mod:`orchestrator.integration`).
+"""The integration phase's processes (see :mod:`orchestrator.integration`).
 
-What the phase did, as pydantic records kept as JSON in the store (the report
-reads them back): :class:`IntegrationResult` with its :class:`Conflict` s,
-:class:`SuiteRun` s, :class:`AgentRecord` s and :class:`Bisection`. And how it
-runs things: :class:`ProcessRunner` starts the suite's commands and the
-resolver/fixer agents under the supervisor, numbered ``_integration.<n>``
-(log file, prompt file, log stream, one attempt record each).
+:class:`ProcessRunner` starts the suite's commands and the resolver/fixer
+agents under the supervisor, numbered ``_integration.<n>`` (log file, prompt
+file, log stream, one attempt record each). What the phase did is recorded in
+the records of :mod:`orchestrator.integration_records` (re-exported here).
 """
 
 from __future__ import annotations
@@ -16,130 +14,42 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from orchestrator.agentproc import AgentProcess, Launch, Outcome
 from orchestrator.agentrun import AgentJob, LiveAgents, run_agent, run_secrets
 from orchestrator.agents.base import exit_reason
 from orchestrator.envs import work_env
 from orchestrator.errors import OrchestrateError
-from orchestrator.keys import check_name
+from orchestrator.integration_records import (
+    STORE_NAME,
+    AgentRecord,
+    Bisection,
+    Conflict,
+    IntegrationResult,
+    SuiteRun,
+)
 from orchestrator.paths import INTEGRATION, StateLayout
 from orchestrator.planload import LoadedPlan
 from orchestrator.status import IntegrationStatus
 from orchestrator.store import Store, new_agent_id
 from orchestrator.verify import command_text
 
+__all__ = [
+    "STORE_NAME",
+    "TAIL_LINES",
+    "AgentRecord",
+    "Bisection",
+    "CommandResult",
+    "Conflict",
+    "IntegrationResult",
+    "ProcessRunner",
+    "SuiteRun",
+    "suite_commands",
+]
+
 TAIL_LINES = 80
 """Lines of a failing suite's output kept for the fixer and the report."""
-
-
-STORE_NAME = check_name("team", INTEGRATION)
-"""The integration's name in the store: its hash (phase, result), process records, log stream."""
-
-
-# -- what happened (JSON in the store, read back by the report) ------------------------------
-
-
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class AgentRecord(_Record):
-    """One run of the resolver or fixer agent."""
-
-    role: str
-    agent: str
-    agent_id: str
-    n: int
-    started: float
-    finished: float
-    exit_code: int | None = None
-    ok: bool = False
-    reason: str | None = None
-    log: str = ""
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-
-
-class SuiteRun(_Record):
-    """One run of the test suite: on the integration (``round`` 0, then after each fix) or a
-    bisection step (``prefix``: the teams merged at that point)."""
-
-    purpose: Literal["integration", "bisect"]
-    round: int = 0
-    prefix: list[str] | None = None
-    passed: bool
-    started: float
-    finished: float | None = None
-    failed_command: str | None = None
-    exit_code: int | None = None
-    reason: str | None = None
-    logs: list[str] = Field(default_factory=list)
-    tail: str = ""
-
-
-class Conflict(_Record):
-    """A merge conflict: the team being merged, the files, who changed each file before."""
-
-    team: str
-    files: list[str]
-    others: dict[str, list[str]] = Field(default_factory=dict)
-    resolved: bool = False
-    resolver_agent_id: str | None = None
-    resolution: str = ""
-
-    def describe(self) -> str:
-        """``src/app.py between db and auth; src/x.py between api and auth``."""
-        parts = []
-        for f in self.files:
-            before = ", ".join(self.others.get(f) or []) or "an earlier merge"
-            parts.append(f"{f} between {before} and {self.team}")
-        return "; ".join(parts)
-
-
-class Bisection(_Record):
-    """Which merge broke the suite."""
-
-    passes_with: list[str]
-    culprit: str | None
-    verdict: str
-    tested: dict[str, bool] = Field(default_factory=dict)
-    """Prefix length (teams merged) -> whether the suite passed there."""
-
-
-class IntegrationResult(_Record):
-    """What the integration phase did; ``ok`` when it merged and the suite passed."""
-
-    status: IntegrationStatus
-    reason: str | None = None
-    phase: str = "start"
-    isolation: str
-    branch: str
-    worktree: str
-    base_commit: str
-    head: str | None = None
-    order: list[str] = Field(default_factory=list)
-    merged: list[str] = Field(default_factory=list)
-    left_out: list[str] = Field(default_factory=list)
-    commits: dict[str, str] = Field(default_factory=dict)
-    """Team -> the merge commit after it (the prefixes bisection tests)."""
-    conflicts: list[Conflict] = Field(default_factory=list)
-    suite: list[SuiteRun] = Field(default_factory=list)
-    agents: list[AgentRecord] = Field(default_factory=list)
-    test_passed: bool | None = None
-    """None: no suite configured (or it never ran)."""
-    bisection: Bisection | None = None
-    started: float
-    finished: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status is IntegrationStatus.SUCCEEDED
-
 
 def suite_commands(test: object) -> list[str | tuple[str, ...]]:
     """``integration.test`` as a list of commands.

@@ -29,7 +29,7 @@ from typing import Any
 
 import anyio
 
-from orchestrator.integration import load_result
+from orchestrator.integration_records import load_result
 from orchestrator.paths import StateLayout
 from orchestrator.plan import format_duration
 from orchestrator.runs import recorded_plan
