@@ -17,7 +17,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 import anyio
-import redis.exceptions as rexc
 
 from orchestrator.errors import LeaseHeldError, StoreError
 from orchestrator.state import LeaseHolder, lease_holder_from
@@ -64,19 +63,13 @@ class Lease:
         return int(self._store.settings.lease_ttl * 1000)
 
     async def __aenter__(self) -> Lease:
-        s, k = self._store, self._store.keys
-        keys = [k.lock(self.run_id), k.epoch(self.run_id), k.events(self.run_id)]
-        args = [
-            self._value,
-            str(self._ttl_ms),
-            repr(time.time()),
-            str(s.settings.event_stream_cap),
-            f"{self.holder.host} pid {self.holder.pid}",
-        ]
-        got = await s._call(lambda: s._lease_acquire(keys=keys, args=args))
-        if int(got[0]) != 1:
-            raise LeaseHeldError(_held_message(self.run_id, got[1], int(got[2])))
-        self.epoch = int(got[1])
+        who = f"{self.holder.host} pid {self.holder.pid}"
+        epoch, held, left_ms = await self._store.acquire_lease(
+            self.run_id, self._value, ttl_ms=self._ttl_ms, who=who
+        )
+        if not epoch:
+            raise LeaseHeldError(_held_message(self.run_id, held, left_ms))
+        self.epoch = epoch
         # The renewal runs in a task group; the body runs in its own cancel scope *outside*
         # that group, so an error in the body comes out as itself, not in an ExceptionGroup.
         tg = anyio.create_task_group()
@@ -106,34 +99,31 @@ class Lease:
         return swallowed
 
     async def _release(self) -> None:
-        s, k = self._store, self._store.keys
-        keys = [k.lock(self.run_id), k.events(self.run_id)]
-        args = [self._value, repr(time.time()), str(s.settings.event_stream_cap), str(self.epoch)]
         with anyio.move_on_after(5, shield=True):
             try:
-                await s._call(lambda: s._lease_release(keys=keys, args=args))
+                await self._store.release_lease(self.run_id, self._value, epoch=self.epoch)
             except StoreError:
                 pass  # the lease expires on its own
 
     async def _renew_loop(self) -> None:
-        s, key = self._store, self._store.keys.lock(self.run_id)
+        s = self._store
         interval = s.settings.lease_ttl / 3
         last_ok = time.monotonic()
         while True:
             await anyio.sleep(interval)
             try:
                 with anyio.fail_after(interval):
-                    ok = await s._lease_renew(keys=[key], args=[self._value, str(self._ttl_ms)])
-            except (TimeoutError, rexc.RedisError, OSError):
+                    ok = await s.renew_lease(self.run_id, self._value, ttl_ms=self._ttl_ms)
+            except (TimeoutError, StoreError):
                 if time.monotonic() - last_ok < s.settings.lease_ttl:
                     continue
-                ok = 0
-            if int(ok) == 1:
+                ok = False
+            if ok:
                 last_ok = time.monotonic()
                 continue
             try:
-                self._taken_by = str(await s._r.get(key) or "")
-            except (rexc.RedisError, OSError):
+                self._taken_by = await s.lease_value(self.run_id)
+            except StoreError:
                 self._taken_by = ""
             self.lost.set()
             if self.cancel_on_loss and self._body is not None:

@@ -162,8 +162,9 @@ class Store:
             except StoreError:
                 pass  # the next try fails and says why
 
-    async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
-        """Run ``fn`` with retries on connection errors; convert redis errors to ours."""
+    async def _call(self, fn: Callable[[], Awaitable[T]], *, retry: bool = True) -> T:
+        """Run ``fn`` with retries on connection errors (one try: ``retry=False``);
+        convert redis errors to ours."""
         from tenacity import (
             AsyncRetrying,
             retry_if_exception_type,
@@ -174,7 +175,7 @@ class Store:
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(_RETRYABLE),
-                stop=stop_after_attempt(self.settings.retry_attempts),
+                stop=stop_after_attempt(self.settings.retry_attempts if retry else 1),
                 wait=wait_exponential(multiplier=0.05, max=self.settings.retry_max_delay),
                 before_sleep=self._restart_server,
                 reraise=True,
@@ -314,6 +315,39 @@ class Store:
         """Who holds the run's lease now, if anyone."""
         raw: str | None = await self._call(lambda: self._redis.get(self.keys.lock(run_id)))
         return lease_holder_from(raw) if raw else None
+
+    # The lease's steps, for :class:`~orchestrator.lease.Lease` (``holder``: its JSON).
+
+    async def acquire_lease(
+        self, run_id: str, holder: str, *, ttl_ms: int, who: str
+    ) -> tuple[int, str, int]:
+        """Take the run's lease for ``holder`` and bump the run's epoch (or renew it, if
+        ``holder`` has it): ``(epoch, "", 0)``. Held by another: ``(0, its JSON, ms left)``."""
+        k = self.keys
+        keys = [k.lock(run_id), k.epoch(run_id), k.events(run_id)]
+        args = [holder, str(ttl_ms), repr(time.time()), str(self.settings.event_stream_cap), who]
+        got = await self._call(lambda: self._lease_acquire(keys=keys, args=args))
+        if int(got[0]) == 1:
+            return int(got[1]), "", 0
+        return 0, str(got[1]), int(got[2])
+
+    async def renew_lease(self, run_id: str, holder: str, *, ttl_ms: int) -> bool:
+        """Extend ``holder``'s lease; False once it is not its lease any more. One try
+        (StoreError when Redis does not answer): the caller decides when to give up."""
+        keys, args = [self.keys.lock(run_id)], [holder, str(ttl_ms)]
+        done = await self._call(lambda: self._lease_renew(keys=keys, args=args), retry=False)
+        return int(done) == 1
+
+    async def release_lease(self, run_id: str, holder: str, *, epoch: int) -> None:
+        """Give the lease back if ``holder`` still has it (its event in the same step)."""
+        keys = [self.keys.lock(run_id), self.keys.events(run_id)]
+        args = [holder, repr(time.time()), str(self.settings.event_stream_cap), str(epoch)]
+        await self._call(lambda: self._lease_release(keys=keys, args=args))
+
+    async def lease_value(self, run_id: str) -> str:
+        """The lease key's value as stored ("" when free); one try (StoreError)."""
+        raw = await self._call(lambda: self._redis.get(self.keys.lock(run_id)), retry=False)
+        return str(raw or "")
 
     async def break_lease(self, run_id: str, holder: LeaseHolder) -> bool:
         """Delete the run's lease if ``holder`` still holds it (compare-and-delete, atomic).
