@@ -47,6 +47,8 @@ _KNOWN_FILES = {
     "license",
     "readme",
 }
+MAX_RANGE = 100
+"""The longest range of team numbers a reference may span ("Teams 1-4")."""
 _PATH = re.compile(r"^[\w.@~+-][\w./@*?{}\[\]+,-]*$")
 
 
@@ -421,7 +423,10 @@ def expand_keys(keys: str) -> list[str]:
         m = re.fullmatch(r"(\w+)\s*(?:-|\u2013|\u2014|to|through)\s*(\w+)", part.strip())
         if m and m.group(1).isdigit() and m.group(2).isdigit():
             lo, hi = int(m.group(1)), int(m.group(2))
-            out.extend(str(n) for n in range(lo, hi + 1) if hi - lo < 100)
+            if 0 <= hi - lo < MAX_RANGE:  # checked before the walk: "1-99999999999" is no range
+                out.extend(str(n) for n in range(lo, hi + 1))
+            else:
+                out.append(part.strip().lower())
         elif m and len(m.group(1)) == 1 and len(m.group(2)) == 1 and m.group(1).isalpha():
             lo_c, hi_c = ord(m.group(1).lower()), ord(m.group(2).lower())
             out.extend(chr(c) for c in range(lo_c, hi_c + 1))

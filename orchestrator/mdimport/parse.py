@@ -19,7 +19,8 @@ from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
 
 _CHECKBOX = re.compile(r"^\s*\[[ xX~-]?\]\s*")
-_PLAIN_LABEL = re.compile(r"^([A-Za-z][A-Za-z0-9 ./&'()-]{0,40}?)\s*:\s*(.*)$")
+_PLAIN_LABEL = re.compile(r"^([^\W\d_][\w ./&'()-]{0,40}?)\s*:\s*(.*)$")
+_FRONT = re.compile(r"\A---[ \t]*\n(.*?\n)(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
 _SPACES = re.compile(r"[ \t]+")
 
 
@@ -49,6 +50,8 @@ class Line:
     value: str = ""
     value_codes: list[str] = field(default_factory=list)
     bold: str | None = None
+    lineno: int = 0  # 1-based line in the source; 0 when unknown
+    checkbox: bool = False  # the line started with a task-list box ("- [ ] ...")
 
 
 @dataclass
@@ -76,12 +79,14 @@ class ListBlock:
 class Table:
     header: list[str]
     rows: list[list[Line]]
+    lineno: int = 0
 
 
 @dataclass
 class Code:
     info: str
     content: str
+    lineno: int = 0  # the line of the first content line
 
 
 Block = Para | ListBlock | Table | Code
@@ -104,6 +109,8 @@ class Document:
     title: str | None
     preamble: list[Block]
     sections: list[Section]  # top-level sections (below the title, if any)
+    front: dict[str, str] = field(default_factory=dict)  # YAML front matter (string values)
+    source_lines: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- inline
@@ -112,9 +119,10 @@ class Document:
 def _make_line(parts: list[tuple[str, str]]) -> Line:
     """Build a :class:`Line` from (kind, text) parts; kind is text, code or strong."""
     text = clean("".join(f"`{t}`" if k == "code" else t for k, t in parts))
+    box = bool(_CHECKBOX.match(text))
     text = _CHECKBOX.sub("", text)
     codes = [t.strip() for k, t in parts if k == "code" and t.strip()]
-    line = Line(text=text, codes=codes)
+    line = Line(text=text, codes=codes, checkbox=box)
     # a leading bold phrase (emoji and checkboxes before it do not count)
     lead = [(k, t) for k, t in parts if not (k == "text" and not clean(_CHECKBOX.sub("", t)))]
     if lead and lead[0][0] == "strong":
@@ -140,6 +148,7 @@ def _make_line(parts: list[tuple[str, str]]) -> Line:
 
 
 def _inline_lines(node: SyntaxTreeNode) -> list[Line]:
+    first = node.map[0] + 1 if node.map else 0
     lines: list[list[tuple[str, str]]] = [[]]
     strong = 0
     for child in node.children:
@@ -155,7 +164,13 @@ def _inline_lines(node: SyntaxTreeNode) -> list[Line]:
             lines[-1].append(("text", child.content))
         else:  # em, link, image, s: their text
             lines[-1].append(("text", _plain(child)))
-    return [_make_line(parts) for parts in lines if "".join(t for _, t in parts).strip()]
+    out = []
+    for n, parts in enumerate(lines):
+        if "".join(t for _, t in parts).strip():
+            line = _make_line(parts)
+            line.lineno = first + n if first else 0
+            out.append(line)
+    return out
 
 
 def _plain(node: SyntaxTreeNode) -> str:
@@ -176,7 +191,7 @@ def _lines_of(node: SyntaxTreeNode) -> list[Line]:
 # ---------------------------------------------------------------- blocks
 
 
-def _fenced_table(content: str) -> Table | None:
+def _fenced_table(content: str, lineno: int = 0) -> Table | None:
     """A pipe table drawn inside a code fence, or None."""
     rows = [r for r in content.splitlines() if r.strip()]
     if len(rows) < 3 or not all("|" in r for r in rows[:2]):
@@ -195,7 +210,7 @@ def _fenced_table(content: str) -> Table | None:
 
     header = cells(rows[0])
     body = [[_make_line([("text", c)]) for c in cells(r)] for r in rows[2:] if "|" in r]
-    return Table(header=header, rows=body)
+    return Table(header=header, rows=body, lineno=lineno)
 
 
 def _table(node: SyntaxTreeNode) -> Table:
@@ -208,6 +223,7 @@ def _table(node: SyntaxTreeNode) -> Table:
                 Line(
                     text=" ".join(ln.text for ln in cell),
                     codes=[x for ln in cell for x in ln.codes],
+                    lineno=tr.map[0] + 1 if tr.map else 0,
                 )
                 if cell
                 else Line(text="")
@@ -217,7 +233,7 @@ def _table(node: SyntaxTreeNode) -> Table:
                 header = [m.text for m in merged]
             else:
                 rows.append(merged)
-    return Table(header=header, rows=rows)
+    return Table(header=header, rows=rows, lineno=node.map[0] + 1 if node.map else 0)
 
 
 def _blocks(nodes: list[SyntaxTreeNode]) -> list[Block]:
@@ -238,9 +254,12 @@ def _blocks(nodes: list[SyntaxTreeNode]) -> list[Block]:
         elif node.type == "table":
             out.append(_table(node))
         elif node.type in ("fence", "code_block"):
-            table = _fenced_table(node.content)
+            at = node.map[0] + (2 if node.type == "fence" else 1) if node.map else 0
+            table = _fenced_table(node.content, at)
             out.append(
-                table if table is not None else Code(info=node.info.strip(), content=node.content)
+                table
+                if table is not None
+                else Code(info=node.info.strip(), content=node.content, lineno=at)
             )
         elif node.type == "blockquote":
             out.extend(_blocks(list(node.children)))
@@ -250,6 +269,12 @@ def _blocks(nodes: list[SyntaxTreeNode]) -> list[Block]:
 def parse_markdown(text: str) -> Document:
     """Parse ``text`` into a :class:`Document` (never fails: any text is some document)."""
     text = text.replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff")
+    front: dict[str, str] = {}
+    m = _FRONT.match(text)
+    if m:
+        front = _front_matter(m.group(1))
+        if front or m.group(1).strip() == "":
+            text = "\n" * m.group(0).count("\n") + text[m.end() :]  # keep the line numbers
     md = MarkdownIt("commonmark").enable("table")
     root = SyntaxTreeNode(md.parse(text))
     title: str | None = None
@@ -283,4 +308,23 @@ def parse_markdown(text: str) -> Document:
         (stack[-1].children if stack else top).append(section)
         stack.append(section)
     flush()
-    return Document(title=title, preamble=preamble, sections=top)
+    return Document(
+        title=title, preamble=preamble, sections=top, front=front, source_lines=text.split("\n")
+    )
+
+
+def _front_matter(body: str) -> dict[str, str]:
+    """The scalar fields of a YAML front matter block ({} when it is not a YAML mapping)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(body)
+    except yaml.YAMLError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {
+        str(k).lower(): str(v).strip()
+        for k, v in data.items()
+        if isinstance(v, str | int | float) and not isinstance(v, bool) and str(v).strip()
+    }
