@@ -14,7 +14,17 @@ import re
 from dataclasses import dataclass, field
 
 from orchestrator.mdimport import words
-from orchestrator.mdimport.parse import Block, Code, Document, Line, ListBlock, Para, Section, Table
+from orchestrator.mdimport.parse import (
+    Block,
+    Code,
+    Document,
+    Line,
+    ListBlock,
+    ListItem,
+    Para,
+    Section,
+    Table,
+)
 
 _STRONG_FIELDS = {"task", "deliverables", "depends", "blocks"}
 _ANY_FIELDS = _STRONG_FIELDS | {"role", "estimate", "acceptance"}
@@ -26,10 +36,15 @@ _TRAILING_EST = re.compile(
     rf"\s*[-\u2013\u2014:,]\s*(?P<est>{words.ESTIMATE.pattern})\s*$", re.IGNORECASE
 )
 _KEY = r"(?:\d+(?:\.\d+)*[A-Za-z]?|[A-Za-z])\b"
-_REF = re.compile(
-    rf"\b(?P<kind>{words.UNIT_WORDS})s?(?:\s+#?\s*|\s*#\s*)(?P<keys>{_KEY}(?:\s*(?:-|\u2013|\u2014|to|through|,|and|&|\+|/)\s*{_KEY})*)",
+_KEY_SEP = (
+    r"-|\u2013|\u2014|to|through|bis|hasta|al|\u00e0|tot|,|and|und|y|et|e|en|&|\+|/"
+)
+REF = re.compile(
+    rf"(?<![\w-])(?P<kind>{words.UNIT_WORDS})(?:s|n|en|es)?(?:\s+#?\s*|\s*#\s*)"
+    rf"(?P<keys>{_KEY}(?:\s*(?:{_KEY_SEP})\s*{_KEY})*)",
     re.IGNORECASE,
 )
+_REF = REF
 _RUNNERS = re.compile(
     r"^(?:pytest|python|py\.test|npm|npx|yarn|pnpm|bun|make|go|cargo|tox|nox|uv|poetry|hatch|bash|sh|\./|"
     r"mvn|gradle|\./gradlew|dotnet|bundle|rake|rspec|jest|vitest|phpunit|ctest|just|deno|mix|swift|flutter)\b"
@@ -65,6 +80,7 @@ class Unit:
     prose: list[str] = field(default_factory=list)
     group: Group | None = None
     id: str = ""
+    lineno: int = 0
 
     def add(self, name: str, lines: list[Line]) -> None:
         self.fields.setdefault(name, []).append(lines)
@@ -81,7 +97,11 @@ class Group:
 
 @dataclass
 class Findings:
-    """What the walk found; :mod:`orchestrator.mdimport.build` turns it into plan data."""
+    """What the walk found; :mod:`orchestrator.mdimport.build` turns it into plan data.
+
+    ``talk`` holds every line of free text (with the unit it belongs to) that
+    may state an order between units; ``graphs`` the Mermaid blocks.
+    """
 
     title: str | None
     units: list[Unit] = field(default_factory=list)
@@ -89,6 +109,36 @@ class Findings:
     tables: list[tuple[str, Table]] = field(default_factory=list)
     tests: list[str] = field(default_factory=list)
     unplaced: list[str] = field(default_factory=list)
+    talk: list[tuple[Unit | None, Line]] = field(default_factory=list)
+    graphs: list[Code] = field(default_factory=list)
+    front: dict[str, str] = field(default_factory=dict)
+
+
+_INLINE_NAMES = {"depends", "blocks", "deliverables", "agent", "owner", "branch"}
+_INLINE = re.compile(
+    r"(?P<open>[(\[])?\s*(?P<label>[^\W\d_][\w ./'-]{0,30}?)\s*:\s*(?P<value>[^()\[\];|]*)"
+    r"(?(open)[)\]])",
+)
+
+
+def inline_fields(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """Fields written inside a unit's line: ``api (needs: auth, users)``, ``#3 Reindex after: #2``.
+
+    Returns the text without them and the (field, value) pairs found. A label
+    at the very start of the line is the line's own label, not an inline field.
+    """
+    found: list[tuple[str, str]] = []
+    out = text
+    for m in reversed(list(_INLINE.finditer(text))):
+        if m.start() == 0 and not m.group("open"):
+            continue
+        name = words.field_name(m.group("label"))
+        if name not in _INLINE_NAMES or not m.group("value").strip():
+            continue
+        found.append((name or "", m.group("value").strip(" .,")))
+        out = out[: m.start()] + " " + out[m.end() :]
+    found.reverse()
+    return re.sub(r"\s+", " ", out).strip(" -:,;\u2013\u2014"), found
 
 
 def _item_lines(blocks: list[Block]) -> list[Line]:
@@ -118,9 +168,51 @@ def _has_fields(blocks: list[Block], names: set[str]) -> bool:
     return False
 
 
+def _unit_like_item(item: ListItem) -> bool:
+    """A list item that names a unit: a unit head, a bold name, or fields of its own."""
+    line = item.line
+    if not line.text:
+        return False
+    kind, key, ticket = split_title(line.text)[:3]
+    if (kind and key) or ticket and line.label is None:
+        return True
+    if line.bold and not words.field_name(line.bold):
+        return True
+    if inline_fields(line.text)[1]:
+        return True
+    return _has_fields(item.blocks, _ANY_FIELDS) or any(
+        ln.label and words.field_name(ln.label) in _STRONG_FIELDS for ln in item.lines[1:]
+    )
+
+
+def _lists_units(block: ListBlock) -> bool:
+    """Whether a list (not introduced by a label) lists units rather than steps or notes."""
+    items = [i for i in block.items if i.line.text]
+    if not items:
+        return False
+    like = sum(1 for i in items if _unit_like_item(i))
+    return like == len(items) and (len(items) > 1 or like == 1 and bool(items[0].blocks))
+
+
+def _own_lists_units(sec: Section) -> bool:
+    return any(isinstance(b, ListBlock) and _lists_units(b) for b in sec.blocks) and not (
+        _has_fields([b for b in sec.blocks if not isinstance(b, ListBlock)], _STRONG_FIELDS)
+    )
+
+
 def _is_unit_section(sec: Section) -> bool:
     kind, key, ticket = split_title(sec.title)[:3]
-    return bool(kind and key) or bool(ticket) or _has_fields(sec.blocks, _STRONG_FIELDS)
+    if words.not_a_team(sec.title) and not (kind and key) and not ticket:
+        return False
+    if _own_lists_units(sec) and not _has_fields(sec.blocks, _STRONG_FIELDS - {"task"}):
+        return False
+    return (
+        bool(kind and key)
+        or bool(ticket)
+        or _has_fields(sec.blocks, _STRONG_FIELDS)
+        or bool(inline_fields(sec.title)[1])
+        or (bool(words.NUMBERED.match(sec.title)) and bool(sec.blocks))
+    )
 
 
 def split_title(
@@ -144,23 +236,48 @@ def split_title(
         text = text.replace(f"({part})", " ")
     text = re.sub(r"\s+", " ", text).strip(" -:\u2013\u2014")
     kind, key, ticket, title = words.unit_head(text)
+    if kind is None and ticket is None:
+        n = words.NUMBERED.match(text)
+        if n:
+            key, title = n.group("key"), n.group("title")
     return kind, key, ticket, title.strip(" -:\u2013\u2014"), role, estimate
 
 
 class _Walker:
-    def __init__(self, doc: Document) -> None:
-        self.found = Findings(title=doc.title)
+    def __init__(self, doc: Document, *, loose: bool = False) -> None:
+        self.found = Findings(title=doc.title, front=dict(doc.front))
         self.doc = doc
+        self.loose = loose  # every leaf section with text is a unit (no unit found otherwise)
 
     # ------------------------------------------------------------ units
-    def new_unit(self, text: str, group: Group | None) -> Unit:
-        kind, key, ticket, title, role, est = split_title(text)
-        unit = Unit(source=text, kind=kind, key=key, ticket=ticket, title=title or text)
+    def new_unit(self, line: Line, group: Group | None) -> Unit:
+        text, inline = inline_fields(line.text)
+        kind, key, ticket, title, role, est = split_title(text or line.text)
+        if line.bold and not kind and not ticket and not key:
+            title = inline_fields(line.bold)[0] or title
+        unit = Unit(source=line.text, kind=kind, key=key, ticket=ticket, title=title or text)
         unit.role_text, unit.estimate_text, unit.group = role, est, group
+        unit.lineno = line.lineno
+        for name, value in inline:
+            unit.add(name, [Line(text=value, codes=re.findall(r"`([^`]+)`", value),
+                                 lineno=line.lineno)])  # fmt: skip
+        if line.bold and not kind and not ticket and text != line.bold:
+            rest = text.replace(line.bold, "", 1).strip(" -:\u2013\u2014")
+            if rest:
+                unit.prose.append(rest)
+                self.found.talk.append((unit, Line(text=rest, lineno=line.lineno)))
         self.found.units.append(unit)
         if group is not None:
             group.units.append(unit)
         return unit
+
+    def free(self, owner: Unit | None, ln: Line, where: str) -> None:
+        """A line of free text: part of its unit's task, or not placed; read for an order."""
+        self.found.talk.append((owner, ln))
+        if owner is not None:
+            owner.prose.append(ln.text)
+        else:
+            self.found.unplaced.append(f"{where}: {ln.text}")
 
     def field_lines(
         self, owner: Unit | None, lines: list[Line], where: str, group: Group | None
@@ -168,12 +285,27 @@ class _Walker:
         for ln in lines:
             name = words.field_name(ln.label) if ln.label else None
             if name is not None:
-                value = [Line(text=ln.value, codes=ln.value_codes)] if ln.value else []
+                value = (
+                    [Line(text=ln.value, codes=ln.value_codes, lineno=ln.lineno)] if ln.value else []
+                )
                 self.put(owner, name, ln.label or "", value, where, group)
-            elif owner is not None:
-                owner.prose.append(ln.text)
+            elif owner is not None and self.bare_path(owner, ln):
+                continue
             else:
-                self.found.unplaced.append(f"{where}: {ln.text}")
+                self.free(owner, ln, where)
+
+    def bare_path(self, owner: Unit, ln: Line) -> bool:
+        """A line that is only a path ("- `billing/gateway.py`"): the unit's deliverable."""
+        text = ln.text.strip()
+        head = re.split(r"\s+[-\u2013\u2014:]\s+", text, maxsplit=1)[0].strip()
+        code = head.strip("`") if head.startswith("`") and head.endswith("`") else None
+        if code is None and "`" in head:
+            return False
+        path = path_of(code, strict=False) if code is not None else path_of(head, strict=True)
+        if path is None:
+            return False
+        owner.add("bare", [Line(text=path, codes=[path], lineno=ln.lineno)])
+        return True
 
     def put(
         self,
@@ -188,6 +320,8 @@ class _Walker:
             return
         if owner is not None:
             owner.add(name, value)
+            if name in ("task", "acceptance"):
+                self.found.talk.extend((owner, v) for v in value)
         elif name == "acceptance" and group is not None:
             group.acceptance.extend(v.text for v in value if v.text)
         elif name == "test" or (name == "checks" and group is None):
@@ -195,6 +329,9 @@ class _Walker:
         else:
             text = "; ".join(v.text for v in value)
             self.found.unplaced.append(f"{where}: {label}: {text}".rstrip(": "))
+            if name in ("depends", "blocks"):
+                lineno = next((v.lineno for v in value if v.lineno), 0)
+                self.found.talk.append((None, Line(text=f"{label}: {text}", lineno=lineno)))
 
     # ------------------------------------------------------------ blocks
     def blocks(
@@ -233,31 +370,36 @@ class _Walker:
                                 else:
                                     value.append(ln)
                             value.extend(_item_lines(item.blocks))
-                        if name is None and owner is not None:
-                            owner.prose.append(f"{label}: " + "; ".join(v.text for v in value))
-                        elif name is None:
-                            self.found.unplaced.append(
-                                f"{where}: {label}: " + "; ".join(v.text for v in value)
-                            )
+                        if name is None:
+                            for v in value:
+                                v = Line(text=f"{label}: {v.text}", codes=v.codes, lineno=v.lineno)
+                                self.free(owner, v, where)
                         else:
                             self.put(owner, name, label, value, where, group)
                     i += 1
             elif isinstance(block, ListBlock):
-                if listing and owner is None:
+                if owner is None and (listing or _lists_units(block)):
                     self.list_units(block, where, group)
                 else:
                     self.list_fields(block, where, group, owner)
             elif isinstance(block, Table):
                 self.found.tables.append((where, block))
-            elif isinstance(block, Code) and owner is None:
-                self.found.unplaced.append(f"{where}: a code block ({block.info or 'no language'})")
+            elif isinstance(block, Code):
+                if block.info.lower().startswith("mermaid") or re.match(
+                    r"\s*(?:graph|flowchart)\b", block.content
+                ):
+                    self.found.graphs.append(block)
+                elif owner is None:
+                    self.found.unplaced.append(
+                        f"{where}: a code block ({block.info or 'no language'})"
+                    )
             i += 1
 
     def list_units(self, block: ListBlock, where: str, group: Group | None) -> None:
         for item in block.items:
             if not item.line.text:
                 continue
-            unit = self.new_unit(item.line.text, group)
+            unit = self.new_unit(item.line, group)
             self.field_lines(unit, item.lines[1:], where, group)
             self.blocks(item.blocks, unit.source, group=group, owner=unit, listing=False)
 
@@ -268,41 +410,76 @@ class _Walker:
             line = item.line
             name = words.field_name(line.label) if line.label else None
             if name is not None:
-                value = [Line(text=line.value, codes=line.value_codes)] if line.value else []
+                value = (
+                    [Line(text=line.value, codes=line.value_codes, lineno=line.lineno)]
+                    if line.value
+                    else []
+                )
                 value += list(item.lines[1:]) + _item_lines(item.blocks)
                 self.put(owner, name, line.label or "", value, where, group)
             elif owner is None and _has_fields(item.blocks, _ANY_FIELDS):
-                unit = self.new_unit(line.text, group)
+                unit = self.new_unit(line, group)
                 self.field_lines(unit, item.lines[1:], where, group)
                 self.blocks(item.blocks, unit.source, group=group, owner=unit, listing=False)
             elif owner is not None:
-                owner.prose.extend(ln.text for ln in item.lines + _item_lines(item.blocks))
+                for ln in item.lines + _item_lines(item.blocks):
+                    if not self.bare_path(owner, ln):
+                        self.free(owner, ln, where)
             elif line.text:
-                self.found.unplaced.append(f"{where}: {line.text}")
+                for ln in item.lines + _item_lines(item.blocks):
+                    self.free(None, ln, where)
 
     # ------------------------------------------------------------ sections
-    def section(self, sec: Section, group: Group | None) -> None:
+    def aside(self, sec: Section) -> None:
+        """A section that holds no unit (risks, status, ...): read only for an order."""
+        for ln in _item_lines(sec.blocks):
+            self.found.talk.append((None, ln))
+        for block in sec.blocks:
+            if isinstance(block, Table):
+                self.found.tables.append((sec.title, block))
+            elif isinstance(block, Code) and (
+                block.info.lower().startswith("mermaid")
+                or re.match(r"\s*(?:graph|flowchart)\b", block.content)
+            ):
+                self.found.graphs.append(block)
+        for child in sec.children:
+            self.aside(child)
+
+    def unit_section(self, sec: Section, group: Group | None) -> None:
+        unit = self.new_unit(sec.heading, group)
+        self.blocks(sec.blocks, unit.source, group=group, owner=unit, listing=False)
+        for child in sec.children:  # "#### Deliverables" under a team heading
+            name = words.field_name(child.title)
+            lines = _item_lines(child.blocks)
+            if name is not None and name != "ignore":
+                self.put(unit, name, child.title, lines, unit.source, group)
+            elif name is None:
+                for ln in lines:
+                    self.free(unit, ln, unit.source)
+
+    def section(self, sec: Section, group: Group | None, *, listed: bool = False) -> None:
         title = sec.title
-        kind, _key, ticket = split_title(title)[:3]
-        if INTEGRATION_SECTION(title) and not (kind or ticket):
+        kind, key, ticket = split_title(title)[:3]
+        named = bool((kind and key) or ticket)
+        if words.not_a_team(title) and not named:
+            self.aside(sec)
+            return
+        if INTEGRATION_SECTION(title) and not named:
             self.integration(sec)
             return
         heading = _PAREN.sub(" ", title).strip(" -:")
-        is_group = bool(words.PHASE.search(title)) or bool(
-            words.UNIT_LIST.match(re.sub(r"\s+", " ", heading))
+        listing = bool(words.UNIT_LIST.match(re.sub(r"\s+", " ", heading)))
+        is_group = bool(words.PHASE.search(title)) and not (named and _is_unit_section(sec))
+        is_group = is_group or listing
+        holds_units = not is_group and (
+            any(_is_unit_section(c) for c in sec.children) or _own_lists_units(sec)
         )
-        holds_units = not is_group and any(_is_unit_section(c) for c in sec.children)
         is_group = is_group or holds_units  # "## Stream A" over "### Work item FOO-1" sections
-        if not is_group and _is_unit_section(sec):
-            unit = self.new_unit(title, group)
-            self.blocks(sec.blocks, unit.source, group=group, owner=unit, listing=False)
-            for child in sec.children:  # "#### Deliverables" under a team heading
-                name = words.field_name(child.title)
-                lines = _item_lines(child.blocks)
-                if name is not None:
-                    self.put(unit, name, child.title, lines, unit.source, group)
-                else:
-                    unit.prose.extend(ln.text for ln in lines)
+        leaf = not sec.children and bool(sec.blocks)
+        if not is_group and (
+            _is_unit_section(sec) or (listed and bool(sec.blocks)) or (self.loose and leaf)
+        ):
+            self.unit_section(sec, group)
             return
         intro = " ".join(ln.text for b in sec.blocks[:1] if isinstance(b, Para) for ln in b.lines)
         probe = f"{title} {intro}"
@@ -318,15 +495,14 @@ class _Walker:
             self.found.groups.append(phase)
             self.blocks(sec.blocks, title, group=phase, owner=None, listing=True)
             for child in sec.children:
-                self.section(child, phase)
+                self.section(child, phase, listed=True)
             return
-        listing = bool(words.UNIT_LIST.match(re.sub(r"\s+", " ", heading)))
         if (listing or holds_units) and group is None:
             group = Group(title=title, phase=False, mode=mode)
             self.found.groups.append(group)
         self.blocks(sec.blocks, title, group=group, owner=None, listing=listing)
         for child in sec.children:
-            self.section(child, group)
+            self.section(child, group, listed=listing)
 
     def integration(self, sec: Section) -> None:
         def visit(s: Section) -> None:
@@ -371,15 +547,33 @@ def INTEGRATION_SECTION(title: str) -> bool:
 
 
 def walk(doc: Document) -> Findings:
-    """Everything the document says, sorted into units, groups, tables and leftovers."""
-    return _Walker(doc).run()
+    """Everything the document says, sorted into units, groups, tables and leftovers.
+
+    When the structure names no unit at all, the walk is repeated with every
+    section that has text of its own and no sub-section taken as a unit.
+    """
+    found = _Walker(doc).run()
+    if not found.units and not any(
+        words.field_name(h) in ("task", "deliverables", "depends")
+        for _, t in found.tables
+        for h in t.header
+    ):
+        loose = _Walker(doc, loose=True).run()
+        if loose.units:
+            loose.unplaced.append("no section is named like a team: every section with text is one")
+            return loose
+    return found
 
 
 # ------------------------------------------------------------------ facts of one unit
 
 
-def path_of(code: str) -> str | None:
-    """A deliverable path from a code span (leading '/' = repo root), or None."""
+def path_of(code: str, *, strict: bool = False) -> str | None:
+    """A deliverable path from a code span (leading '/' = repo root), or None.
+
+    ``strict`` (text not in backticks): only a name with an extension or a
+    well-known file name counts (``CI/CD`` is no path).
+    """
     code = code.strip()
     if not code or " " in code or "://" in code or not _PATH.match(code.lstrip("/")):
         return None
@@ -388,27 +582,69 @@ def path_of(code: str) -> str | None:
     name = path.rstrip("/").rsplit("/", 1)[-1]
     if ".." in path.split("/") or not path:
         return None
+    has_ext = bool(re.search(r"[^.]\.[A-Za-z0-9]{1,8}$", name)) or name.lower() in _KNOWN_FILES
+    if strict:
+        return path if has_ext and not re.fullmatch(r"[\d.]+", name) else None
+    if re.fullmatch(r"v?\d+(?:\.\d+)+", name) or re.fullmatch(r"[\d.,:/-]+", path):
+        return None  # a version or a number, not a file
     if "/" in path or "." in name[1:] or name.lower() in _KNOWN_FILES or name.startswith("."):
         return path + "**" if path.endswith("/") else path
     return None
 
 
-def deliverables_of(unit: Unit) -> tuple[list[str], bool]:
-    """(paths, any guessed) from the unit's Deliverables / Files fields."""
+def line_paths(ln: Line) -> tuple[list[str], bool]:
+    """(paths, guessed) a deliverable line names: its code spans, else a leading bare path."""
+    paths = [p for p in (path_of(c) for c in ln.codes) if p]
+    if paths:
+        return paths, False
+    if ln.codes or not ln.text:
+        return [], False
+    first = ln.text.split()[0].strip(",;")
+    bare = [p for p in (path_of(w.strip(",;"), strict=True) for w in ln.text.split(",")) if p]
+    if len(bare) > 1 and all(" " not in w.strip() for w in ln.text.split(",")):
+        return bare, True
+    p = path_of(first, strict=True)
+    return ([p], True) if p else ([], False)
+
+
+def deliverables_of(unit: Unit) -> tuple[list[str], list[str], list[str]]:
+    """(paths, guesses, acceptance) from the unit's Deliverables / Files fields and bare paths.
+
+    A line under a deliverables label that names no path ("Frontend builds with 0
+    errors") is acceptance, not a file: a wrong path would fail a team that did its
+    work. Code-span paths in the unit's prose count when nothing else names a file.
+    """
     out: list[str] = []
-    guessed = False
+    guesses: list[str] = []
+    acceptance: list[str] = []
     for lines in unit.fields.get("deliverables", []):
         for ln in lines:
-            paths = [p for p in (path_of(c) for c in ln.codes) if p]
-            if not paths and not ln.codes and ln.text:
-                first = ln.text.split()[0].strip(",;")
-                p = path_of(first)
-                if p:
-                    paths, guessed = [p], True
+            paths, guessed = line_paths(ln)
+            if not paths and ln.text:
+                acceptance.append(ln.text)
+            if guessed:
+                guesses.append(f"{', '.join(paths)}: a path not in backticks")
             for p in paths:
                 if p not in out:
                     out.append(p)
-    return out, guessed
+    for lines in unit.fields.get("bare", []):
+        for ln in lines:
+            if ln.text not in out:
+                out.append(ln.text)
+                guesses.append(f"{ln.text}: a bullet that is only a path")
+    if not out:
+        for text in unit.prose + [ln.text for v in unit.fields.get("task", []) for ln in v]:
+            for code in re.findall(r"`([^`]+)`", text):
+                p = path_of(code)
+                if p and "/" in p.rstrip("*/") or p and "." in p:
+                    if p not in out:
+                        out.append(p)
+                        guesses.append(f"{p}: a path named in the text")
+    if acceptance:
+        guesses.append(
+            f"{len(acceptance)} line(s) under the deliverables name no path: made acceptance"
+        )
+    return out, guesses, acceptance
 
 
 def is_none(text: str) -> bool:
@@ -418,9 +654,12 @@ def is_none(text: str) -> bool:
 def expand_keys(keys: str) -> list[str]:
     """ "1-4" -> 1,2,3,4; "1, 3" -> 1,3; "A-C" -> a,b,c."""
     out: list[str] = []
-    parts = re.split(r"\s*(?:,|and|&|\+|/)\s*", keys.strip())
+    parts = re.split(r"\s*(?:,|\band\b|\bund\b|\by\b|\bet\b|\be\b|\ben\b|&|\+|/)\s*", keys.strip())
     for part in parts:
-        m = re.fullmatch(r"(\w+)\s*(?:-|\u2013|\u2014|to|through)\s*(\w+)", part.strip())
+        m = re.fullmatch(
+            r"([\w.]+)\s*(?:-|\u2013|\u2014|to|through|bis|hasta|al|\u00e0|tot)\s*([\w.]+)",
+            part.strip(),
+        )
         if m and m.group(1).isdigit() and m.group(2).isdigit():
             lo, hi = int(m.group(1)), int(m.group(2))
             if 0 <= hi - lo < MAX_RANGE:  # checked before the walk: "1-99999999999" is no range
@@ -446,6 +685,8 @@ def ref_spans(text: str) -> tuple[list[tuple[str | None, str]], list[str], str]:
     phases = [("phase", m.group("key").lower()) for m in words.PHASE.finditer(rest)]
     keys.extend((k, v) for k, v in phases)
     rest = words.PHASE.sub(" ", rest)
+    keys.extend((None, m.group(1).lower()) for m in re.finditer(r"(?<![\w&])#(\d+(?:\.\d+)*)", rest))
+    rest = re.sub(r"(?<![\w&])#\d+(?:\.\d+)*", " ", rest)
     tickets = re.findall(rf"(?<![\w-]){words.TICKET}", rest)
     for t in tickets:
         rest = rest.replace(t, " ")

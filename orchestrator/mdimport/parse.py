@@ -209,7 +209,14 @@ def _fenced_table(content: str, lineno: int = 0) -> Table | None:
         return [clean(c) for c in row.split("|")]
 
     header = cells(rows[0])
-    body = [[_make_line([("text", c)]) for c in cells(r)] for r in rows[2:] if "|" in r]
+    body = []
+    for n, r in enumerate(content.splitlines()):
+        if n < 2 or "|" not in r or not r.strip():
+            continue
+        row = [_make_line([("text", c)]) for c in cells(r)]
+        for cell in row:
+            cell.lineno = lineno + n if lineno else 0
+        body.append(row)
     return Table(header=header, rows=body, lineno=lineno)
 
 
