@@ -9,16 +9,20 @@ from __future__ import annotations
 
 from orchestrator.mdimport.convert import (
     ImportResult,
+    commands,
     import_markdown,
     load_markdown_plan,
+    no_edges_message,
     summary_lines,
     validate_text,
 )
 
 __all__ = [
     "ImportResult",
+    "commands",
     "import_markdown",
     "load_markdown_plan",
+    "no_edges_message",
     "summary_lines",
     "validate_text",
 ]

@@ -160,8 +160,8 @@ def build(found: Findings, *, source: str) -> Draft:
             continue
         grid = grid_edges(table, lambda text: resolver.refs(text, None)[0])
         if grid is not None:
-            got, problems = grid
-            for down, up, lineno in got:
+            cells, problems = grid
+            for down, up, lineno in cells:
                 explicit.add(down.id)
                 edges.add(down, up, f"from the matrix in {where!r}", _at(lineno))
             draft.unresolved.extend(problems)
@@ -197,7 +197,7 @@ def build(found: Findings, *, source: str) -> Draft:
     for code in found.graphs:
         got_edges, labels = mermaid_edges(code.content, code.lineno)
 
-        def node(nid: str) -> list[Unit]:
+        def node(nid: str, labels: dict[str, str] = labels) -> list[Unit]:
             for text in (labels.get(nid), nid):
                 if text:
                     hit = resolver.refs(text, None)[0]
@@ -229,7 +229,9 @@ def build(found: Findings, *, source: str) -> Draft:
             if res.problem:
                 draft.unresolved.append(f"{_at(ln.lineno)}: {sent!r}: {res.problem}")
             elif not res.edges and words.DEPENDENCY_TALK.search(sent):
-                draft.unresolved.append(f"{_at(ln.lineno)}: {sent!r}: speaks of an order, names no team")
+                draft.unresolved.append(
+                    f"{_at(ln.lineno)}: {sent!r}: speaks of an order, names no team"
+                )
     # 5. phases: sequential = each after the one before; else each after the end of the phase before
     prev_end: list[Unit] = []
     for g in found.groups:
@@ -253,14 +255,14 @@ def build(found: Findings, *, source: str) -> Draft:
                 if ln.text:
                     reverse.append((u, ln.text, "Blocks", ln.lineno))
     for u, text, where, lineno in reverse:
-        got, missing, none = resolver.refs(text, u)
+        downs, missing, none = resolver.refs(text, u)
         if not none:
             speaks.append(f"{_at(lineno)}: {text}")
-        for down in got:
+        for down in downs:
             if u.id in deps[down.id] or _reaches(deps, u.id, down.id):
                 continue
             edges.add(down, u, f"from {u.id}'s {where!r} line", _at(lineno))
-        if missing and not got:
+        if missing and not downs:
             draft.unresolved.append(
                 f"{_at(lineno)}: {u.id} blocks {text!r}: {', '.join(map(repr, missing))} "
                 "names no team"
@@ -288,9 +290,7 @@ def build(found: Findings, *, source: str) -> Draft:
     title = front.get("name") or front.get("title") or found.title or ""
     name = words.slug(title, limit=64) or words.slug(PurePath(source).stem, limit=64) or "imported"
     data: dict[str, Any] = {"version": 1, "name": name}
-    c[("name",)] = (
-        f"from the title {title!r}" if title else f"guess: from the file name {source!r}"
-    )
+    c[("name",)] = f"from the title {title!r}" if title else f"guess: from the file name {source!r}"
     if front.get("description"):
         data["description"] = front["description"]
     data["repo"] = "."
@@ -341,7 +341,10 @@ def _team(u: Unit, i: int, deps: list[str], note: Any) -> dict[str, Any]:
         if not exact:
             note(("teams", i, "role"), f"guess: {role_text!r} ({role_from}) read as {role}")
     elif role_text:
-        note(("teams", i, "name"), f"{role_text!r} ({role_from}) is no built-in role: role left unset")
+        note(
+            ("teams", i, "name"),
+            f"{role_text!r} ({role_from}) is no built-in role: role left unset",
+        )
     if "agent" in team:  # keep the key order of a hand-written plan
         team["agent"] = team.pop("agent")
     tasks = _texts(u.fields.get("task", []))

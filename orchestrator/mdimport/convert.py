@@ -125,7 +125,9 @@ def commands(plan: Plan) -> list[str]:
         out.append(f"agent {name}: {shown} (for {', '.join(users)})")
     for team in plan.teams:
         for check in team.checks:
-            out.append(f"check of {team.id}: {check if isinstance(check, str) else shlex.join(check)}")
+            out.append(
+                f"check of {team.id}: {check if isinstance(check, str) else shlex.join(check)}"
+            )
     test = plan.integration.test
     for cmd in (test,) if isinstance(test, str | list) else test or ():
         out.append(f"integration test: {cmd if isinstance(cmd, str) else shlex.join(cmd)}")

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
 REF_HEAD = re.compile(rf"^(?:{words.UNIT_WORDS}|{words.PHASE_WORDS}|#)", re.IGNORECASE)
 ALL = re.compile(
-    r"^(?:all|all teams|all others|every(?:one| team)|everything|alle|alle teams|todos|todos los equipos|"
-    r"tous|toutes les \u00e9quipes|tutti)$",
+    r"^(?:all|all teams|all others|every(?:one| team)|everything|alle|alle teams|todos|"
+    r"todos los equipos|tous|toutes les \u00e9quipes|tutti)$",
     re.IGNORECASE,
 )
 _HASH_REF = re.compile(r"(?<![\w&#])#(?P<key>\d+(?:\.\d+)*[A-Za-z]?)\b")
@@ -220,7 +220,7 @@ def sentence_edges(text: str, owner: Unit | None, resolver: Resolver) -> Sentenc
     first = cues[0][0]
     subject = units_in(0, first)
     bounds = [c[0] for c in cues[1:]] + [len(text)]
-    for (start, end, kind), stop in zip(cues, bounds, strict=True):
+    for (_start, end, kind), stop in zip(cues, bounds, strict=True):
         objects = units_in(end, stop)
         downs, ups = (subject, objects) if kind == "waits" else (objects, subject)
         if not subject:
@@ -281,9 +281,10 @@ def mermaid_edges(content: str, first_line: int) -> tuple[list[MermaidEdge], dic
     labels: dict[str, str] = {}
     edges: list[MermaidEdge] = []
     lines = content.split("\n")
-    if not lines or not re.match(r"^\s*(?:graph|flowchart)\b", next(
-        (ln for ln in lines if ln.strip() and not ln.strip().startswith("%%")), ""
-    )):
+    if not lines or not re.match(
+        r"^\s*(?:graph|flowchart)\b",
+        next((ln for ln in lines if ln.strip() and not ln.strip().startswith("%%")), ""),
+    ):
         return [], {}
     for n, raw in enumerate(lines):
         line = raw.split("%%", 1)[0].strip().rstrip(";")

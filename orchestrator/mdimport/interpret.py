@@ -36,9 +36,7 @@ _TRAILING_EST = re.compile(
     rf"\s*[-\u2013\u2014:,]\s*(?P<est>{words.ESTIMATE.pattern})\s*$", re.IGNORECASE
 )
 _KEY = r"(?:\d+(?:\.\d+)*[A-Za-z]?|[A-Za-z])\b"
-_KEY_SEP = (
-    r"-|\u2013|\u2014|to|through|bis|hasta|al|\u00e0|tot|,|and|und|y|et|e|en|&|\+|/"
-)
+_KEY_SEP = r"-|\u2013|\u2014|to|through|bis|hasta|al|\u00e0|tot|,|and|und|y|et|e|en|&|\+|/"
 REF = re.compile(
     rf"(?<![\w-])(?P<kind>{words.UNIT_WORDS})(?:s|n|en|es)?(?:\s+#?\s*|\s*#\s*)"
     rf"(?P<keys>{_KEY}(?:\s*(?:{_KEY_SEP})\s*{_KEY})*)",
@@ -174,7 +172,7 @@ def _unit_like_item(item: ListItem) -> bool:
     if not line.text:
         return False
     kind, key, ticket = split_title(line.text)[:3]
-    if (kind and key) or ticket and line.label is None:
+    if (kind and key) or (ticket and line.label is None):
         return True
     if line.bold and not words.field_name(line.bold):
         return True
@@ -191,7 +189,7 @@ def _lists_units(block: ListBlock) -> bool:
     if not items:
         return False
     like = sum(1 for i in items if _unit_like_item(i))
-    return like == len(items) and (len(items) > 1 or like == 1 and bool(items[0].blocks))
+    return like == len(items) and (len(items) > 1 or (like == 1 and bool(items[0].blocks)))
 
 
 def _own_lists_units(sec: Section) -> bool:
@@ -286,7 +284,9 @@ class _Walker:
             name = words.field_name(ln.label) if ln.label else None
             if name is not None:
                 value = (
-                    [Line(text=ln.value, codes=ln.value_codes, lineno=ln.lineno)] if ln.value else []
+                    [Line(text=ln.value, codes=ln.value_codes, lineno=ln.lineno)]
+                    if ln.value
+                    else []
                 )
                 self.put(owner, name, ln.label or "", value, where, group)
             elif owner is not None and self.bare_path(owner, ln):
@@ -635,11 +635,10 @@ def deliverables_of(unit: Unit) -> tuple[list[str], list[str], list[str]]:
     if not out:
         for text in unit.prose + [ln.text for v in unit.fields.get("task", []) for ln in v]:
             for code in re.findall(r"`([^`]+)`", text):
-                p = path_of(code)
-                if p and "/" in p.rstrip("*/") or p and "." in p:
-                    if p not in out:
-                        out.append(p)
-                        guesses.append(f"{p}: a path named in the text")
+                found = path_of(code)
+                if found and found not in out:
+                    out.append(found)
+                    guesses.append(f"{found}: a path named in the text")
     if acceptance:
         guesses.append(
             f"{len(acceptance)} line(s) under the deliverables name no path: made acceptance"
@@ -685,7 +684,9 @@ def ref_spans(text: str) -> tuple[list[tuple[str | None, str]], list[str], str]:
     phases = [("phase", m.group("key").lower()) for m in words.PHASE.finditer(rest)]
     keys.extend((k, v) for k, v in phases)
     rest = words.PHASE.sub(" ", rest)
-    keys.extend((None, m.group(1).lower()) for m in re.finditer(r"(?<![\w&])#(\d+(?:\.\d+)*)", rest))
+    keys.extend(
+        (None, m.group(1).lower()) for m in re.finditer(r"(?<![\w&])#(\d+(?:\.\d+)*)", rest)
+    )
     rest = re.sub(r"(?<![\w&])#\d+(?:\.\d+)*", " ", rest)
     tickets = re.findall(rf"(?<![\w-]){words.TICKET}", rest)
     for t in tickets:

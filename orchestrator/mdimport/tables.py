@@ -9,10 +9,11 @@ row's team waits for the column's.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from orchestrator.mdimport import words
 from orchestrator.mdimport.interpret import Findings, Unit, split_title
-from orchestrator.mdimport.parse import Table
+from orchestrator.mdimport.parse import Line, Table
 
 _ID = re.compile(r"^(?:id|#|key|nr\.?|no\.?|n[\u00ba\u00b0]|ticket|code|ref|kennung)$", re.I)
 _NAME = re.compile(
@@ -22,7 +23,9 @@ _NAME = re.compile(
     re.IGNORECASE,
 )
 _USEFUL = {"task", "deliverables", "depends", "blocks", "owner", "agent", "estimate", "acceptance"}
-_MARK = re.compile(r"^(?:x|\u2713|\u2714|\u2705|\u25cf|\u2022|\*|yes|ja|s\u00ed|si|oui|y|needs?)$", re.I)
+_MARK = re.compile(
+    r"^(?:x|\u2713|\u2714|\u2705|\u25cf|\u2022|\*|yes|ja|s\u00ed|si|oui|y|needs?)$", re.I
+)
 
 
 def _columns(table: Table) -> tuple[int | None, int | None, list[str | None]]:
@@ -43,6 +46,10 @@ def _columns(table: Table) -> tuple[int | None, int | None, list[str | None]]:
     return id_col, name_col, fields
 
 
+def _cell(row: list[Line], i: int | None) -> Line | None:
+    return row[i] if i is not None and i < len(row) else None
+
+
 def is_team_table(table: Table) -> bool:
     id_col, name_col, fields = _columns(table)
     if name_col is None and id_col is None:
@@ -58,8 +65,7 @@ def units_from_tables(found: Findings) -> list[Table]:
             continue
         id_col, name_col, fields = _columns(table)
         for row in table.rows:
-            cell = lambda i: row[i] if i is not None and i < len(row) else None  # noqa: E731
-            ident, name = cell(id_col), cell(name_col)
+            ident, name = _cell(row, id_col), _cell(row, name_col)
             text = (name.text if name else "") or (ident.text if ident else "")
             if not text:
                 continue
@@ -83,14 +89,13 @@ def units_from_tables(found: Findings) -> list[Table]:
 
 
 def grid_edges(
-    table: Table, resolve: object
+    table: Table, resolve: Callable[[str], list[Unit]]
 ) -> tuple[list[tuple[Unit, Unit, int]], list[str]] | None:
     """A matrix with teams as column headers: [(row team, column team it waits for, line)].
 
     None when the table is not such a grid. ``resolve`` maps a header or row
     label to the units it names (the import's resolver).
     """
-    assert callable(resolve)
     heads = table.header[1:]
     cols = [resolve(h) for h in heads]
     if len(heads) < 2 or sum(1 for c in cols if len(c) == 1) < len(heads) - 1:
@@ -104,7 +109,9 @@ def grid_edges(
             continue
         who = resolve(row[0].text)
         if len(who) != 1:
-            problems.append(f"line {row[0].lineno}: matrix row {row[0].text!r} names no single team")
+            problems.append(
+                f"line {row[0].lineno}: matrix row {row[0].text!r} names no single team"
+            )
             continue
         for col, c in zip(cols, row[1:], strict=False):
             mark = c.text.strip()

@@ -49,9 +49,7 @@ PHASE_WORDS = (
     r"phase|stage|wave|round|sprint|milestone|fase|etappe|stufe|welle|\u00e9tape|etape|etapa|"
     r"vague|ola|onda|meilenstein|hito|jalon"
 )
-PHASE = re.compile(
-    rf"\b(?:{PHASE_WORDS})\s*(?P<key>\d+|[IVX]+\b|[A-Z]\b)", re.IGNORECASE
-)
+PHASE = re.compile(rf"\b(?:{PHASE_WORDS})\s*(?P<key>\d+|[IVX]+\b|[A-Z]\b)", re.IGNORECASE)
 SEQUENTIAL = re.compile(
     r"\bsequential(?:ly)?\b|\bserial(?:ly)?\b|\bin order\b|\bone (?:after|at a time)\b|"
     r"\bsequen[cz]i|\bnacheinander\b|\bder reihe nach\b|\bsecuencial|\bs\u00e9quentiel|"
@@ -309,7 +307,8 @@ def slug(text: str, *, limit: int = 40) -> str:
 NOT_TEAMS = re.compile(
     r"^(?:\d+(?:\.\d+)*[.)]?\s+)?(?:"
     r"risks?(?: register| and mitigations?)?|mitigations?|timeline|milestones overview|"
-    r"status(?: log| updates?| reports?| board)?|current (?:state|status)|progress(?: tracking| log)?|"
+    r"status(?: log| updates?| reports?| board)?|current (?:state|status)|"
+    r"progress(?: tracking| log)?|"
     r"tracking|communication(?: plan)?|meetings?|stand-?ups?|sync(?: meetings?)?|"
     r"open questions|questions|faq|parked|parking lot|do not pick up|don'?t pick up|not now|"
     r"icebox|later|out of scope|non-goals|metrics|kpis?|success metrics|background|context|"
