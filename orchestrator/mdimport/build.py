@@ -220,6 +220,10 @@ def build(found: Findings, *, source: str) -> Draft:
     # 4. sentences: "Team 3 can only start once Team 1's schema is merged"
     for owner, ln in found.talk:
         for sent in sentences(ln.text):
+            if words.PHASE_RULE.search(sent) and any(g.phase for g in found.groups):
+                speaks.append(f"{_at(ln.lineno)}: {sent}")
+                notes.append(f"{_at(ln.lineno)}: {sent!r}: each phase waits for the one before")
+                continue
             res = sentence_edges(sent, owner, resolver)
             if res.edges or res.problem or words.DEPENDENCY_TALK.search(sent):
                 speaks.append(f"{_at(ln.lineno)}: {sent}")

@@ -29,7 +29,10 @@ from orchestrator.mdimport.parse import (
 _STRONG_FIELDS = {"task", "deliverables", "depends", "blocks"}
 _ANY_FIELDS = _STRONG_FIELDS | {"role", "estimate", "acceptance"}
 _NONE = re.compile(
-    r"^(?:none|n/?a|nothing|no dependencies|independent|-+|\u2014|\u2013)\b|^-*$", re.IGNORECASE
+    r"^(?:none|n/?a|nothing|no dependencies|independent|keine|keiner|nichts|ninguna|ninguno|"
+    r"nada|aucune|aucun|rien|nessuna|nessuno|geen|nenhuma|nenhum|"
+    r"\u043d\u0435\u0442|\u65e0|\u306a\u3057|-+|\u2014|\u2013)(?!\w)|^-*$",
+    re.IGNORECASE,
 )
 _PAREN = re.compile(r"\(([^()]*)\)")
 _TRAILING_EST = re.compile(
@@ -38,7 +41,7 @@ _TRAILING_EST = re.compile(
 _KEY = r"(?:\d+(?:\.\d+)*[A-Za-z]?|[A-Za-z])\b"
 _KEY_SEP = r"-|\u2013|\u2014|to|through|bis|hasta|al|\u00e0|tot|,|and|und|y|et|e|en|&|\+|/"
 REF = re.compile(
-    rf"(?<![\w-])(?P<kind>{words.UNIT_WORDS})(?:s|n|en|es)?(?:\s+#?\s*|\s*#\s*)"
+    rf"(?<![\w-])(?P<kind>{words.UNIT_WORDS})(?:s|n|en|es|e)?(?:\s+#?\s*|\s*#\s*)"
     rf"(?P<keys>{_KEY}(?:\s*(?:{_KEY_SEP})\s*{_KEY})*)",
     re.IGNORECASE,
 )
@@ -113,9 +116,14 @@ class Findings:
 
 
 _INLINE_NAMES = {"depends", "blocks", "deliverables", "agent", "owner", "branch"}
-_INLINE = re.compile(
-    r"(?P<open>[(\[])?\s*(?P<label>[^\W\d_][\w ./'-]{0,30}?)\s*:\s*(?P<value>[^()\[\];|]*)"
-    r"(?(open)[)\]])",
+_INLINE_PAREN = re.compile(
+    r"[(\[]\s*(?P<label>[^\W\d_][\w ./'-]{0,30}?)\s*:\s*(?P<value>[^()\[\];|]*)[)\]]"
+)
+_INLINE_BARE = re.compile(
+    r"(?<![\w-])(?P<label>"
+    + "|".join(p.pattern[4:-2] for n, p in words.FIELDS if n in _INLINE_NAMES)
+    + r")\s*:\s*(?P<value>[^()\[\];|]*)",
+    re.IGNORECASE,
 )
 
 
@@ -125,18 +133,25 @@ def inline_fields(text: str) -> tuple[str, list[tuple[str, str]]]:
     Returns the text without them and the (field, value) pairs found. A label
     at the very start of the line is the line's own label, not an inline field.
     """
-    found: list[tuple[str, str]] = []
-    out = text
-    for m in reversed(list(_INLINE.finditer(text))):
-        if m.start() == 0 and not m.group("open"):
+    found: list[tuple[int, str, str]] = []
+    spans: list[tuple[int, int]] = []
+    for m in _INLINE_PAREN.finditer(text):
+        name = words.field_name(m.group("label"))
+        if name in _INLINE_NAMES and m.group("value").strip():
+            found.append((m.start(), name or "", m.group("value").strip(" .,")))
+            spans.append((m.start(), m.end()))
+    for m in _INLINE_BARE.finditer(text):
+        if m.start() == 0 or any(a <= m.start() < b for a, b in spans):
             continue
         name = words.field_name(m.group("label"))
-        if name not in _INLINE_NAMES or not m.group("value").strip():
-            continue
-        found.append((name or "", m.group("value").strip(" .,")))
-        out = out[: m.start()] + " " + out[m.end() :]
-    found.reverse()
-    return re.sub(r"\s+", " ", out).strip(" -:,;\u2013\u2014"), found
+        if name in _INLINE_NAMES and m.group("value").strip():
+            found.append((m.start(), name or "", m.group("value").strip(" .,")))
+            spans.append((m.start(), m.end()))
+    out = text
+    for a, b in sorted(spans, reverse=True):
+        out = out[:a] + " " + out[b:]
+    pairs = [(name, value) for _, name, value in sorted(found)]
+    return re.sub(r"\s+", " ", out).strip(" -:,;\u2013\u2014"), pairs
 
 
 def _item_lines(blocks: list[Block]) -> list[Line]:
@@ -248,10 +263,13 @@ class _Walker:
         self.loose = loose  # every leaf section with text is a unit (no unit found otherwise)
 
     # ------------------------------------------------------------ units
-    def new_unit(self, line: Line, group: Group | None) -> Unit:
+    def new_unit(self, line: Line, group: Group | None, number: int | None = None) -> Unit:
         text, inline = inline_fields(line.text)
         kind, key, ticket, title, role, est = split_title(text or line.text)
-        if line.bold and not kind and not ticket and not key:
+        bold_name = bool(line.bold) and not kind and not ticket and not key
+        if key is None and ticket is None and number is not None:
+            key = str(number)  # "3. **Reindex worker**" is item #3
+        if line.bold and bold_name:
             title = inline_fields(line.bold)[0] or title
         unit = Unit(source=line.text, kind=kind, key=key, ticket=ticket, title=title or text)
         unit.role_text, unit.estimate_text, unit.group = role, est, group
@@ -259,7 +277,7 @@ class _Walker:
         for name, value in inline:
             unit.add(name, [Line(text=value, codes=re.findall(r"`([^`]+)`", value),
                                  lineno=line.lineno)])  # fmt: skip
-        if line.bold and not kind and not ticket and text != line.bold:
+        if line.bold and bold_name and text != line.bold:
             rest = text.replace(line.bold, "", 1).strip(" -:\u2013\u2014")
             if rest:
                 unit.prose.append(rest)
@@ -399,7 +417,7 @@ class _Walker:
         for item in block.items:
             if not item.line.text:
                 continue
-            unit = self.new_unit(item.line, group)
+            unit = self.new_unit(item.line, group, item.number)
             self.field_lines(unit, item.lines[1:], where, group)
             self.blocks(item.blocks, unit.source, group=group, owner=unit, listing=False)
 
@@ -418,7 +436,7 @@ class _Walker:
                 value += list(item.lines[1:]) + _item_lines(item.blocks)
                 self.put(owner, name, line.label or "", value, where, group)
             elif owner is None and _has_fields(item.blocks, _ANY_FIELDS):
-                unit = self.new_unit(line, group)
+                unit = self.new_unit(line, group, item.number)
                 self.field_lines(unit, item.lines[1:], where, group)
                 self.blocks(item.blocks, unit.source, group=group, owner=unit, listing=False)
             elif owner is not None:

@@ -63,6 +63,7 @@ class Para:
 class ListItem:
     lines: list[Line]  # the item's own text (first paragraph)
     blocks: list[Block]  # what is nested under it (further paragraphs, sub-lists)
+    number: int | None = None  # its number in an ordered list
 
     @property
     def line(self) -> Line:
@@ -252,11 +253,14 @@ def _blocks(nodes: list[SyntaxTreeNode]) -> list[Block]:
                 out.append(Para(lines))
         elif node.type in ("bullet_list", "ordered_list"):
             items = []
-            for li in node.children:
+            ordered = node.type == "ordered_list"
+            start = int(str(node.attrs.get("start", 1))) if ordered else 0
+            for n, li in enumerate(node.children):
                 first = li.children[0] if li.children else None
                 own = _lines_of(first) if first is not None and first.type == "paragraph" else []
                 rest = li.children[1:] if own else li.children
-                items.append(ListItem(lines=own, blocks=_blocks(list(rest))))
+                number = start + n if ordered else None
+                items.append(ListItem(lines=own, blocks=_blocks(list(rest)), number=number))
             out.append(ListBlock(ordered=node.type == "ordered_list", items=items))
         elif node.type == "table":
             out.append(_table(node))

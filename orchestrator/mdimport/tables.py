@@ -101,7 +101,7 @@ def grid_edges(
     if len(heads) < 2 or sum(1 for c in cols if len(c) == 1) < len(heads) - 1:
         return None
     corner = table.header[0].lower()
-    reverse = bool(re.search(r"block|enable|unblock|\u2192|->|feeds", corner))
+    reverse = bool(re.search(r"block|enable|unblock|feeds|before|blockiert|bloquea|bloque", corner))
     edges: list[tuple[Unit, Unit, int]] = []
     problems: list[str] = []
     for row in table.rows:

@@ -390,3 +390,13 @@ DEPENDENCY_TALK = re.compile(
     r"|-->|==>",
     re.IGNORECASE,
 )
+
+# "Phase N+1 starts when Phase N is done", "each phase starts when the previous one ends"
+PHASE_RULE = re.compile(
+    rf"\b(?:{PHASE_WORDS})s?\s*(?:n\s*\+\s*1|x\s*\+\s*1)|"
+    rf"\b(?:each|every|jede|jeder|cada|chaque|ogni)\s+(?:{PHASE_WORDS})\b.*"
+    r"\b(?:previous|prior|before|vorherige|vorige|anterior|pr\u00e9c\u00e9dente|precedente)\b|"
+    rf"\b(?:{PHASE_WORDS})s\s+(?:run|are run|go|laufen|se ejecutan)\s+(?:in order|sequentially|"
+    r"nacheinander|en orden|en s\u00e9quence)",
+    re.IGNORECASE,
+)
