@@ -6,7 +6,7 @@ agent and acceptance). The styles: a checklist backlog with inline fields and
 front matter, numbered German work packages with sentences, Spanish team
 headings with a Mermaid flowchart, a table with one team per row, numbered
 items inside phase sections with a dependency grid, and headings at several
-levels with ticket ids and a French sentence.
+levels with ticket ids and a French sentence, and numbered items in numbered groups.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ STYLES = [
     "rpc-table",
     "launch-groups",
     "ops-headings",
+    "data-groups",
 ]
 ORCHESTRATE = Path(sys.executable).parent / "orchestrate"
 

@@ -84,6 +84,26 @@ def _assign_ids(units: list[Unit]) -> None:
         u.id = candidate
 
 
+def _joined(talk: list[tuple[Unit | None, Line]]) -> list[tuple[Unit | None, Line]]:
+    """Lines of one paragraph joined where a sentence runs on to the next line."""
+    out: list[tuple[Unit | None, Line]] = []
+    for owner, ln in talk:
+        if out:
+            prev_owner, prev = out[-1]
+            if (
+                prev_owner is owner
+                and ln.lineno
+                and ln.lineno == prev.lineno + prev.text.count("\n") + 1
+                and not re.search(r"[.!?:]$", prev.text)
+                and not ln.label
+                and not ln.checkbox
+            ):
+                out[-1] = (owner, Line(text=f"{prev.text}\n{ln.text}", lineno=prev.lineno))
+                continue
+        out.append((owner, ln))
+    return [(o, Line(text=ln.text.replace("\n", " "), lineno=ln.lineno)) for o, ln in out]
+
+
 class _Edges:
     """The dependency lists being built, with a note or a report line for each decision."""
 
@@ -218,7 +238,7 @@ def build(found: Findings, *, source: str) -> Draft:
                 explicit.add(b[0].id)
                 edges.add(b[0], a[0], f"from the graph ({where})", where)
     # 4. sentences: "Team 3 can only start once Team 1's schema is merged"
-    for owner, ln in found.talk:
+    for owner, ln in _joined(found.talk):
         for sent in sentences(ln.text):
             if words.PHASE_RULE.search(sent) and any(g.phase for g in found.groups):
                 speaks.append(f"{_at(ln.lineno)}: {sent}")

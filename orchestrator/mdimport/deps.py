@@ -57,6 +57,9 @@ class Resolver:
                 if g.phase and _phase_key(g) == key:
                     return ends(g)
             return []
+        groups = [g for g in self.groups if g.units and g.word == kind and g.key == key]
+        if len(groups) == 1 and not any(u.kind == kind for u in self.units):
+            return ends(groups[0])  # "needs Group 1": the end of that group
         cands = [u for u in self.units if u.key == key]
         if len(cands) > 1 and kind:
             cands = [u for u in cands if u.kind == kind]

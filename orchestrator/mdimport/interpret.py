@@ -82,6 +82,7 @@ class Unit:
     group: Group | None = None
     id: str = ""
     lineno: int = 0
+    number: int | None = None  # its number in an ordered list (the key unless told otherwise)
 
     def add(self, name: str, lines: list[Line]) -> None:
         self.fields.setdefault(name, []).append(lines)
@@ -90,10 +91,49 @@ class Unit:
 @dataclass
 class Group:
     title: str
-    phase: bool
+    phase: bool  # its units wait for the group before (phases; numbered groups: a guess)
     mode: str | None  # "sequential", "parallel" or None
     units: list[Unit] = field(default_factory=list)
     acceptance: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> str | None:
+        """ "2" for "Phase 2: ..." or "Group 2 - ..."; None when the title has no number."""
+        m = words.PHASE.search(self.title) or _GROUP_KEY.match(clean_head(self.title))
+        return m.group("key").lower() if m else None
+
+    @property
+    def word(self) -> str | None:
+        """The group's kind word, lowercased ("phase", "group", ...)."""
+        m = _GROUP_KEY.match(clean_head(self.title))
+        return m.group("word").lower() if m else None
+
+
+_GROUP_KEY = re.compile(
+    rf"^(?P<word>{words.GROUP_HEAD.pattern[4:-3]})\s*(?P<key>\d+|[IVX]+\b|[A-Z]\b)",
+    re.IGNORECASE,
+)
+
+
+_SEPARATOR_RUN = re.compile(r"\s*(?:[,;:\u2013\u2014]|\s-)(?:\s*[,;:\u2013\u2014-])*\s*")
+_TAIL = re.compile(r"(?:\s+(?:in|at|to|into|under|as|with|and|for)|[\s,;:\u2013\u2014-])+$")
+
+
+def _cut_order_clause(title: str) -> str:
+    """ "Orders service — `x.py`, needs Group 1" -> "Orders service" (the clause is read
+    as a sentence)."""
+    for cue in (words.WAITS, words.PRECEDES):
+        for m in cue.finditer(title):
+            if m.start() and re.search(r"[,;(\u2013\u2014]\s*$|\s-\s*$", title[: m.start()]):
+                title = title[: m.start()]
+                break
+    title = _SEPARATOR_RUN.sub(lambda m: m.group(0) if m.end() < len(title) else "", title)
+    title = re.sub(r"\s+(?:[\u2013\u2014-]\s*)?[,;]", ",", title)
+    return _TAIL.sub("", title).strip()
+
+
+def clean_head(title: str) -> str:
+    return re.sub(r"^[^\w]+", "", title)
 
 
 @dataclass
@@ -207,10 +247,28 @@ def _lists_units(block: ListBlock) -> bool:
     return like == len(items) and (len(items) > 1 or (like == 1 and bool(items[0].blocks)))
 
 
+def _free_lists(blocks: list[Block]) -> list[ListBlock]:
+    """The lists in ``blocks`` not introduced by a label line ("Files:" over a list)."""
+    out = []
+    for prev, block in zip([None, *blocks], blocks, strict=False):
+        if not isinstance(block, ListBlock):
+            continue
+        last = prev.lines[-1] if isinstance(prev, Para) else None
+        if last and last.label and not last.value and not words.UNIT_LIST.match(last.label):
+            continue  # "Files:" over a list: the list is that field's value
+        out.append(block)
+    return out
+
+
 def _own_lists_units(sec: Section) -> bool:
-    return any(isinstance(b, ListBlock) and _lists_units(b) for b in sec.blocks) and not (
-        _has_fields([b for b in sec.blocks if not isinstance(b, ListBlock)], _STRONG_FIELDS)
-    )
+    """Whether the section's own lists are units: "## Group A" over "1. ...", "2. ..."."""
+    if _has_fields([b for b in sec.blocks if not isinstance(b, ListBlock)], _STRONG_FIELDS):
+        return False
+    lists = _free_lists(sec.blocks)
+    if any(_lists_units(b) for b in lists):
+        return True
+    grouping = bool(words.GROUP_HEAD.match(re.sub(r"^[^\w]+", "", sec.title)))
+    return grouping and any(b.ordered and len(b.items) > 1 for b in lists)
 
 
 def _is_unit_section(sec: Section) -> bool:
@@ -261,19 +319,31 @@ class _Walker:
         self.found = Findings(title=doc.title, front=dict(doc.front))
         self.doc = doc
         self.loose = loose  # every leaf section with text is a unit (no unit found otherwise)
+        self.grouping = False  # inside a "Group N" / "Phase N" section: numbered items are units
 
     # ------------------------------------------------------------ units
     def new_unit(self, line: Line, group: Group | None, number: int | None = None) -> Unit:
         text, inline = inline_fields(line.text)
         kind, key, ticket, title, role, est = split_title(text or line.text)
+        unit_paths: list[str] = []
         bold_name = bool(line.bold) and not kind and not ticket and not key
         if key is None and ticket is None and number is not None:
             key = str(number)  # "3. **Reindex worker**" is item #3
         if line.bold and bold_name:
             title = inline_fields(line.bold)[0] or title
+        for code in line.codes:  # "Users service — `svc/users.py`": a deliverable
+            path = path_of(code)
+            if path is not None and f"`{code}`" in title:
+                title = title.replace(f"`{code}`", " ")
+                unit_paths.append(path)
+        title = _cut_order_clause(re.sub(r"\s+", " ", title))
         unit = Unit(source=line.text, kind=kind, key=key, ticket=ticket, title=title or text)
         unit.role_text, unit.estimate_text, unit.group = role, est, group
         unit.lineno = line.lineno
+        for path in unit_paths:
+            unit.add("bare", [Line(text=path, codes=[path], lineno=line.lineno)])
+        if number is not None and key == str(number):
+            unit.number = number
         for name, value in inline:
             unit.add(name, [Line(text=value, codes=re.findall(r"`([^`]+)`", value),
                                  lineno=line.lineno)])  # fmt: skip
@@ -282,6 +352,8 @@ class _Walker:
             if rest:
                 unit.prose.append(rest)
                 self.found.talk.append((unit, Line(text=rest, lineno=line.lineno)))
+        if words.WAITS.search(text) or words.PRECEDES.search(text):
+            self.found.talk.append((unit, Line(text=text, lineno=line.lineno)))
         self.found.units.append(unit)
         if group is not None:
             group.units.append(unit)
@@ -396,7 +468,9 @@ class _Walker:
                             self.put(owner, name, label, value, where, group)
                     i += 1
             elif isinstance(block, ListBlock):
-                if owner is None and (listing or _lists_units(block)):
+                if owner is None and (
+                    listing or _lists_units(block) or (self.grouping and block.ordered)
+                ):
                     self.list_units(block, where, group)
                 else:
                     self.list_fields(block, where, group, owner)
@@ -461,7 +535,10 @@ class _Walker:
             ):
                 self.found.graphs.append(block)
         for child in sec.children:
-            self.aside(child)
+            if _is_unit_section(child) or any(_is_unit_section(c) for c in child.children):
+                self.section(child, None)
+            else:
+                self.aside(child)
 
     def unit_section(self, sec: Section, group: Group | None) -> None:
         unit = self.new_unit(sec.heading, group)
@@ -515,10 +592,13 @@ class _Walker:
             for child in sec.children:
                 self.section(child, phase, listed=True)
             return
+        self.grouping = holds_units and bool(words.GROUP_HEAD.match(clean_head(title)))
         if (listing or holds_units) and group is None:
             group = Group(title=title, phase=False, mode=mode)
+            group.phase = self.grouping and group.key is not None  # "Group 2" follows "Group 1"
             self.found.groups.append(group)
         self.blocks(sec.blocks, title, group=group, owner=None, listing=listing)
+        self.grouping = False
         for child in sec.children:
             self.section(child, group, listed=listing)
 
@@ -564,6 +644,19 @@ def INTEGRATION_SECTION(title: str) -> bool:
     return bool(words.INTEGRATION.search(title))
 
 
+def _compound_keys(found: Findings) -> None:
+    """Items numbered from 1 in each of several groups: "Task 1.2" is item 2 of group 1."""
+    counts: dict[str, int] = {}
+    for u in found.units:
+        if u.key:
+            counts[u.key] = counts.get(u.key, 0) + 1
+    for u in found.units:
+        if u.number is not None and counts.get(u.key or "", 0) > 1 and u.group is not None:
+            gkey = u.group.key
+            if gkey:
+                u.key = f"{gkey}.{u.number}"
+
+
 def walk(doc: Document) -> Findings:
     """Everything the document says, sorted into units, groups, tables and leftovers.
 
@@ -571,6 +664,7 @@ def walk(doc: Document) -> Findings:
     section that has text of its own and no sub-section taken as a unit.
     """
     found = _Walker(doc).run()
+    _compound_keys(found)
     if not found.units and not any(
         words.field_name(h) in ("task", "deliverables", "depends")
         for _, t in found.tables
@@ -578,6 +672,7 @@ def walk(doc: Document) -> Findings:
     ):
         loose = _Walker(doc, loose=True).run()
         if loose.units:
+            _compound_keys(loose)
             loose.unplaced.append("no section is named like a team: every section with text is one")
             return loose
     return found

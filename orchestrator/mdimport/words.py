@@ -41,8 +41,11 @@ _KIND_TICKET_HEAD = re.compile(
 )
 # headings/labels that introduce a list of units
 UNIT_LIST = re.compile(
-    rf"^(?:(?:the\s+)?(?:{UNIT_WORDS})s?|teams|work\s*items|tasks|streams|sessions|workstreams|tickets|stories|"
-    r"backlog|execution plan|plan|work breakdown|assignments|agents)(?:\s*\(.*\))?$",
+    rf"^(?:(?:the\s+)?(?:{UNIT_WORDS})(?:s|n|en|es|e)?|teams|work\s*items|tasks|streams|sessions|"
+    r"workstreams|tickets|stories|backlog|execution plan|plan|work breakdown|assignments|agents|"
+    r"queue|work queue|todo|to ?do|to-dos?|ready|up next|next up|roadmap|work packages|"
+    r"arbeitspakete|aufgaben|teams und aufgaben|equipos|tareas|\u00e9quipes|t\u00e2ches|"
+    r"lots|squadre|compiti|taken)(?:\s*\(.*\))?$",
     re.IGNORECASE,
 )
 PHASE_WORDS = (
@@ -86,7 +89,8 @@ FIELDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ),
         (
             "depends",
-            r"dependencies|dependency|depends(?: on)?|requires|prerequisites?|after|blocked by|"
+            r"dependencies|dependency|depends(?: on)?|deps|prereqs|requires|prerequisites?|after|"
+            r"blocked by|waits on|runs after|"
             r"blocked on|needs|"
             r"uses|upstream|waits? (?:on|for)|waiting (?:on|for)|starts? after|"
             r"abh\u00e4ngigkeiten|abh\u00e4ngigkeit|abh\u00e4ngig von|h\u00e4ngt ab von|"
@@ -314,6 +318,11 @@ NOT_TEAMS = re.compile(
     r"icebox|later|out of scope|non-goals|metrics|kpis?|success metrics|background|context|"
     r"overview|summary|notes|references|glossary|appendix|changelog|history|decisions|"
     r"assumptions|lessons learned|retro(?:spective)?|contacts|team members|roster|"
+    r"tech(?:nology)? stack|stack|architecture|goals|objectives|principles|conventions|"
+    r"guidelines|ground rules|rules of engagement|environment|resources|tools|links|"
+    r"team structure|roles(?: and responsibilities)?|responsibilities|escalation|definitions|"
+    r"testing strategy|rollback(?: plan)?|constraints|team communication|coordination rules|"
+    r"how to use|legend|table of contents|contents|toc|"
     r"risiken|zeitplan|statusbericht|aktueller stand|fortschritt|kommunikation|besprechungen|"
     r"offene fragen|geparkt|nicht aufgreifen|kennzahlen|hintergrund|\u00fcberblick|notizen|"
     r"riesgos|cronograma|estado actual|progreso|comunicaci\u00f3n|reuniones|preguntas abiertas|"
@@ -391,12 +400,21 @@ DEPENDENCY_TALK = re.compile(
     re.IGNORECASE,
 )
 
-# "Phase N+1 starts when Phase N is done", "each phase starts when the previous one ends"
+# "Phase N+1 starts when Phase N is done", "a group starts when the group before it is done"
+_GROUPISH = rf"(?:{PHASE_WORDS}|group|gruppe|grupo|groupe|part|teil|block)"
 PHASE_RULE = re.compile(
-    rf"\b(?:{PHASE_WORDS})s?\s*(?:n\s*\+\s*1|x\s*\+\s*1)|"
-    rf"\b(?:each|every|jede|jeder|cada|chaque|ogni)\s+(?:{PHASE_WORDS})\b.*"
-    r"\b(?:previous|prior|before|vorherige|vorige|anterior|pr\u00e9c\u00e9dente|precedente)\b|"
-    rf"\b(?:{PHASE_WORDS})s\s+(?:run|are run|go|laufen|se ejecutan)\s+(?:in order|sequentially|"
+    rf"\b{_GROUPISH}s?\s*(?:n\s*\+\s*1|x\s*\+\s*1)|"
+    rf"\b{_GROUPISH}\b.*\b(?:before|previous|prior|preceding|vorherige[nrs]?|vorige[nrs]?|"
+    r"davor|anterior|pr\u00e9c\u00e9dente?|precedente)\b|"
+    rf"\b{_GROUPISH}s\s+(?:run|are run|go|laufen|se ejecutan)\s+(?:in order|sequentially|"
     r"nacheinander|en orden|en s\u00e9quence)",
+    re.IGNORECASE,
+)
+
+
+# a section named like this groups the numbered items below it
+GROUP_HEAD = re.compile(
+    rf"^(?:group|gruppe|groep|grupo|groupe|part|teil|parte|block|epic|area|bereich|"
+    rf"{PHASE_WORDS})\b",
     re.IGNORECASE,
 )
