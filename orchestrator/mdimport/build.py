@@ -134,9 +134,9 @@ class _Edges:
 
 def build(found: Findings, *, source: str) -> Draft:
     """Turn what :func:`~orchestrator.mdimport.interpret.walk` found into plan data."""
-    used_tables: list[Table] = []
-    if not found.units:
-        used_tables = units_from_tables(found)
+    used_tables = units_from_tables(found)
+    if used_tables:  # table rows among heading teams: keep the document's order
+        found.units.sort(key=lambda u: u.lineno or 10**9)
     units = found.units
     _assign_ids(units)
     draft = Draft(data={}, unplaced=list(found.unplaced))

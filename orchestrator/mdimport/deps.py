@@ -27,6 +27,8 @@ ALL = re.compile(
     r"todos los equipos|tous|toutes les \u00e9quipes|tutti)$",
     re.IGNORECASE,
 )
+_ARROWS = re.compile(r"-->|->|=>|\u2192|\u27f6|\u2794|\u279c|<--|<-|\u2190")
+_BACK_ARROWS = {"<--", "<-", "\u2190"}
 _HASH_REF = re.compile(r"(?<![\w&#])#(?P<key>\d+(?:\.\d+)*[A-Za-z]?)\b")
 _CLAUSE = re.compile(r",|;|\bthen\b|\bdann\b|\bentonces\b|\bpuis\b|\balors\b")
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+(?=[A-Z\u00c0-\u024f\u0400-\u04ff\"'`*(#])")
@@ -192,6 +194,10 @@ def sentence_edges(text: str, owner: Unit | None, resolver: Resolver) -> Sentenc
     cues = sorted(
         [(m.start(), m.end(), "waits") for m in words.WAITS.finditer(text)]
         + [(m.start(), m.end(), "precedes") for m in words.PRECEDES.finditer(text)]
+        + [
+            (m.start(), m.end(), "waits" if m.group(0) in _BACK_ARROWS else "precedes")
+            for m in _ARROWS.finditer(text)
+        ]
     )
     cues = [c for c in cues if not any(m.start <= c[0] < m.end for m in found)]
     kept: list[tuple[int, int, str]] = []

@@ -116,7 +116,7 @@ _GROUP_KEY = re.compile(
 
 
 _SEPARATOR_RUN = re.compile(r"\s*(?:[,;:\u2013\u2014]|\s-)(?:\s*[,;:\u2013\u2014-])*\s*")
-_TAIL = re.compile(r"(?:\s+(?:in|at|to|into|under|as|with|and|for)|[\s,;:\u2013\u2014-])+$")
+_TAIL = re.compile(r"(?:\s+(?:in|at|to|into|under|as|with|and|for)|[\s,;:(\[\u2013\u2014-])+$")
 
 
 def _cut_order_clause(title: str) -> str:
@@ -124,7 +124,7 @@ def _cut_order_clause(title: str) -> str:
     as a sentence)."""
     for cue in (words.WAITS, words.PRECEDES):
         for m in cue.finditer(title):
-            if m.start() and re.search(r"[,;(\u2013\u2014]\s*$|\s-\s*$", title[: m.start()]):
+            if m.start() and re.search(r"[,;(\[\u2013\u2014]\s*$|\s-\s*$", title[: m.start()]):
                 title = title[: m.start()]
                 break
     title = _SEPARATOR_RUN.sub(lambda m: m.group(0) if m.end() < len(title) else "", title)

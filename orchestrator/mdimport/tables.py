@@ -34,6 +34,9 @@ def _columns(table: Table) -> tuple[int | None, int | None, list[str | None]]:
     names = [words.field_name(h) for h in header]
     id_col = next((i for i, h in enumerate(header) if _ID.match(h)), None)
     name_col = next((i for i, h in enumerate(header) if i != id_col and _NAME.match(h)), None)
+    heads = [split_title(r[0].text)[:3] for r in table.rows if r and r[0].text]
+    if name_col is None and heads and all((k and key) or t for k, key, t in heads):
+        name_col = 0  # "| Agent 1 | ..." / "| SRCH-101 | ...": the first column names the team
     if name_col is None:
         tasks = [i for i, n in enumerate(names) if n == "task" and i != id_col]
         name_col = next(
@@ -57,11 +60,30 @@ def is_team_table(table: Table) -> bool:
     return any(f in _USEFUL for f in fields)
 
 
+def _names_known_units(table: Table, units: list[Unit]) -> bool:
+    """Whether the table's rows name units found elsewhere (then it is a matrix)."""
+    known: set[str] = set()
+    for u in units:
+        known.update(x.lower() for x in (u.ticket, u.key, words.slug(u.title)) if x)
+        if u.kind and u.key:
+            known.add(f"{u.kind} {u.key}")
+    hits = 0
+    rows = [r for r in table.rows if r and r[0].text]
+    for row in rows:
+        kind, key, ticket, title = split_title(row[0].text)[:4]
+        probe = {x.lower() for x in (ticket, key, words.slug(title)) if x}
+        if kind and key:
+            probe.add(f"{kind} {key}")
+        near = ticket is not None and any(ticket.lower().startswith(k + "-") for k in known)
+        hits += bool(probe & known) or near
+    return bool(rows) and hits * 2 >= len(rows)
+
+
 def units_from_tables(found: Findings) -> list[Table]:
-    """With no units anywhere else, tables that list teams give one unit per row."""
+    """Tables that list teams (and do not name the units found elsewhere): one unit per row."""
     used: list[Table] = []
     for where, table in found.tables:
-        if not is_team_table(table):
+        if not is_team_table(table) or _names_known_units(table, found.units):
             continue
         id_col, name_col, fields = _columns(table)
         for row in table.rows:
@@ -70,6 +92,13 @@ def units_from_tables(found: Findings) -> list[Table]:
             if not text:
                 continue
             kind, key, ticket, title, role, est = split_title(text)
+            free = [i for i, f in enumerate(fields) if f is None and i not in (id_col, name_col)]
+            has_task = "task" in fields
+            if not title and (has_task or free):  # "| Agent 1 | Database schema | ..."
+                col = fields.index("task") if has_task else free[0]
+                described = _cell(row, col)
+                if described is not None and 0 < len(described.text) <= 60:
+                    title = described.text
             if ident is not None and ident.text:
                 raw = ident.text.strip().lstrip("#")
                 if re.fullmatch(words.TICKET, raw):
@@ -79,9 +108,14 @@ def units_from_tables(found: Findings) -> list[Table]:
             unit = Unit(source=text, kind=kind, key=key, ticket=ticket, title=title or text)
             unit.role_text, unit.estimate_text = role, est
             unit.lineno = row[0].lineno if row else table.lineno
-            for fname, c in zip(fields, row, strict=False):
+            for i, (fname, c) in enumerate(zip(fields, row, strict=False)):
                 if fname and fname != "ignore" and c.text:
                     unit.add(fname, [c])
+                elif fname is None and i in free and c.text:
+                    if not has_task and i == free[0]:
+                        unit.add("task", [c])
+                    else:
+                        unit.prose.append(f"{table.header[i].strip()}: {c.text}")
             found.units.append(unit)
         used.append(table)
         found.unplaced.append(f"{where}: teams read from the rows of a table (guess)")
