@@ -13,6 +13,8 @@ from pydantic import ValidationError
 from orchestrator.errors import PlanError, Problem, UsageError
 from orchestrator.plan import Plan, format_duration
 
+READER_FAILED = "the offline reader could not read this document"
+
 
 @dataclass(frozen=True)
 class ImportResult:
@@ -71,8 +73,13 @@ def import_markdown(
     from orchestrator.mdimport.interpret import walk
     from orchestrator.mdimport.parse import parse_markdown
 
-    found = walk(parse_markdown(text))
-    draft = build(found, source=source)
+    try:
+        found = walk(parse_markdown(text))
+        draft = build(found, source=source)
+    except RecursionError as exc:  # a document nested deeper than the reader goes
+        raise UsageError(
+            f"{source}: {READER_FAILED}: nested too deeply; convert it with --agent KIND"
+        ) from exc
     if not found.units:
         raise UsageError(
             f"{source}: no teams found: expected sections or list items such as '### Team 1: ...', "

@@ -68,7 +68,7 @@ MAX_RANGE = 100
 _PATH = re.compile(r"^[\w.@~+-][\w./@*?{}\[\]+,-]*$")
 
 
-@dataclass
+@dataclass(eq=False)  # a unit is itself: compared by identity
 class Unit:
     source: str
     kind: str | None
@@ -88,7 +88,7 @@ class Unit:
         self.fields.setdefault(name, []).append(lines)
 
 
-@dataclass
+@dataclass(eq=False)
 class Group:
     title: str
     phase: bool  # its units wait for the group before (phases; numbered groups: a guess)
@@ -153,6 +153,7 @@ class Findings:
     talk: list[tuple[Unit | None, Line]] = field(default_factory=list)
     graphs: list[Code] = field(default_factory=list)
     front: dict[str, str] = field(default_factory=dict)
+    aside_tables: list[Table] = field(default_factory=list)  # in sections that hold no team
 
 
 _INLINE_NAMES = {"depends", "blocks", "deliverables", "agent", "owner", "branch"}
@@ -231,10 +232,22 @@ def _unit_like_item(item: ListItem) -> bool:
         return True
     if line.bold and not words.field_name(line.bold):
         return True
+    if line.checkbox and line.label and _named_label(line.label):
+        return True  # "- [ ] **search-api**: query endpoint"
     if inline_fields(line.text)[1]:
         return True
     return _has_fields(item.blocks, _ANY_FIELDS) or any(
         ln.label and words.field_name(ln.label) in _STRONG_FIELDS for ln in item.lines[1:]
+    )
+
+
+def _named_label(label: str) -> bool:
+    """A label that names a unit ("search-api", "Auth service"), not a field or a note."""
+    return (
+        words.field_name(label) is None
+        and len(label.split()) <= 4
+        and not words.not_a_team(label)
+        and not re.fullmatch(r"[\d\s.:/-]+", label)
     )
 
 
@@ -244,7 +257,8 @@ def _lists_units(block: ListBlock) -> bool:
     if not items:
         return False
     like = sum(1 for i in items if _unit_like_item(i))
-    return like == len(items) and (len(items) > 1 or (like == 1 and bool(items[0].blocks)))
+    single = like == 1 and (bool(items[0].blocks) or items[0].line.checkbox)
+    return like == len(items) and (len(items) > 1 or single)
 
 
 def _free_lists(blocks: list[Block]) -> list[ListBlock]:
@@ -326,6 +340,16 @@ class _Walker:
         text, inline = inline_fields(line.text)
         kind, key, ticket, title, role, est = split_title(text or line.text)
         unit_paths: list[str] = []
+        if line.label and not line.bold and _named_label(line.label) and not (kind or ticket):
+            label = line.label  # "search-api: query endpoint": the label names the unit
+            line = Line(
+                text=line.text,
+                codes=line.codes,
+                bold=label,
+                lineno=line.lineno,
+                checkbox=line.checkbox,
+            )
+            text = text if text.startswith(label) else line.text
         bold_name = bool(line.bold) and not kind and not ticket and not key
         if key is None and ticket is None and number is not None:
             key = str(number)  # "3. **Reindex worker**" is item #3
@@ -349,6 +373,7 @@ class _Walker:
                                  lineno=line.lineno)])  # fmt: skip
         if line.bold and bold_name and text != line.bold:
             rest = text.replace(line.bold, "", 1).strip(" -:\u2013\u2014")
+            rest = _cut_order_clause(rest) if rest else rest
             if rest:
                 unit.prose.append(rest)
                 self.found.talk.append((unit, Line(text=rest, lineno=line.lineno)))
@@ -529,6 +554,7 @@ class _Walker:
         for block in sec.blocks:
             if isinstance(block, Table):
                 self.found.tables.append((sec.title, block))
+                self.found.aside_tables.append(block)
             elif isinstance(block, Code) and (
                 block.info.lower().startswith("mermaid")
                 or re.match(r"\s*(?:graph|flowchart)\b", block.content)

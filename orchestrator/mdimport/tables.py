@@ -83,6 +83,8 @@ def units_from_tables(found: Findings) -> list[Table]:
     """Tables that list teams (and do not name the units found elsewhere): one unit per row."""
     used: list[Table] = []
     for where, table in found.tables:
+        if any(table is t for t in found.aside_tables):
+            continue
         if not is_team_table(table) or _names_known_units(table, found.units):
             continue
         id_col, name_col, fields = _columns(table)
