@@ -368,3 +368,66 @@ def test_a_bracket_pattern_still_matches_when_no_such_literal_path_exists(
     (tmp_path / "src" / "a.py").write_text("x = 1\n")
     report = find_deliverables(tmp_path, ["src/[ab].py"])
     assert report.ok and list(report.found) == ["src/a.py"]
+
+
+# ------------------------------------------------------------------ smaller shapes
+
+
+def test_inline_fields_in_a_heading_go_to_the_task_and_the_agent() -> None:
+    """`(owner: @bob, branch: feat/auth)` and `[agent: codex]` in a heading are read as
+    fields: the owner and branch reach the task text, the agent becomes the team's
+    agent, and none of it stays in the team's name."""
+    doc = (
+        "# P\n\n### Team 1: Base\n**Task:** base\n\n"
+        "### Team 2: Auth (owner: @bob, branch: feat/auth)\n**Task:** auth\n\n"
+        "### Team 3: API [agent: codex] — after Team 2\n**Task:** api\n"
+    )
+    _base, auth, api = import_markdown(doc).plan.teams
+    assert auth.name == "Auth" and "Owner: @bob" in auth.task and "Branch: feat/auth" in auth.task
+    assert (api.name, api.agent, api.depends_on) == ("API", "codex", ("auth",))
+
+
+def test_dotted_ranges_name_each_task() -> None:
+    """`Tasks 1.1-1.3` names tasks 1.1, 1.2 and 1.3."""
+    doc = (
+        "# P\n\n## Phase 1\n\n"
+        + "".join(f"### Task 1.{n}: T{n}\n**Task:** t\n\n" for n in (1, 2, 3))
+        + "## Phase 2\n\n### Task 2.1: Last\n**Task:** l\n**Depends on:** Tasks 1.1-1.3\n"
+    )
+    plan = import_markdown(doc).plan
+    assert sorted(plan.teams[-1].depends_on) == ["t1", "t2", "t3"]
+
+
+def test_a_table_of_teams_beside_heading_teams_keeps_document_order() -> None:
+    """Rows of an assignment table are teams even when a heading team follows; they
+    keep the document's order, and a row's description names it."""
+    doc = (
+        "# Build\n\n## Agent Assignments\n\n"
+        "| Agent | Responsibility | Files | Dependencies |\n|---|---|---|---|\n"
+        "| Agent 1 | Database schema | `db/schema.sql` | None |\n"
+        "| Agent 2 | REST API | `api/server.py` | Agent 1 |\n\n"
+        "## Team 3: Docs (needs Agent 2)\n\nWrite `docs/index.md`.\n"
+    )
+    plan = import_markdown(doc).plan
+    assert [(t.id, t.depends_on, t.deliverables) for t in plan.teams] == [
+        ("database-schema", (), ("db/schema.sql",)),
+        ("rest-api", ("database-schema",), ("api/server.py",)),
+        ("docs", ("rest-api",), ("docs/index.md",)),
+    ]
+
+
+def test_a_kanban_board_runs_what_is_not_done() -> None:
+    """Checklist items named in bold under "Ready" and "In Progress" are teams; the
+    "Done" column is not."""
+    doc = (
+        "# Board\n\n## Ready\n\n- [ ] **search-indexer**: builds the index\n"
+        "- [ ] **search-api**: query endpoint, waits for search-indexer\n\n"
+        "## In Progress\n\n- [ ] **billing-fix**: rounding in `billing/round.py`\n\n"
+        "## Done\n\n- [x] **auth-refresh**: token refresh\n"
+    )
+    plan = import_markdown(doc).plan
+    assert [(t.id, t.depends_on) for t in plan.teams] == [
+        ("search-indexer", ()),
+        ("search-api", ("search-indexer",)),
+        ("billing-fix", ()),
+    ]

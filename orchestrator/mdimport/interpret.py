@@ -157,15 +157,30 @@ class Findings:
 
 
 _INLINE_NAMES = {"depends", "blocks", "deliverables", "agent", "owner", "branch"}
-_INLINE_PAREN = re.compile(
-    r"[(\[]\s*(?P<label>[^\W\d_][\w ./'-]{0,30}?)\s*:\s*(?P<value>[^()\[\];|]*)[)\]]"
-)
-_INLINE_BARE = re.compile(
+_INLINE_PAREN = re.compile(r"\([^()]*\)|\[[^\[\]]*\]")
+_INLINE_LABEL = re.compile(
     r"(?<![\w-])(?P<label>"
     + "|".join(p.pattern[4:-2] for n, p in words.FIELDS if n in _INLINE_NAMES)
-    + r")\s*:\s*(?P<value>[^()\[\];|]*)",
+    + r")\s*:\s*",
     re.IGNORECASE,
 )
+
+
+def _label_values(text: str, *, anywhere: bool) -> list[tuple[int, int, str, str]]:
+    """(start, end, field, value) of each ``label: value`` in ``text``; a value runs to the
+    next label, a ``;`` or ``|``, or the end."""
+    labels = [m for m in _INLINE_LABEL.finditer(text) if anywhere or m.start() > 0]
+    out = []
+    for i, m in enumerate(labels):
+        end = labels[i + 1].start() if i + 1 < len(labels) else len(text)
+        stop = re.search(r"[;|]", text[m.end() : end])
+        if stop is not None:
+            end = m.end() + stop.start()
+        name = words.field_name(m.group("label"))
+        value = text[m.end() : end].strip(" .,;")
+        if name in _INLINE_NAMES and value:
+            out.append((m.start(), end, name or "", value))
+    return out
 
 
 def inline_fields(text: str) -> tuple[str, list[tuple[str, str]]]:
@@ -177,22 +192,23 @@ def inline_fields(text: str) -> tuple[str, list[tuple[str, str]]]:
     found: list[tuple[int, str, str]] = []
     spans: list[tuple[int, int]] = []
     for m in _INLINE_PAREN.finditer(text):
-        name = words.field_name(m.group("label"))
-        if name in _INLINE_NAMES and m.group("value").strip():
-            found.append((m.start(), name or "", m.group("value").strip(" .,")))
-            spans.append((m.start(), m.end()))
-    for m in _INLINE_BARE.finditer(text):
-        if m.start() == 0 or any(a <= m.start() < b for a, b in spans):
+        inner = m.group(0)[1:-1]
+        pairs = _label_values(inner, anywhere=True)
+        if not pairs or inner[: pairs[0][0]].strip():
             continue
-        name = words.field_name(m.group("label"))
-        if name in _INLINE_NAMES and m.group("value").strip():
-            found.append((m.start(), name or "", m.group("value").strip(" .,")))
-            spans.append((m.start(), m.end()))
+        found.extend((m.start() + a, name, value) for a, _, name, value in pairs)
+        spans.append((m.start(), m.end()))
+    rest = text
+    for a, b in spans:
+        rest = rest[:a] + " " * (b - a) + rest[b:]
+    for a, b, name, value in _label_values(rest, anywhere=False):
+        found.append((a, name, value.strip()))
+        spans.append((a, b))
     out = text
     for a, b in sorted(spans, reverse=True):
         out = out[:a] + " " + out[b:]
-    pairs = [(name, value) for _, name, value in sorted(found)]
-    return re.sub(r"\s+", " ", out).strip(" -:,;\u2013\u2014"), pairs
+    pairs_out = [(name, value) for _, name, value in sorted(found)]
+    return re.sub(r"\s+", " ", out).strip(" -:,;\u2013\u2014"), pairs_out
 
 
 def _item_lines(blocks: list[Block]) -> list[Line]:
@@ -798,6 +814,14 @@ def expand_keys(keys: str) -> list[str]:
             r"([\w.]+)\s*(?:-|\u2013|\u2014|to|through|bis|hasta|al|\u00e0|tot)\s*([\w.]+)",
             part.strip(),
         )
+        dotted = re.fullmatch(
+            r"(\d+)\.(\d+)\s*(?:-|\u2013|\u2014|to)\s*(?:(\d+)\.)?(\d+)", part.strip()
+        )
+        if dotted and dotted.group(3) in (None, dotted.group(1)):  # "1.1-1.3", "1.1-3"
+            lo, hi = int(dotted.group(2)), int(dotted.group(4))
+            if 0 <= hi - lo < MAX_RANGE:
+                out.extend(f"{dotted.group(1)}.{n}" for n in range(lo, hi + 1))
+                continue
         if m and m.group(1).isdigit() and m.group(2).isdigit():
             lo, hi = int(m.group(1)), int(m.group(2))
             if 0 <= hi - lo < MAX_RANGE:  # checked before the walk: "1-99999999999" is no range
