@@ -431,3 +431,31 @@ def test_a_kanban_board_runs_what_is_not_done() -> None:
         ("search-api", ("search-indexer",)),
         ("billing-fix", ()),
     ]
+
+
+def test_plain_section_headings_with_a_mermaid_graph() -> None:
+    """With nothing named like a team, each section with text is one, and a Mermaid
+    graph whose node ids are the team ids orders them; the graph's own section is
+    not a team."""
+    doc = (
+        "# Services\n\n## auth\nToken service in `svc/auth.go`.\n\n"
+        "## billing\nInvoices in `svc/billing.go`.\n\n## api\nRoutes in `svc/api.go`.\n\n"
+        "## Dependencies\n\n```mermaid\ngraph TD\n  auth --> api\n  billing --> api\n```\n"
+    )
+    plan = import_markdown(doc).plan
+    assert [(t.id, sorted(t.depends_on)) for t in plan.teams] == [
+        ("auth", []),
+        ("billing", []),
+        ("api", ["auth", "billing"]),
+    ]
+
+
+def test_a_plan_that_says_its_teams_are_independent_is_not_flagged() -> None:
+    """ "No dependencies: all teams run in parallel" is no unread order: no warning."""
+    doc = (
+        "# P\n\nThere are no dependencies between the teams; all of them run in parallel.\n\n"
+        "### Team 1: A\n**Task:** a\n**Dependencies:** None\n\n"
+        "### Team 2: B\n**Task:** b\n**Dependencies:** none\n"
+    )
+    result = import_markdown(doc)
+    assert not result.no_edges and not result.unresolved

@@ -245,6 +245,8 @@ def build(found: Findings, *, source: str) -> Draft:
                 notes.append(f"{_at(ln.lineno)}: {sent!r}: each phase waits for the one before")
                 continue
             res = sentence_edges(sent, owner, resolver)
+            if not res.edges and words.INDEPENDENT.search(sent):
+                continue  # "no dependencies: all teams run in parallel"
             if res.edges or res.problem or words.DEPENDENCY_TALK.search(sent):
                 speaks.append(f"{_at(ln.lineno)}: {sent}")
             for down, up in res.edges:

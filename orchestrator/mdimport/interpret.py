@@ -612,7 +612,7 @@ class _Walker:
             any(_is_unit_section(c) for c in sec.children) or _own_lists_units(sec)
         )
         is_group = is_group or holds_units  # "## Stream A" over "### Work item FOO-1" sections
-        leaf = not sec.children and bool(sec.blocks)
+        leaf = not sec.children and any(isinstance(b, Para | ListBlock) for b in sec.blocks)
         if not is_group and (
             _is_unit_section(sec) or (listed and bool(sec.blocks)) or (self.loose and leaf)
         ):

@@ -323,6 +323,9 @@ NOT_TEAMS = re.compile(
     r"team structure|roles(?: and responsibilities)?|responsibilities|escalation|definitions|"
     r"testing strategy|rollback(?: plan)?|constraints|team communication|coordination rules|"
     r"how to use|legend|table of contents|contents|toc|done|completed|shipped|archived?|"
+    r"dependenc(?:y|ies)(?: graph| matrix| map| diagram| overview)?|execution order|"
+    r"order of work|work order|sequencing|critical path|dependency|graph|diagram|"
+    r"abh\u00e4ngigkeiten|reihenfolge|dependencias|orden de trabajo|d\u00e9pendances|"
     r"erledigt|abgeschlossen|hecho|completado|termin\u00e9|"
     r"risiken|zeitplan|statusbericht|aktueller stand|fortschritt|kommunikation|besprechungen|"
     r"offene fragen|geparkt|nicht aufgreifen|kennzahlen|hintergrund|\u00fcberblick|notizen|"
@@ -417,5 +420,15 @@ PHASE_RULE = re.compile(
 GROUP_HEAD = re.compile(
     rf"^(?:group|gruppe|groep|grupo|groupe|part|teil|parte|block|epic|area|bereich|"
     rf"{PHASE_WORDS})\b",
+    re.IGNORECASE,
+)
+
+# "no dependencies", "all teams run in parallel": the text says there is no order
+INDEPENDENT = re.compile(
+    r"\bno (?:dependencies|dependency|blockers|order)\b|\bindependent(?:ly)?\b|"
+    r"\b(?:all|every|each)\b.*\b(?:in parallel|at once|at the same time|concurrently)\b|"
+    r"\bkeine abh\u00e4ngigkeit|\bunabh\u00e4ngig|\balle\b.*\bparallel\b|"
+    r"\bsin dependencias\b|\bindependientes?\b|\btodos?\b.*\ben paralelo\b|"
+    r"\bsans d\u00e9pendance|\bind\u00e9pendant|\btou(?:s|tes)\b.*\ben parall\u00e8le\b",
     re.IGNORECASE,
 )
