@@ -38,6 +38,7 @@ class Draft:
     unplaced: list[str] = field(default_factory=list)
     unresolved: list[str] = field(default_factory=list)
     no_edges: list[str] = field(default_factory=list)
+    hidden: list[str] = field(default_factory=list)  # commands in collapsed <details> blocks
 
 
 def _why(g: Group) -> str:
@@ -139,7 +140,7 @@ def build(found: Findings, *, source: str) -> Draft:
         found.units.sort(key=lambda u: u.lineno or 10**9)
     units = found.units
     _assign_ids(units)
-    draft = Draft(data={}, unplaced=list(found.unplaced))
+    draft = Draft(data={}, unplaced=list(found.unplaced), hidden=list(found.hidden))
     c, notes = draft.comments, draft.notes
     resolver = Resolver(units, found.groups)
 

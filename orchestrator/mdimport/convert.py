@@ -32,6 +32,7 @@ class ImportResult:
     unplaced: tuple[str, ...]
     unresolved: tuple[str, ...] = ()
     no_edges: tuple[str, ...] = ()
+    hidden: tuple[str, ...] = ()  # commands found inside collapsed <details> blocks
 
 
 def validate_text(text: str, *, path: Path) -> Plan:
@@ -98,6 +99,7 @@ def import_markdown(
         unplaced=tuple(draft.unplaced),
         unresolved=tuple(dict.fromkeys(draft.unresolved)),
         no_edges=tuple(draft.no_edges),
+        hidden=tuple(draft.hidden),
     )
 
 
@@ -181,6 +183,7 @@ def summary_lines(result: ImportResult) -> list[str]:
     cmds = commands(plan)
     out.append(f"commands a run starts ({len(cmds)}):")
     out.extend(f"  {c}" for c in cmds)
+    out.extend(f"  note: {h}" for h in result.hidden)
     if result.notes:
         out.append(f"guessed ({len(result.notes)}):")
         out.extend(f"  {n}" for n in result.notes)

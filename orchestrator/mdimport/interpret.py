@@ -154,6 +154,7 @@ class Findings:
     graphs: list[Code] = field(default_factory=list)
     front: dict[str, str] = field(default_factory=dict)
     aside_tables: list[Table] = field(default_factory=list)  # in sections that hold no team
+    hidden: list[str] = field(default_factory=list)  # commands inside collapsed blocks
 
 
 _INLINE_NAMES = {"depends", "blocks", "deliverables", "agent", "owner", "branch"}
@@ -449,6 +450,13 @@ class _Walker:
     ) -> None:
         if name == "ignore":
             return
+        if name in ("checks", "test"):
+            for v in value:
+                if v.lineno and self.doc.is_collapsed(v.lineno):
+                    self.found.hidden.append(
+                        f"line {v.lineno}: {label} inside a collapsed <details> block: "
+                        + ", ".join(f"`{c}`" for c in v.codes)
+                    )
         if owner is not None:
             owner.add(name, value)
             if name in ("task", "acceptance"):

@@ -112,6 +112,11 @@ class Document:
     sections: list[Section]  # top-level sections (below the title, if any)
     front: dict[str, str] = field(default_factory=dict)  # YAML front matter (string values)
     source_lines: list[str] = field(default_factory=list)
+    collapsed: list[tuple[int, int]] = field(default_factory=list)  # <details> line ranges
+
+    def is_collapsed(self, lineno: int) -> bool:
+        """Whether line ``lineno`` sits inside a collapsed ``<details>`` block."""
+        return any(a <= lineno <= b for a, b in self.collapsed)
 
 
 # ---------------------------------------------------------------- inline
@@ -302,7 +307,15 @@ def parse_markdown(text: str) -> Document:
         else:
             preamble.extend(blocks)
 
+    collapsed: list[tuple[int, int]] = []
+    opened: list[int] = []
     for node in root.children:
+        if node.type == "html_block" and node.map:
+            opens = len(re.findall(r"<details\b", node.content, re.IGNORECASE))
+            closes = len(re.findall(r"</details\s*>", node.content, re.IGNORECASE))
+            opened.extend([node.map[0] + 1] * opens)
+            for _ in range(min(closes, len(opened))):
+                collapsed.append((opened.pop(), node.map[1]))
         if node.type != "heading":
             pending.append(node)
             continue
@@ -319,8 +332,14 @@ def parse_markdown(text: str) -> Document:
         (stack[-1].children if stack else top).append(section)
         stack.append(section)
     flush()
+    collapsed.extend((start, len(text.split("\n"))) for start in opened)  # never closed
     return Document(
-        title=title, preamble=preamble, sections=top, front=front, source_lines=text.split("\n")
+        title=title,
+        preamble=preamble,
+        sections=top,
+        front=front,
+        source_lines=text.split("\n"),
+        collapsed=collapsed,
     )
 
 
