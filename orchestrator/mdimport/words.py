@@ -113,7 +113,11 @@ FIELDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"owners?|assignee|assigned(?: to)?|lead|verantwortlich|zust\u00e4ndig|"
             r"responsable|responsabile|propietario|eigent\u00fcmer|bearbeiter",
         ),
-        ("agent", r"agent|agent kind|agent cli|tool|runner|ki|ia|agente"),
+        (
+            "agent",
+            r"agent|agent kind|agent cli|assigned agent|ai agent|coding agent|tool|runner|ki|ia|"
+            r"agente",
+        ),
         ("branch", r"branch|git branch|zweig|rama|branche|ramo"),
         (
             "estimate",
@@ -375,7 +379,7 @@ WAITS = re.compile(
     r"waits? (?:for|on|until)|waiting (?:for|on)|blocked (?:by|on|until)|"
     r"(?:can|may|must|should|will|cannot|can't|won't)(?: only)? (?:not )?(?:start|begin|run)|"
     r"(?:starts?|begins?|runs?|goes)(?: only)? (?:after|once|when)|only after|only once|"
-    r"after|once|as soon as|following|until|builds? on|on top of|"
+    r"after|once|as soon as|following|until|builds? on|on top of|uses|consumes|based on|"
     r"h\u00e4ngt von|h\u00e4ngen von|abh\u00e4ngig von|wartet auf|warten auf|ben\u00f6tigt|braucht|"
     r"erst (?:wenn|nach|sobald)|kann erst|darf erst|beginnt erst|startet erst|nachdem|sobald|"
     r"nach|depende de|dependen de|requiere|necesita|espera(?:r)? a|despu\u00e9s de|cuando|"
@@ -426,6 +430,7 @@ GROUP_HEAD = re.compile(
 # "no dependencies", "all teams run in parallel": the text says there is no order
 INDEPENDENT = re.compile(
     r"\bno (?:dependencies|dependency|blockers|order)\b|\bindependent(?:ly)?\b|"
+    r"\bin parallel\b|\bconcurrently\b|\bsimultaneously\b|"
     r"\b(?:all|every|each)\b.*\b(?:in parallel|at once|at the same time|concurrently)\b|"
     r"\bkeine abh\u00e4ngigkeit|\bunabh\u00e4ngig|\balle\b.*\bparallel\b|"
     r"\bsin dependencias\b|\bindependientes?\b|\btodos?\b.*\ben paralelo\b|"
