@@ -6,7 +6,8 @@ agent and acceptance). The styles: a checklist backlog with inline fields and
 front matter, numbered German work packages with sentences, Spanish team
 headings with a Mermaid flowchart, a table with one team per row, numbered
 items inside phase sections with a dependency grid, and headings at several
-levels with ticket ids and a French sentence, and numbered items in numbered groups.
+levels with ticket ids and a French sentence, numbered items in numbered groups,
+and an emoji-heavy generated plan among many sections that hold no team.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ STYLES = [
     "launch-groups",
     "ops-headings",
     "data-groups",
+    "phoenix-emoji",
 ]
 ORCHESTRATE = Path(sys.executable).parent / "orchestrate"
 

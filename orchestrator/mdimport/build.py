@@ -164,7 +164,7 @@ def build(found: Findings, *, source: str) -> Draft:
             for ln in lines:
                 if not ln.text:
                     continue
-                hits, missing, none = resolver.refs(ln.text, u)
+                hits, missing, none = resolver.refs(ln.text, u, upstream=True)
                 if not none:
                     speaks.append(f"{_at(ln.lineno)}: {ln.text}")
                 for h in hits:

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 REF_HEAD = re.compile(rf"^(?:{words.UNIT_WORDS}|{words.PHASE_WORDS}|#)", re.IGNORECASE)
 ALL = re.compile(
-    r"^(?:all|all teams|all others|every(?:one| team)|everything|alle|alle teams|todos|"
+    r"^(?:all|all(?: the)?(?: other)? teams|all others|every(?:one| team| other team)|everything|"
+    r"alle|alle(?: anderen)? teams|todos|todos los (?:dem\u00e1s )?equipos|"
     r"todos los equipos|tous|toutes les \u00e9quipes|tutti)$",
     re.IGNORECASE,
 )
@@ -99,13 +100,20 @@ class Resolver:
             cands = [u for u in self.units if pat.search(u.title.lower())]
         return cands if len(cands) == 1 else []
 
-    def refs(self, text: str, me: Unit | None) -> tuple[list[Unit], list[str], bool]:
-        """(units named, names not understood, whether it says "none")."""
+    def refs(
+        self, text: str, me: Unit | None, *, upstream: bool = False
+    ) -> tuple[list[Unit], list[str], bool]:
+        """(units named, names not understood, whether it says "none").
+
+        ``upstream``: the text says what ``me`` waits for, so "all other teams" is
+        every other unit (as a downstream list it is too broad to read)."""
         from orchestrator.mdimport.interpret import is_none, ref_spans
 
         if is_none(text):
             return [], [], True
         if ALL.match(text.strip(" .")):
+            if upstream and me is not None:
+                return [u for u in self.units if u is not me], [], False
             return [], [f"{text.strip()} (too broad to read as teams)"], False
         keys, tickets, rest = ref_spans(text)
         found: list[Unit] = []

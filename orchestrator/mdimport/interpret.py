@@ -499,22 +499,19 @@ class _Walker:
                     if owner is None and words.UNIT_LIST.match(label):
                         self.list_units(nxt, where, group)
                     else:
-                        name = words.field_name(label)
-                        value = []
+                        runs: list[tuple[str, list[Line]]] = [(label, [])]
                         for item in nxt.items:
-                            value.extend(item.lines[:1])
+                            runs[-1][1].extend(item.lines[:1])
                             for ln in item.lines[1:]:  # a label line lazily glued to the item
-                                if ln.label and words.field_name(ln.label):
+                                if ln.label and words.field_name(ln.label) and not ln.value:
+                                    runs.append((ln.label, []))  # the next items are its value
+                                elif ln.label and words.field_name(ln.label):
                                     self.field_lines(owner, [ln], where, group)
                                 else:
-                                    value.append(ln)
-                            value.extend(_item_lines(item.blocks))
-                        if name is None:
-                            for v in value:
-                                v = Line(text=f"{label}: {v.text}", codes=v.codes, lineno=v.lineno)
-                                self.free(owner, v, where)
-                        else:
-                            self.put(owner, name, label, value, where, group)
+                                    runs[-1][1].append(ln)
+                            runs[-1][1].extend(_item_lines(item.blocks))
+                        for run_label, value in runs:
+                            self.labelled(owner, run_label, value, where, group)
                     i += 1
             elif isinstance(block, ListBlock):
                 if owner is None and (
@@ -535,6 +532,19 @@ class _Walker:
                         f"{where}: a code block ({block.info or 'no language'})"
                     )
             i += 1
+
+    def labelled(
+        self, owner: Unit | None, label: str, value: list[Line], where: str, group: Group | None
+    ) -> None:
+        """``label:`` over the lines of a list."""
+        name = words.field_name(label)
+        if name is None:
+            for v in value:
+                self.free(
+                    owner, Line(text=f"{label}: {v.text}", codes=v.codes, lineno=v.lineno), where
+                )
+        else:
+            self.put(owner, name, label, value, where, group)
 
     def list_units(self, block: ListBlock, where: str, group: Group | None) -> None:
         for item in block.items:

@@ -75,6 +75,7 @@ FIELDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         (
             "task",
             r"tasks?|description|scope|goal|objective|summary|what|work|focus|mission|details|"
+            r"responsibilit(?:y|ies)|duties|scope of work|what to build|to do|todo|"
             r"aufgabe|beschreibung|ziel|umfang|inhalt|tarea|descripci\u00f3n|descripcion|"
             r"objetivo|alcance|t\u00e2che|tache|objectif|p\u00e9rim\u00e8tre|compito|"
             r"descrizione|obiettivo|tarefa|descri\u00e7\u00e3o|taak|beschrijving|doel",
