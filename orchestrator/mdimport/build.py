@@ -15,8 +15,9 @@ from pathlib import PurePath
 from typing import Any
 
 from orchestrator.mdimport import words
+from orchestrator.mdimport.deliverables import deliverables_of
 from orchestrator.mdimport.deps import Resolver, ends, mermaid_edges, sentence_edges, sentences
-from orchestrator.mdimport.interpret import Findings, Group, Unit, deliverables_of
+from orchestrator.mdimport.interpret import Findings, Group, Unit
 from orchestrator.mdimport.parse import Line, Table
 from orchestrator.mdimport.tables import grid_edges, units_from_tables
 

@@ -107,7 +107,7 @@ class Resolver:
 
         ``upstream``: the text says what ``me`` waits for, so "all other teams" is
         every other unit (as a downstream list it is too broad to read)."""
-        from orchestrator.mdimport.interpret import is_none, ref_spans
+        from orchestrator.mdimport.refs import is_none, ref_spans
 
         if is_none(text):
             return [], [], True
@@ -153,7 +153,7 @@ class Mention:
 
 def mentions(text: str, resolver: Resolver) -> list[Mention]:
     """Every reference to a unit in ``text``, in order (an unknown "Team 9" has no units)."""
-    from orchestrator.mdimport.interpret import REF, expand_keys
+    from orchestrator.mdimport.refs import REF, expand_keys
 
     found: list[Mention] = []
 

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 from orchestrator.mdimport import words
+from orchestrator.mdimport.deliverables import path_of
 from orchestrator.mdimport.parse import (
     Block,
     Code,
@@ -25,27 +26,10 @@ from orchestrator.mdimport.parse import (
     Section,
     Table,
 )
+from orchestrator.mdimport.titles import PAREN, cut_order_clause, inline_fields, split_title
 
 _STRONG_FIELDS = {"task", "deliverables", "depends", "blocks"}
 _ANY_FIELDS = _STRONG_FIELDS | {"role", "estimate", "acceptance"}
-_NONE = re.compile(
-    r"^(?:none|n/?a|nothing|no dependencies|independent|keine|keiner|nichts|ninguna|ninguno|"
-    r"nada|aucune|aucun|rien|nessuna|nessuno|geen|nenhuma|nenhum|"
-    r"\u043d\u0435\u0442|\u65e0|\u306a\u3057|-+|\u2014|\u2013)(?!\w)|^-*$",
-    re.IGNORECASE,
-)
-_PAREN = re.compile(r"\(([^()]*)\)")
-_TRAILING_EST = re.compile(
-    rf"\s*[-\u2013\u2014:,]\s*(?P<est>{words.ESTIMATE.pattern})\s*$", re.IGNORECASE
-)
-_KEY = r"(?:\d+(?:\.\d+)*[A-Za-z]?|[A-Za-z])\b"
-_KEY_SEP = r"-|\u2013|\u2014|to|through|bis|hasta|al|\u00e0|tot|,|and|und|y|et|e|en|&|\+|/"
-REF = re.compile(
-    rf"(?<![\w-])(?P<kind>{words.UNIT_WORDS})(?:s|n|en|es|e)?(?:\s+#?\s*|\s*#\s*)"
-    rf"(?P<keys>{_KEY}(?:\s*(?:{_KEY_SEP})\s*{_KEY})*)",
-    re.IGNORECASE,
-)
-_REF = REF
 _RUNNERS = re.compile(
     r"^(?:pytest|python|py\.test|npm|npx|yarn|pnpm|bun|make|go|cargo|tox|nox|uv|poetry|hatch|bash|sh|\./|"
     r"mvn|gradle|\./gradlew|dotnet|bundle|rake|rspec|jest|vitest|phpunit|ctest|just|deno|mix|swift|flutter)\b"
@@ -53,19 +37,6 @@ _RUNNERS = re.compile(
 _COMMAND_LINE = re.compile(
     r"\b(?:run|runs|running|execute|test|tests|suite|check|checks)\b", re.IGNORECASE
 )
-_KNOWN_FILES = {
-    "dockerfile",
-    "makefile",
-    "procfile",
-    "justfile",
-    "gemfile",
-    "rakefile",
-    "license",
-    "readme",
-}
-MAX_RANGE = 100
-"""The longest range of team numbers a reference may span ("Teams 1-4")."""
-_PATH = re.compile(r"^[\w.@~+-][\w./@*?{}\[\]+,-]*$")
 
 
 @dataclass(eq=False)  # a unit is itself: compared by identity
@@ -115,23 +86,6 @@ _GROUP_KEY = re.compile(
 )
 
 
-_SEPARATOR_RUN = re.compile(r"\s*(?:[,;:\u2013\u2014]|\s-)(?:\s*[,;:\u2013\u2014-])*\s*")
-_TAIL = re.compile(r"(?:\s+(?:in|at|to|into|under|as|with|and|for)|[\s,;:(\[\u2013\u2014-])+$")
-
-
-def _cut_order_clause(title: str) -> str:
-    """ "Orders service — `x.py`, needs Group 1" -> "Orders service" (the clause is read
-    as a sentence)."""
-    for cue in (words.WAITS, words.PRECEDES):
-        for m in cue.finditer(title):
-            if m.start() and re.search(r"[,;(\[\u2013\u2014]\s*$|\s-\s*$", title[: m.start()]):
-                title = title[: m.start()]
-                break
-    title = _SEPARATOR_RUN.sub(lambda m: m.group(0) if m.end() < len(title) else "", title)
-    title = re.sub(r"\s+(?:[\u2013\u2014-]\s*)?[,;]", ",", title)
-    return _TAIL.sub("", title).strip()
-
-
 def clean_head(title: str) -> str:
     return re.sub(r"^[^\w]+", "", title)
 
@@ -155,61 +109,6 @@ class Findings:
     front: dict[str, str] = field(default_factory=dict)
     aside_tables: list[Table] = field(default_factory=list)  # in sections that hold no team
     hidden: list[str] = field(default_factory=list)  # commands inside collapsed blocks
-
-
-_INLINE_NAMES = {"depends", "blocks", "deliverables", "agent", "owner", "branch"}
-_INLINE_PAREN = re.compile(r"\([^()]*\)|\[[^\[\]]*\]")
-_INLINE_LABEL = re.compile(
-    r"(?<![\w-])(?P<label>"
-    + "|".join(p.pattern[4:-2] for n, p in words.FIELDS if n in _INLINE_NAMES)
-    + r")\s*:\s*",
-    re.IGNORECASE,
-)
-
-
-def _label_values(text: str, *, anywhere: bool) -> list[tuple[int, int, str, str]]:
-    """(start, end, field, value) of each ``label: value`` in ``text``; a value runs to the
-    next label, a ``;`` or ``|``, or the end."""
-    labels = [m for m in _INLINE_LABEL.finditer(text) if anywhere or m.start() > 0]
-    out = []
-    for i, m in enumerate(labels):
-        end = labels[i + 1].start() if i + 1 < len(labels) else len(text)
-        stop = re.search(r"[;|]", text[m.end() : end])
-        if stop is not None:
-            end = m.end() + stop.start()
-        name = words.field_name(m.group("label"))
-        value = text[m.end() : end].strip(" .,;")
-        if name in _INLINE_NAMES and value:
-            out.append((m.start(), end, name or "", value))
-    return out
-
-
-def inline_fields(text: str) -> tuple[str, list[tuple[str, str]]]:
-    """Fields written inside a unit's line: ``api (needs: auth, users)``, ``#3 Reindex after: #2``.
-
-    Returns the text without them and the (field, value) pairs found. A label
-    at the very start of the line is the line's own label, not an inline field.
-    """
-    found: list[tuple[int, str, str]] = []
-    spans: list[tuple[int, int]] = []
-    for m in _INLINE_PAREN.finditer(text):
-        inner = m.group(0)[1:-1]
-        pairs = _label_values(inner, anywhere=True)
-        if not pairs or inner[: pairs[0][0]].strip():
-            continue
-        found.extend((m.start() + a, name, value) for a, _, name, value in pairs)
-        spans.append((m.start(), m.end()))
-    rest = text
-    for a, b in spans:
-        rest = rest[:a] + " " * (b - a) + rest[b:]
-    for a, b, name, value in _label_values(rest, anywhere=False):
-        found.append((a, name, value.strip()))
-        spans.append((a, b))
-    out = text
-    for a, b in sorted(spans, reverse=True):
-        out = out[:a] + " " + out[b:]
-    pairs_out = [(name, value) for _, name, value in sorted(found)]
-    return re.sub(r"\s+", " ", out).strip(" -:,;\u2013\u2014"), pairs_out
 
 
 def _item_lines(blocks: list[Block]) -> list[Line]:
@@ -317,34 +216,6 @@ def _is_unit_section(sec: Section) -> bool:
     )
 
 
-def split_title(
-    text: str,
-) -> tuple[str | None, str | None, str | None, str, str | None, str | None]:
-    """A unit's line -> (kind, key, ticket, title, role text, estimate text)."""
-    role: str | None = None
-    estimate: str | None = None
-    m = _TRAILING_EST.search(text)
-    if m:
-        estimate, text = m.group("est"), text[: m.start()]
-    kept = []
-    for part in _PAREN.findall(text):
-        if estimate is None and words.ESTIMATE.fullmatch(part.strip()):
-            estimate = part.strip()
-        elif role is None and words.looks_like_role(part):
-            role = part.strip()
-        else:
-            kept.append(part)
-            continue
-        text = text.replace(f"({part})", " ")
-    text = re.sub(r"\s+", " ", text).strip(" -:\u2013\u2014")
-    kind, key, ticket, title = words.unit_head(text)
-    if kind is None and ticket is None:
-        n = words.NUMBERED.match(text)
-        if n:
-            key, title = n.group("key"), n.group("title")
-    return kind, key, ticket, title.strip(" -:\u2013\u2014"), role, estimate
-
-
 class _Walker:
     def __init__(self, doc: Document, *, loose: bool = False) -> None:
         self.found = Findings(title=doc.title, front=dict(doc.front))
@@ -377,7 +248,7 @@ class _Walker:
             if path is not None and f"`{code}`" in title:
                 title = title.replace(f"`{code}`", " ")
                 unit_paths.append(path)
-        title = _cut_order_clause(re.sub(r"\s+", " ", title))
+        title = cut_order_clause(re.sub(r"\s+", " ", title))
         unit = Unit(source=line.text, kind=kind, key=key, ticket=ticket, title=title or text)
         unit.role_text, unit.estimate_text, unit.group = role, est, group
         unit.lineno = line.lineno
@@ -390,7 +261,7 @@ class _Walker:
                                  lineno=line.lineno)])  # fmt: skip
         if line.bold and bold_name and text != line.bold:
             rest = text.replace(line.bold, "", 1).strip(" -:\u2013\u2014")
-            rest = _cut_order_clause(rest) if rest else rest
+            rest = cut_order_clause(rest) if rest else rest
             if rest:
                 unit.prose.append(rest)
                 self.found.talk.append((unit, Line(text=rest, lineno=line.lineno)))
@@ -622,7 +493,7 @@ class _Walker:
         if INTEGRATION_SECTION(title) and not named:
             self.integration(sec)
             return
-        heading = _PAREN.sub(" ", title).strip(" -:")
+        heading = PAREN.sub(" ", title).strip(" -:")
         listing = bool(words.UNIT_LIST.match(re.sub(r"\s+", " ", heading)))
         is_group = bool(words.PHASE.search(title)) and not (named and _is_unit_section(sec))
         is_group = is_group or listing
@@ -736,140 +607,3 @@ def walk(doc: Document) -> Findings:
             loose.unplaced.append("no section is named like a team: every section with text is one")
             return loose
     return found
-
-
-# ------------------------------------------------------------------ facts of one unit
-
-
-def path_of(code: str, *, strict: bool = False) -> str | None:
-    """A deliverable path from a code span (leading '/' = repo root), or None.
-
-    ``strict`` (text not in backticks): only a name with an extension or a
-    well-known file name counts (``CI/CD`` is no path).
-    """
-    code = code.strip()
-    if not code or " " in code or "://" in code or not _PATH.match(code.lstrip("/")):
-        return None
-    path = code.lstrip("/")
-    path = path.removeprefix("./")
-    name = path.rstrip("/").rsplit("/", 1)[-1]
-    if ".." in path.split("/") or not path:
-        return None
-    has_ext = bool(re.search(r"[^.]\.[A-Za-z0-9]{1,8}$", name)) or name.lower() in _KNOWN_FILES
-    if strict:
-        return path if has_ext and not re.fullmatch(r"[\d.]+", name) else None
-    if re.fullmatch(r"v?\d+(?:\.\d+)+", name) or re.fullmatch(r"[\d.,:/-]+", path):
-        return None  # a version or a number, not a file
-    if "/" in path or "." in name[1:] or name.lower() in _KNOWN_FILES or name.startswith("."):
-        return path + "**" if path.endswith("/") else path
-    return None
-
-
-def line_paths(ln: Line) -> tuple[list[str], bool]:
-    """(paths, guessed) a deliverable line names: its code spans, else a leading bare path."""
-    paths = [p for p in (path_of(c) for c in ln.codes) if p]
-    if paths:
-        return paths, False
-    if ln.codes or not ln.text:
-        return [], False
-    first = ln.text.split()[0].strip(",;")
-    bare = [p for p in (path_of(w.strip(",;"), strict=True) for w in ln.text.split(",")) if p]
-    if len(bare) > 1 and all(" " not in w.strip() for w in ln.text.split(",")):
-        return bare, True
-    p = path_of(first, strict=True)
-    return ([p], True) if p else ([], False)
-
-
-def deliverables_of(unit: Unit) -> tuple[list[str], list[str], list[str]]:
-    """(paths, guesses, acceptance) from the unit's Deliverables / Files fields and bare paths.
-
-    A line under a deliverables label that names no path ("Frontend builds with 0
-    errors") is acceptance, not a file: a wrong path would fail a team that did its
-    work. Code-span paths in the unit's prose count when nothing else names a file.
-    """
-    out: list[str] = []
-    guesses: list[str] = []
-    acceptance: list[str] = []
-    for lines in unit.fields.get("deliverables", []):
-        for ln in lines:
-            paths, guessed = line_paths(ln)
-            if not paths and ln.text:
-                acceptance.append(ln.text)
-            if guessed:
-                guesses.append(f"{', '.join(paths)}: a path not in backticks")
-            for p in paths:
-                if p not in out:
-                    out.append(p)
-    for lines in unit.fields.get("bare", []):
-        for ln in lines:
-            if ln.text not in out:
-                out.append(ln.text)
-                guesses.append(f"{ln.text}: a bullet that is only a path")
-    if not out:
-        for text in unit.prose + [ln.text for v in unit.fields.get("task", []) for ln in v]:
-            for code in re.findall(r"`([^`]+)`", text):
-                found = path_of(code)
-                if found and found not in out:
-                    out.append(found)
-                    guesses.append(f"{found}: a path named in the text")
-    if acceptance:
-        guesses.append(
-            f"{len(acceptance)} line(s) under the deliverables name no path: made acceptance"
-        )
-    return out, guesses, acceptance
-
-
-def is_none(text: str) -> bool:
-    return bool(_NONE.match(text.strip()))
-
-
-def expand_keys(keys: str) -> list[str]:
-    """ "1-4" -> 1,2,3,4; "1, 3" -> 1,3; "A-C" -> a,b,c."""
-    out: list[str] = []
-    parts = re.split(r"\s*(?:,|\band\b|\bund\b|\by\b|\bet\b|\be\b|\ben\b|&|\+|/)\s*", keys.strip())
-    for part in parts:
-        m = re.fullmatch(
-            r"([\w.]+)\s*(?:-|\u2013|\u2014|to|through|bis|hasta|al|\u00e0|tot)\s*([\w.]+)",
-            part.strip(),
-        )
-        dotted = re.fullmatch(
-            r"(\d+)\.(\d+)\s*(?:-|\u2013|\u2014|to)\s*(?:(\d+)\.)?(\d+)", part.strip()
-        )
-        if dotted and dotted.group(3) in (None, dotted.group(1)):  # "1.1-1.3", "1.1-3"
-            lo, hi = int(dotted.group(2)), int(dotted.group(4))
-            if 0 <= hi - lo < MAX_RANGE:
-                out.extend(f"{dotted.group(1)}.{n}" for n in range(lo, hi + 1))
-                continue
-        if m and m.group(1).isdigit() and m.group(2).isdigit():
-            lo, hi = int(m.group(1)), int(m.group(2))
-            if 0 <= hi - lo < MAX_RANGE:  # checked before the walk: "1-99999999999" is no range
-                out.extend(str(n) for n in range(lo, hi + 1))
-            else:
-                out.append(part.strip().lower())
-        elif m and len(m.group(1)) == 1 and len(m.group(2)) == 1 and m.group(1).isalpha():
-            lo_c, hi_c = ord(m.group(1).lower()), ord(m.group(2).lower())
-            out.extend(chr(c) for c in range(lo_c, hi_c + 1))
-        elif part.strip():
-            out.append(part.strip().lower())
-    return out
-
-
-def ref_spans(text: str) -> tuple[list[tuple[str | None, str]], list[str], str]:
-    """Parse a dependency text into ([(kind, key)], [tickets], leftover text)."""
-    keys: list[tuple[str | None, str]] = []
-    rest = _PAREN.sub(" ", text)
-    for m in list(_REF.finditer(rest)):
-        kind = re.sub(r"[\s-]+", "", m.group("kind").lower())
-        keys.extend((kind, k) for k in expand_keys(m.group("keys")))
-    rest = _REF.sub(" ", rest)
-    phases = [("phase", m.group("key").lower()) for m in words.PHASE.finditer(rest)]
-    keys.extend((k, v) for k, v in phases)
-    rest = words.PHASE.sub(" ", rest)
-    keys.extend(
-        (None, m.group(1).lower()) for m in re.finditer(r"(?<![\w&])#(\d+(?:\.\d+)*)", rest)
-    )
-    rest = re.sub(r"(?<![\w&])#\d+(?:\.\d+)*", " ", rest)
-    tickets = re.findall(rf"(?<![\w-]){words.TICKET}", rest)
-    for t in tickets:
-        rest = rest.replace(t, " ")
-    return keys, tickets, rest

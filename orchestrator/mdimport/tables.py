@@ -12,8 +12,9 @@ import re
 from collections.abc import Callable
 
 from orchestrator.mdimport import words
-from orchestrator.mdimport.interpret import Findings, Unit, split_title
+from orchestrator.mdimport.interpret import Findings, Unit
 from orchestrator.mdimport.parse import Line, Table
+from orchestrator.mdimport.titles import split_title
 
 _ID = re.compile(r"^(?:id|#|key|nr\.?|no\.?|n[\u00ba\u00b0]|ticket|code|ref|kennung)$", re.I)
 _NAME = re.compile(
