@@ -462,3 +462,22 @@ def test_a_plan_that_says_its_teams_are_independent_is_not_flagged() -> None:
     )
     result = import_markdown(doc)
     assert not result.no_edges and not result.unresolved
+
+
+def test_references_by_title_in_parentheses_and_in_tables() -> None:
+    """ "the backend team" names the team titled Backend; "Auth API (Team 2)" names team
+    2; a table with a Task column adds its rows as teams that may name heading teams."""
+    doc = (
+        "# P\n\n### Team 1: Backend\n**Task:** a\n\n"
+        "### Team 2: Auth API\n**Task:** b\n**Depends on:** the backend team\n\n"
+        "### Team 3: Web\n**Task:** c\n**Depends on:** Auth API (Team 2)\n\n"
+        "| Task | Owner | Depends on |\n|---|---|---|\n| Docs | Ann | Web |\n"
+    )
+    result = import_markdown(doc)
+    assert [(t.id, t.depends_on) for t in result.plan.teams] == [
+        ("backend", ()),
+        ("auth-api", ("backend",)),
+        ("web", ("auth-api",)),
+        ("docs", ("web",)),
+    ]
+    assert not result.unresolved

@@ -222,7 +222,7 @@ def build(found: Findings, *, source: str) -> Draft:
         def node(nid: str, labels: dict[str, str] = labels) -> list[Unit]:
             for text in (labels.get(nid), nid):
                 if text:
-                    hit = resolver.refs(text, None)[0]
+                    hit = resolver.title(text) or resolver.refs(text, None)[0]
                     if len(hit) == 1:
                         return hit
             return []

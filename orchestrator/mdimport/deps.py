@@ -30,6 +30,11 @@ ALL = re.compile(
 )
 _ARROWS = re.compile(r"-->|->|=>|\u2192|\u27f6|\u2794|\u279c|<--|<-|\u2190")
 _BACK_ARROWS = {"<--", "<-", "\u2190"}
+_GENERIC = re.compile(
+    r"\b(?:the|team|teams|squad|group|work|workstream|stream|service|'s|das|die|der|el|la|"
+    r"equipo|\u00e9quipe|le|les)\b",
+    re.IGNORECASE,
+)
 _HASH_REF = re.compile(r"(?<![\w&#])#(?P<key>\d+(?:\.\d+)*[A-Za-z]?)\b")
 _CLAUSE = re.compile(r",|;|\bthen\b|\bdann\b|\bentonces\b|\bpuis\b|\balors\b")
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+(?=[A-Z\u00c0-\u024f\u0400-\u04ff\"'`*(#])")
@@ -98,6 +103,10 @@ class Resolver:
         if len(cands) != 1:
             pat = re.compile(rf"\b{re.escape(low)}\b")
             cands = [u for u in self.units if pat.search(u.title.lower())]
+        if len(cands) != 1:  # "the backend team", "auth work": the generic word goes
+            short = _GENERIC.sub(" ", low).strip()
+            if short and short != low:
+                return self.title(short)
         return cands if len(cands) == 1 else []
 
     def refs(

@@ -66,8 +66,14 @@ def expand_keys(keys: str) -> list[str]:
 
 def ref_spans(text: str) -> tuple[list[tuple[str | None, str]], list[str], str]:
     """Parse a dependency text into ([(kind, key)], [tickets], leftover text)."""
+    found = _ref_spans(re.sub(r"\([^()]*\)", " ", text))  # "Team 1 (Database)": a remark
+    if found[0] or found[1]:
+        return found
+    return _ref_spans(re.sub(r"[()]", " ", text))  # "Auth API (Team 2)": the reference
+
+
+def _ref_spans(rest: str) -> tuple[list[tuple[str | None, str]], list[str], str]:
     keys: list[tuple[str | None, str]] = []
-    rest = re.sub(r"\([^()]*\)", " ", text)  # "Team 1 (Database)": the remark goes
     for m in list(REF.finditer(rest)):
         kind = re.sub(r"[\s-]+", "", m.group("kind").lower())
         keys.extend((kind, k) for k in expand_keys(m.group("keys")))

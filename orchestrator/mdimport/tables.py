@@ -44,8 +44,8 @@ def _columns(table: Table) -> tuple[int | None, int | None, list[str | None]]:
             (i for i, n in enumerate(names) if i != id_col and (n is None or len(tasks) > 1)),
             None,
         )
-        if name_col is None and tasks and id_col is not None:
-            name_col = tasks[0]
+        if name_col is None and tasks:
+            name_col = tasks[0]  # "| Task | Owner | Depends on |": the task names the row
     fields = [None if i in (id_col, name_col) else n for i, n in enumerate(names)]
     return id_col, name_col, fields
 
