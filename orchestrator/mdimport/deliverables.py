@@ -20,6 +20,18 @@ _KNOWN_FILES = {
     "license",
     "readme",
 }
+# extensions of files people ask for (a name like `fmt.Println` or `example.com` is none)
+_EXTENSIONS = frozenset(
+    re.findall(
+        r"\S+",
+        "py pyi ipynb js mjs cjs jsx ts tsx vue svelte astro go rs rb java kt kts scala swift m mm "
+        "c h cc cpp cxx hpp cs fs php pl lua r jl dart ex exs erl hrl clj elm hs ml zig nim sol "
+        "sh bash zsh fish ps1 bat cmd sql prisma graphql gql proto thrift avsc "
+        "html htm css scss sass less md mdx rst txt adoc tex csv tsv json jsonc json5 yaml yml "
+        "toml ini cfg conf env xml plist properties gradle lock mod sum tf tfvars hcl nix "
+        "dockerfile svg png jpg jpeg gif webp ico pdf wasm so a dll jar war zip gz tgz",
+    )
+)
 _PATH = re.compile(r"^[\w.@~+-][\w./@*?{}\[\]+,-]*$")
 
 
@@ -37,13 +49,16 @@ def path_of(code: str, *, strict: bool = False) -> str | None:
     name = path.rstrip("/").rsplit("/", 1)[-1]
     if ".." in path.split("/") or not path:
         return None
-    has_ext = bool(re.search(r"[^.]\.[A-Za-z0-9]{1,8}$", name)) or name.lower() in _KNOWN_FILES
+    ext = name.rsplit(".", 1)[-1].lower() if "." in name[1:] else ""
+    has_ext = ext in _EXTENSIONS or name.lower() in _KNOWN_FILES
     if strict:
         return path if has_ext and not re.fullmatch(r"[\d.]+", name) else None
     if re.fullmatch(r"v?\d+(?:\.\d+)+", name) or re.fullmatch(r"[\d.,:/-]+", path):
         return None  # a version or a number, not a file
-    if "/" in path or "." in name[1:] or name.lower() in _KNOWN_FILES or name.startswith("."):
+    if has_ext or name.startswith(".") or ("/" in path and not ext):
         return path + "**" if path.endswith("/") else path
+    if "/" in path and re.fullmatch(r"[A-Za-z0-9_*?-]{1,10}", ext):
+        return path  # "src/app.module.whatever": a path with an unusual extension
     return None
 
 
@@ -91,6 +106,8 @@ def deliverables_of(unit: Unit) -> tuple[list[str], list[str], list[str]]:
         for text in unit.prose + [ln.text for v in unit.fields.get("task", []) for ln in v]:
             for code in re.findall(r"`([^`]+)`", text):
                 found = path_of(code)
+                if found and not ("/" in found or found.rsplit(".", 1)[-1].lower() in _EXTENSIONS):
+                    continue
                 if found and found not in out:
                     out.append(found)
                     guesses.append(f"{found}: a path named in the text")
