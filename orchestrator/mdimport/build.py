@@ -19,6 +19,7 @@ from orchestrator.mdimport.deliverables import deliverables_of
 from orchestrator.mdimport.deps import Resolver, ends, mermaid_edges, sentence_edges, sentences
 from orchestrator.mdimport.interpret import Findings, Group, Unit
 from orchestrator.mdimport.parse import Line, Table
+from orchestrator.mdimport.refs import is_none
 from orchestrator.mdimport.tables import grid_edges, units_from_tables
 
 Path_ = tuple[str | int, ...]
@@ -203,7 +204,7 @@ def build(found: Findings, *, source: str) -> Draft:
                 )
                 continue
             u = hits[0]
-            for name, cell in zip(names[1:], row[1:], strict=False):
+            for col, (name, cell) in enumerate(zip(names[1:], row[1:], strict=False), 1):
                 if name == "depends":
                     explicit.add(u.id)
                     got, missing, _ = resolver.refs(cell.text, u)
@@ -215,6 +216,14 @@ def build(found: Findings, *, source: str) -> Draft:
                         )
                 elif name == "blocks":
                     reverse.append((u, cell.text, where, cell.lineno))
+                elif cell.text and name not in ("task", "deliverables", "estimate", "owner"):
+                    named = resolver.refs(cell.text, u)[0]
+                    if named and not is_none(cell.text):  # "Coordinates With: SRCH-104"
+                        head = table.header[col].strip()
+                        draft.unresolved.append(
+                            f"{_at(cell.lineno)}: {row[0].text}: {head} {cell.text!r} names "
+                            f"{', '.join(x.id for x in named)}: not read as an order"
+                        )
     # 3. Mermaid graph / flowchart: A --> B means B waits for A
     for code in found.graphs:
         got_edges, labels = mermaid_edges(code.content, code.lineno)
