@@ -481,3 +481,17 @@ def test_references_by_title_in_parentheses_and_in_tables() -> None:
         ("docs", ("web",)),
     ]
     assert not result.unresolved
+
+
+def test_teams_as_top_level_headings() -> None:
+    """Several `# Team N: ...` headings are teams, not a title over the rest."""
+    doc = "# Team 1: Auth\n**Task:** a\n\n# Team 2: API\n**Task:** b\n**Depends on:** Team 1\n"
+    plan = import_markdown(doc, source="teams.md").plan
+    assert [(t.id, t.depends_on) for t in plan.teams] == [("auth", ()), ("api", ("auth",))]
+    assert plan.name == "teams"
+
+
+def test_matrix_columns_that_name_teams_without_an_order_are_reported() -> None:
+    """A "Coordinates With" cell names a team but gives no edge: it is listed."""
+    unread = load_markdown_plan(FIXTURES / "search-matrix.md").unresolved
+    assert any("Coordinates With 'SRCH-104'" in u and u.startswith("line 10:") for u in unread)

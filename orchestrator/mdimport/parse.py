@@ -309,6 +309,8 @@ def parse_markdown(text: str) -> Document:
 
     collapsed: list[tuple[int, int]] = []
     opened: list[int] = []
+    h1s = sum(1 for n in root.children if n.type == "heading" and n.tag == "h1")
+    # several "# ..." headings are the document's sections, not one title over them
     for node in root.children:
         if node.type == "html_block" and node.map:
             opens = len(re.findall(r"<details\b", node.content, re.IGNORECASE))
@@ -323,7 +325,7 @@ def parse_markdown(text: str) -> Document:
         level = int(node.tag[1:])
         lines = _lines_of(node)
         heading = lines[0] if lines else Line(text="")
-        if level == 1 and title is None and not top and not stack:
+        if level == 1 and title is None and not top and not stack and h1s == 1:
             title = heading.text
             continue
         section = Section(level=level, heading=heading)
