@@ -110,9 +110,9 @@ def test_every_unread_dependency_is_listed_with_its_line() -> None:
     its line number: nothing about order is dropped in silence."""
     result = load_markdown_plan(FIXTURES / "gateway-backlog.md")
     unread = "\n".join(result.unresolved)
-    assert "line 42:" in unread and "api-gateway must not go live first" in unread
+    assert "line 37: 'grpc-bridge — needs api-gateway, later'" in unread
     text = "\n".join(summary_lines(result))
-    assert "dependencies not read (" in text and "line 42:" in text
+    assert "dependencies not read (" in text and "line 37:" in text
 
 
 def test_unknown_team_in_a_dependency_field_is_reported() -> None:

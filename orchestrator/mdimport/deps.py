@@ -188,9 +188,13 @@ def mentions(text: str, resolver: Resolver) -> list[Mention]:
         if hit or not re.fullmatch(r"[a-z]+(?:-[a-z]+)+\d*", m.group(0)):
             add(m.start(), m.end(), hit, m.group(0))
     low = text.lower()
+    for u in resolver.units:  # row ids of a table of teams: "A3 and A4 ..."
+        if u.key and re.fullmatch(r"[a-z]+\d+[a-z]?", u.key):
+            for m in re.finditer(rf"(?<![\w-]){re.escape(u.key)}(?![\w-])", low):
+                add(m.start(), m.end(), [u], text[m.start() : m.end()])
     for u in resolver.units:  # ids and titles written out
         for name in {u.id, u.title}:
-            if len(name) < 4 or (name == u.title and len(name) < 5):
+            if len(name) < 4:
                 continue
             for m in re.finditer(rf"(?<![\w-]){re.escape(name.lower())}(?![\w-])", low):
                 add(m.start(), m.end(), [u], text[m.start() : m.end()])
@@ -265,7 +269,12 @@ def sentence_edges(text: str, owner: Unit | None, resolver: Resolver) -> Sentenc
                 if d is not u and (d, u) not in result.edges:
                     result.edges.append((d, u))
     if not result.edges:
-        result.problem = "speaks of an order but no side of it is a team found"
+        named = sorted({u.id for m in others for u in m.units})
+        result.problem = (
+            f"names {', '.join(named)}, but the other side of the order is no team found"
+            if named
+            else "speaks of an order but names no team found"
+        )
         if unknown:
             result.problem = f"names {', '.join(unknown)}, which is no team found"
     elif unknown:
