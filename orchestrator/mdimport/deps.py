@@ -58,6 +58,25 @@ class Resolver:
     def __init__(self, units: list[Unit], groups: list[Group]) -> None:
         self.units = units
         self.groups = groups
+        self._names: tuple[dict[str, list[Unit]], re.Pattern[str] | None] | None = None
+
+    def names(self) -> tuple[dict[str, list[Unit]], re.Pattern[str] | None]:
+        """Every way a unit is written out in prose (lowercased) and one pattern for them
+        all, built once: a pattern per unit and sentence would be quadratic."""
+        if self._names is None:
+            table: dict[str, list[Unit]] = {}
+            for u in self.units:
+                spelled = {u.id.lower(), u.title.lower()}
+                if u.key and re.fullmatch(r"[a-z]+\d+[a-z]?", u.key):
+                    spelled.add(u.key)  # a table's row id: "A3"
+                for name in spelled:
+                    if len(name) >= 4 or name == u.key:
+                        table.setdefault(name, []).append(u)
+            table = {k: v for k, v in table.items() if len(v) == 1}
+            alternatives = "|".join(re.escape(k) for k in sorted(table, key=len, reverse=True))
+            pattern = re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])") if table else None
+            self._names = (table, pattern)
+        return self._names
 
     def key(self, kind: str, key: str) -> list[Unit]:
         if kind == "phase":
@@ -187,17 +206,10 @@ def mentions(text: str, resolver: Resolver) -> list[Mention]:
         hit = resolver.ticket(m.group(0))
         if hit or not re.fullmatch(r"[a-z]+(?:-[a-z]+)+\d*", m.group(0)):
             add(m.start(), m.end(), hit, m.group(0))
-    low = text.lower()
-    for u in resolver.units:  # row ids of a table of teams: "A3 and A4 ..."
-        if u.key and re.fullmatch(r"[a-z]+\d+[a-z]?", u.key):
-            for m in re.finditer(rf"(?<![\w-]){re.escape(u.key)}(?![\w-])", low):
-                add(m.start(), m.end(), [u], text[m.start() : m.end()])
-    for u in resolver.units:  # ids and titles written out
-        for name in {u.id, u.title}:
-            if len(name) < 4:
-                continue
-            for m in re.finditer(rf"(?<![\w-]){re.escape(name.lower())}(?![\w-])", low):
-                add(m.start(), m.end(), [u], text[m.start() : m.end()])
+    names, pattern = resolver.names()
+    if pattern is not None:  # ids, titles and table row ids ("A3") written out
+        for m in pattern.finditer(text.lower()):
+            add(m.start(), m.end(), names[m.group(0)], text[m.start() : m.end()])
     return sorted(found, key=lambda m: m.start)
 
 
