@@ -294,7 +294,8 @@ def test_summary_lists_every_command_a_run_starts(git_repo: GitRepo) -> None:
     text = "\n".join(summary_lines(load_markdown_plan(plan)))
     assert f"check of build: touch {marker}" in text
     assert "note: line 10: Checks inside a collapsed <details> block" in text
-    assert "agent claude-code: claude (for build, ship)" in text
+    agent = next(ln for ln in text.splitlines() if ln.startswith("  agent claude-code: "))
+    assert agent.startswith("  agent claude-code: claude ") and agent.endswith("(for build, ship)")
     doc = "# P\n\n### Team 1: A\n**Task:** a\n\n## Integration\n\nRun `pytest -q`.\n"
     assert "  integration test: pytest -q" in summary_lines(import_markdown(doc))
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from orchestrator.errors import PlanError, Problem, UsageError
-from orchestrator.plan import Plan, format_duration
+from orchestrator.errors import OrchestrateError, PlanError, Problem, UsageError
+from orchestrator.plan import AgentConfig, Plan, format_duration
 
 READER_FAILED = "the offline reader could not read this document"
 
@@ -112,6 +112,30 @@ def load_markdown_plan(path: Path) -> ImportResult:
     return import_markdown(text, source=path.name, plan_path=path.with_suffix(".yaml"))
 
 
+def _agent_command(config: AgentConfig, team: str) -> str | None:
+    """The command line the agent's adapter builds, with placeholders for the attempt's
+    worktree and prompt; None when the adapter cannot show it without a real attempt."""
+    from orchestrator.agents import adapter_for
+    from orchestrator.agents.base import AgentContext
+
+    if config.kind is None:
+        return None
+    ctx = AgentContext(
+        config=config,
+        kind=config.kind,
+        team_id=team,
+        attempt=1,
+        agent_id="AGENT_ID",
+        workdir=Path("WORKTREE"),
+        prompt_file=Path("PROMPT_FILE"),
+        prompt_text="PROMPT",
+    )
+    try:
+        return shlex.join(adapter_for(config.kind).argv(ctx))
+    except (OrchestrateError, OSError, ValueError, KeyError):  # the program name is shown instead
+        return None
+
+
 def commands(plan: Plan) -> list[str]:
     """Every command a run of ``plan`` starts, one line each: each agent's program (and
     who uses it), each team's checks, the integration's test command."""
@@ -123,14 +147,16 @@ def commands(plan: Plan) -> list[str]:
         config = plan.agent_config(name)
         if config.kind is None:
             config = config.model_copy(update={"kind": "command"})
-        command = config.command
-        shown = (
-            (command if isinstance(command, str) else shlex.join(command))
-            if command is not None
-            else executable(config)
-        )
-        if config.args:
-            shown = f"{shown} {shlex.join(config.args)}"
+        shown = _agent_command(config, users[0])
+        if shown is None:
+            command = config.command
+            shown = (
+                (command if isinstance(command, str) else shlex.join(command))
+                if command is not None
+                else executable(config)
+            )
+            if config.args:
+                shown = f"{shown} {shlex.join(config.args)}"
         out.append(f"agent {name}: {shown} (for {', '.join(users)})")
     for team in plan.teams:
         for check in team.checks:
