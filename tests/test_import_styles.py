@@ -496,3 +496,35 @@ def test_matrix_columns_that_name_teams_without_an_order_are_reported() -> None:
     """A "Coordinates With" cell names a team but gives no edge: it is listed."""
     unread = load_markdown_plan(FIXTURES / "search-matrix.md").unresolved
     assert any("Coordinates With 'SRCH-104'" in u and u.startswith("line 10:") for u in unread)
+
+
+def test_numbered_parts_of_the_document_are_not_teams() -> None:
+    """ "## 1. Overview" ... "## 4. Risks" number the document's parts: only the
+    numbered headings inside "2. Teams" are teams."""
+    doc = (
+        "# Plan\n\n## 1. Overview\nWe rebuild search.\n\n## 2. Teams\n\n"
+        "### 2.1 Indexer\nBuilds the index in `search/index.py`.\n\n"
+        "### 2.2 Query API\nServes `search/api.py`. Starts after the Indexer is merged.\n\n"
+        "## 3. Deployment\nBlue/green on Fridays.\n\n## 4. Risks\n- Index size\n"
+    )
+    plan = import_markdown(doc).plan
+    assert [(t.id, t.depends_on) for t in plan.teams] == [
+        ("indexer", ()),
+        ("query-api", ("indexer",)),
+    ]
+
+
+def test_paragraphs_that_start_with_a_team_name_are_teams() -> None:
+    """Under "## Teams", a paragraph opening with a bold name starts a team; the
+    blocks after it are that team's, until the next one."""
+    doc = (
+        "# Rollout\n\n## Teams\n\n**Team Alpha** — ingestion in `ingest/pipeline.py`.\n\n"
+        "**Team Bravo** — the dashboard.\nStarts after Team Alpha is merged.\n\n"
+        "- files: `web/widgets.tsx`\n\n**Team Charlie** — docs. Depends on Team Bravo.\n"
+    )
+    plan = import_markdown(doc).plan
+    assert [(t.id, t.depends_on, t.deliverables) for t in plan.teams] == [
+        ("team-alpha", (), ("ingest/pipeline.py",)),
+        ("team-bravo", ("team-alpha",), ("web/widgets.tsx",)),
+        ("team-charlie", ("team-bravo",), ()),
+    ]

@@ -212,8 +212,31 @@ def _is_unit_section(sec: Section) -> bool:
         or bool(ticket)
         or _has_fields(sec.blocks, _STRONG_FIELDS)
         or bool(inline_fields(sec.title)[1])
-        or (bool(words.NUMBERED.match(sec.title)) and bool(sec.blocks))
+        or (bool(words.NUMBERED.match(sec.title)) and bool(sec.blocks) and not sec.outline)
     )
+
+
+def _para_unit(para: Para) -> bool:
+    """A paragraph that starts with a unit's name: a bold name, or "Team 2: ..."."""
+    line = para.lines[0]
+    if line.bold and _named_label(line.bold):
+        return True
+    kind, key, ticket = split_title(line.text)[:3]
+    return bool((kind and key) or ticket) and line.label is not None
+
+
+def _mark_outlines(sections: list[Section]) -> None:
+    """ "## 1. Overview", "## 2. Teams", "## 5. Risks": numbers of the document's parts.
+
+    Numbered siblings are an outline when one of them holds no team (risks, ...) or
+    holds teams of its own; then a number alone makes none of them a team."""
+    numbered = [s for s in sections if words.NUMBERED.match(s.title)]
+    outline = any(
+        words.not_a_team(s.title) or any(_is_unit_section(c) for c in s.children) for s in numbered
+    )
+    for s in sections:
+        s.outline = outline
+        _mark_outlines(s.children)
 
 
 class _Walker:
@@ -417,6 +440,25 @@ class _Walker:
         else:
             self.put(owner, name, label, value, where, group)
 
+    def section_blocks(
+        self, blocks: list[Block], where: str, *, group: Group | None, listing: bool
+    ) -> None:
+        """A section's own blocks; paragraphs that start with a unit's name ("**Team
+        Alpha** — ...", "Team 2: ...") open a unit that the blocks after them belong to."""
+        heads = [i for i, b in enumerate(blocks) if isinstance(b, Para) and _para_unit(b)]
+        if not heads or not (listing or len(heads) > 1):
+            self.blocks(blocks, where, group=group, owner=None, listing=listing)
+            return
+        self.blocks(blocks[: heads[0]], where, group=group, owner=None, listing=listing)
+        for start, end in zip(heads, [*heads[1:], len(blocks)], strict=True):
+            para = blocks[start]
+            assert isinstance(para, Para)
+            unit = self.new_unit(para.lines[0], group)
+            self.field_lines(unit, para.lines[1:], where, group)
+            self.blocks(
+                blocks[start + 1 : end], unit.source, group=group, owner=unit, listing=False
+            )
+
     def list_units(self, block: ListBlock, where: str, group: Group | None) -> None:
         for item in block.items:
             if not item.line.text:
@@ -519,7 +561,7 @@ class _Walker:
         if words.PHASE.search(title):
             phase = Group(title=title, phase=True, mode=mode)
             self.found.groups.append(phase)
-            self.blocks(sec.blocks, title, group=phase, owner=None, listing=True)
+            self.section_blocks(sec.blocks, title, group=phase, listing=True)
             for child in sec.children:
                 self.section(child, phase, listed=True)
             return
@@ -528,7 +570,7 @@ class _Walker:
             group = Group(title=title, phase=False, mode=mode)
             group.phase = self.grouping and group.key is not None  # "Group 2" follows "Group 1"
             self.found.groups.append(group)
-        self.blocks(sec.blocks, title, group=group, owner=None, listing=listing)
+        self.section_blocks(sec.blocks, title, group=group, listing=listing)
         self.grouping = False
         for child in sec.children:
             self.section(child, group, listed=listing)
@@ -594,6 +636,7 @@ def walk(doc: Document) -> Findings:
     When the structure names no unit at all, the walk is repeated with every
     section that has text of its own and no sub-section taken as a unit.
     """
+    _mark_outlines(doc.sections)
     found = _Walker(doc).run()
     _compound_keys(found)
     if not found.units and not any(

@@ -99,6 +99,7 @@ class Section:
     heading: Line
     blocks: list[Block] = field(default_factory=list)
     children: list[Section] = field(default_factory=list)
+    outline: bool = False  # its numbered siblings number the document's parts, not its teams
 
     @property
     def title(self) -> str:

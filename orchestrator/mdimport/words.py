@@ -91,7 +91,7 @@ FIELDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         (
             "depends",
             r"dependencies|dependency|depends(?: on)?|deps|prereqs|requires|prerequisites?|after|"
-            r"blocked by|waits on|runs after|"
+            r"blocked by|waits on|runs after|inputs?|input from|needs input from|consumes|"
             r"blocked on|needs|"
             r"uses|upstream|waits? (?:on|for)|waiting (?:on|for)|starts? after|"
             r"abh\u00e4ngigkeiten|abh\u00e4ngigkeit|abh\u00e4ngig von|h\u00e4ngt ab von|"
