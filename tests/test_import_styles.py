@@ -528,3 +528,15 @@ def test_paragraphs_that_start_with_a_team_name_are_teams() -> None:
         ("team-bravo", ("team-alpha",), ("web/widgets.tsx",)),
         ("team-charlie", ("team-bravo",), ()),
     ]
+
+
+@pytest.mark.parametrize("art", ["Team 1 ──► Team 2 ──► Team 3", "Team 1 -> Team 2 -> Team 3"])
+def test_arrows_drawn_in_a_code_block_chain_the_teams(art: str) -> None:
+    """An order drawn with arrows in a plain code block is a chain: each team after
+    the one before it."""
+    doc = (
+        "# P\n\n### Team 1: A\n**Task:** a\n\n### Team 2: B\n**Task:** b\n\n"
+        f"### Team 3: C\n**Task:** c\n\n## Order\n\n```\n{art}\n```\n"
+    )
+    deps = [t.depends_on for t in import_markdown(doc).plan.teams]
+    assert deps == [(), ("a",), ("b",)]

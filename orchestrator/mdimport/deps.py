@@ -28,8 +28,10 @@ ALL = re.compile(
     r"todos los equipos|tous|toutes les \u00e9quipes|tutti)$",
     re.IGNORECASE,
 )
-_ARROWS = re.compile(r"-->|->|=>|\u2192|\u27f6|\u2794|\u279c|<--|<-|\u2190")
-_BACK_ARROWS = {"<--", "<-", "\u2190"}
+_ARROWS = re.compile(
+    r"<[-\u2500]+|\u2190|[-\u2500=]+[>\u25ba\u25b6]|[\u2192\u27f6\u2794\u279c\u21d2]"
+)
+_BACK_ARROWS = re.compile(r"<[-\u2500]+|\u2190")
 _GENERIC = re.compile(
     r"\b(?:the|team|teams|squad|group|work|workstream|stream|service|'s|das|die|der|el|la|"
     r"equipo|\u00e9quipe|le|les)\b",
@@ -228,7 +230,7 @@ def sentence_edges(text: str, owner: Unit | None, resolver: Resolver) -> Sentenc
         [(m.start(), m.end(), "waits") for m in words.WAITS.finditer(text)]
         + [(m.start(), m.end(), "precedes") for m in words.PRECEDES.finditer(text)]
         + [
-            (m.start(), m.end(), "waits" if m.group(0) in _BACK_ARROWS else "precedes")
+            (m.start(), m.end(), "waits" if _BACK_ARROWS.fullmatch(m.group(0)) else "precedes")
             for m in _ARROWS.finditer(text)
         ]
     )
@@ -262,8 +264,13 @@ def sentence_edges(text: str, owner: Unit | None, resolver: Resolver) -> Sentenc
     first = cues[0][0]
     subject = units_in(0, first)
     bounds = [c[0] for c in cues[1:]] + [len(text)]
-    for (_start, end, kind), stop in zip(cues, bounds, strict=True):
+    arrows = {c[0] for c in cues if _ARROWS.fullmatch(text[c[0] : c[1]])}
+    previous: tuple[int, list[Unit]] | None = None
+    for (start, end, kind), stop in zip(cues, bounds, strict=True):
         objects = units_in(end, stop)
+        if previous is not None and start in arrows and previous[0] in arrows:
+            subject = previous[1]  # "A ──► B ──► C": C comes after B, not after A
+        previous = (start, objects)
         downs, ups = (subject, objects) if kind == "waits" else (objects, subject)
         if not subject:
             # "After Team 1 is merged, Team 3 starts" / "Before Team 3 starts, Team 1 ..."

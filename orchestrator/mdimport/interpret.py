@@ -28,6 +28,8 @@ from orchestrator.mdimport.parse import (
 )
 from orchestrator.mdimport.titles import PAREN, cut_order_clause, inline_fields, split_title
 
+_ARROW_ART = re.compile(r"[-\u2500=]+[>\u25ba\u25b6]|[\u2192\u27f6\u2794\u279c\u21d2]|<[-\u2500]+")
+_PLAIN_INFO = {"", "text", "txt", "plain", "plaintext", "ascii"}
 _STRONG_FIELDS = {"task", "deliverables", "depends", "blocks"}
 _ANY_FIELDS = _STRONG_FIELDS | {"role", "estimate", "acceptance"}
 _RUNNERS = re.compile(
@@ -421,6 +423,12 @@ class _Walker:
                     r"\s*(?:graph|flowchart)\b", block.content
                 ):
                     self.found.graphs.append(block)
+                elif _ARROW_ART.search(block.content) and block.info.lower() in _PLAIN_INFO:
+                    for n, raw in enumerate(block.content.split("\n")):  # "Team 1 ──► Team 2"
+                        if raw.strip():
+                            self.found.talk.append(
+                                (owner, Line(text=raw.strip(), lineno=block.lineno + n))
+                            )
                 elif owner is None:
                     self.found.unplaced.append(
                         f"{where}: a code block ({block.info or 'no language'})"
