@@ -540,3 +540,18 @@ def test_arrows_drawn_in_a_code_block_chain_the_teams(art: str) -> None:
     )
     deps = [t.depends_on for t in import_markdown(doc).plan.teams]
     assert deps == [(), ("a",), ("b",)]
+
+
+def test_fields_as_sub_headings_make_a_team() -> None:
+    """A section whose sub-headings are "Deliverables" and "Dependencies" is a team,
+    whatever its own name."""
+    doc = (
+        "# P\n\n## Auth service\nToken validation.\n\n### Deliverables\n- `auth/tokens.py`\n\n"
+        "### Dependencies\n- none\n\n## Billing service\nInvoices.\n\n"
+        "### Deliverables\n- `billing/invoice.py`\n\n### Dependencies\n- Auth service\n"
+    )
+    plan = import_markdown(doc).plan
+    assert [(t.id, t.depends_on, t.deliverables) for t in plan.teams] == [
+        ("auth-service", (), ("auth/tokens.py",)),
+        ("billing-service", ("auth-service",), ("billing/invoice.py",)),
+    ]

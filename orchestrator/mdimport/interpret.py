@@ -215,6 +215,7 @@ def _is_unit_section(sec: Section) -> bool:
         or _has_fields(sec.blocks, _STRONG_FIELDS)
         or bool(inline_fields(sec.title)[1])
         or (bool(words.NUMBERED.match(sec.title)) and bool(sec.blocks) and not sec.outline)
+        or sum(words.field_name(c.title) in _STRONG_FIELDS for c in sec.children) >= 2
     )
 
 
