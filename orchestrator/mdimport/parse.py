@@ -112,7 +112,6 @@ class Document:
     preamble: list[Block]
     sections: list[Section]  # top-level sections (below the title, if any)
     front: dict[str, str] = field(default_factory=dict)  # YAML front matter (string values)
-    source_lines: list[str] = field(default_factory=list)
     collapsed: list[tuple[int, int]] = field(default_factory=list)  # <details> line ranges
 
     def is_collapsed(self, lineno: int) -> bool:
@@ -341,7 +340,6 @@ def parse_markdown(text: str) -> Document:
         preamble=preamble,
         sections=top,
         front=front,
-        source_lines=text.split("\n"),
         collapsed=collapsed,
     )
 
