@@ -555,3 +555,20 @@ def test_fields_as_sub_headings_make_a_team() -> None:
         ("auth-service", (), ("auth/tokens.py",)),
         ("billing-service", ("auth-service",), ("billing/invoice.py",)),
     ]
+
+
+def test_russian_and_polish_team_headings_and_fields() -> None:
+    """`Команда 1`, `Зависит от`, `Файлы`, `Zespół 3`, `Zależy od`, `Pliki` are read; a
+    Cyrillic title gives a transliterated id."""
+    doc = (
+        "# План\n\n## Команда 1: База данных\n**Задача:** схема.\n**Файлы:** `db/schema.sql`\n\n"
+        "## Команда 2: API\n**Задача:** сервер.\n**Зависит от:** Команда 1\n\n"
+        "## Zespół 3: Frontend\n**Zadanie:** UI.\n**Pliki:** `web/app.tsx`\n"
+        "**Zależy od:** Zespół 2\n"
+    )
+    plan = import_markdown(doc).plan
+    assert [(t.id, t.depends_on, t.deliverables) for t in plan.teams] == [
+        ("baza-dannykh", (), ("db/schema.sql",)),
+        ("api", ("baza-dannykh",), ()),
+        ("frontend", ("api",), ("web/app.tsx",)),
+    ]

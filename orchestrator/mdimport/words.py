@@ -27,7 +27,11 @@ UNIT_WORDS = (
     r"work\s*package|wp|feature|"
     # other languages: de, es/pt, fr, it, nl
     r"gruppe|aufgabe|arbeitspaket|paket|teilaufgabe|equipo|equipa|tarea|tarefa|paquete|"
-    r"\u00e9quipe|equipe|t\u00e2che|tache|lot|squadra|compito|attivit\u00e0|taak|groep"
+    r"\u00e9quipe|equipe|t\u00e2che|tache|lot|squadra|compito|attivit\u00e0|taak|groep|"
+    # pl, ru
+    r"zesp\u00f3\u0142|zadanie|"
+    r"\u043a\u043e\u043c\u0430\u043d\u0434[\u0430\u044b\u0443\u0435\u043e\u0439]?|"
+    r"\u0437\u0430\u0434\u0430\u0447[\u0430\u0438\u0443\u0435\u0439]?"
 )
 _UNIT_HEAD = re.compile(
     rf"^(?P<kind>{UNIT_WORDS})(?:\s+#?\s*|\s*#\s*)(?P<key>[A-Za-z]|\d+(?:\.\d+)*[A-Za-z]?)\b\s*(?:[:.)\-\u2013\u2014]+\s*(?P<title>.*))?$",
@@ -78,7 +82,8 @@ FIELDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"responsibilit(?:y|ies)|duties|scope of work|what to build|to do|todo|"
             r"aufgabe|beschreibung|ziel|umfang|inhalt|tarea|descripci\u00f3n|descripcion|"
             r"objetivo|alcance|t\u00e2che|tache|objectif|p\u00e9rim\u00e8tre|compito|"
-            r"descrizione|obiettivo|tarefa|descri\u00e7\u00e3o|taak|beschrijving|doel",
+            r"descrizione|obiettivo|tarefa|descri\u00e7\u00e3o|taak|beschrijving|doel|opis|"
+            r"zadanie|\u0437\u0430\u0434\u0430\u0447\u0430|\u043e\u043f\u0438\u0441\u0430\u043d\u0438\u0435",
         ),
         (
             "deliverables",
@@ -86,7 +91,8 @@ FIELDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"files to (?:create|change|modify|touch)|new files|changed files|"
             r"dateien|datei|ergebnisse|lieferungen|liefergegenst\u00e4nde|artefakte|"
             r"archivos|ficheros|entregables|fichiers|livrables|consegne|arquivos|"
-            r"entreg\u00e1veis|bestanden|opleveringen",
+            r"entreg\u00e1veis|bestanden|opleveringen|pliki|\u0444\u0430\u0439\u043b\u044b|"
+            r"\u0440\u0435\u0437\u0443\u043b\u044c\u0442\u0430\u0442\u044b",
         ),
         (
             "depends",
@@ -99,7 +105,8 @@ FIELDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
             r"dependencias|dependencia|depende de|requiere|requisitos|bloqueado por|"
             r"despu\u00e9s de|tras|d\u00e9pendances?|d\u00e9pend de|pr\u00e9requis|"
             r"bloqu\u00e9 par|apr\u00e8s|requiert|dipendenze|dipende da|richiede|"
-            r"depend\u00eancias|requer|afhankelijkheden|afhankelijk van|"
+            r"depend\u00eancias|requer|afhankelijkheden|afhankelijk van|zale\u017cno\u015bci|"
+            r"zale\u017cy od|"
             r"\u0437\u0430\u0432\u0438\u0441\u0438\u043c\u043e\u0441\u0442\u0438|"
             r"\u0437\u0430\u0432\u0438\u0441\u0438\u0442 \u043e\u0442|\u4f9d\u8d56|\u524d\u7f6e",
         ),
