@@ -572,3 +572,19 @@ def test_russian_and_polish_team_headings_and_fields() -> None:
         ("api", ("baza-dannykh",), ()),
         ("frontend", ("api",), ("web/app.tsx",)),
     ]
+
+
+def test_a_list_of_ids_under_a_section_of_any_name() -> None:
+    """`- api-gateway: ...` items under `## queue` are teams; "(needs auth-service)" and
+    "after auth-service" in an item are its dependencies and leave its task."""
+    doc = (
+        "# Gateway\n\n## queue\n- api-gateway: build the gateway (needs auth-service)\n"
+        "- auth-service: tokens in `auth/tokens.go`\n- user-store: profiles, after auth-service\n"
+    )
+    result = import_markdown(doc)
+    assert [(t.id, t.depends_on, t.task) for t in result.plan.teams] == [
+        ("api-gateway", ("auth-service",), "build the gateway"),
+        ("auth-service", (), "tokens in `auth/tokens.go`"),
+        ("user-store", ("auth-service",), "profiles"),
+    ]
+    assert result.plan.teams[1].deliverables == ("auth/tokens.go",)

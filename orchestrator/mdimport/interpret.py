@@ -152,6 +152,8 @@ def _unit_like_item(item: ListItem) -> bool:
         return True
     if line.checkbox and line.label and _named_label(line.label):
         return True  # "- [ ] **search-api**: query endpoint"
+    if line.label and re.fullmatch(r"[a-z]+(?:[-_][a-z]+)+", line.label):
+        return True  # "- api-gateway: the routing core" (an issue id such as mob-1a2 is not)
     if inline_fields(line.text)[1]:
         return True
     return _has_fields(item.blocks, _ANY_FIELDS) or any(
