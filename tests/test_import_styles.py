@@ -588,3 +588,18 @@ def test_a_list_of_ids_under_a_section_of_any_name() -> None:
         ("user-store", ("auth-service",), "profiles"),
     ]
     assert result.plan.teams[1].deliverables == ("auth/tokens.go",)
+
+
+def test_a_team_whose_name_starts_like_a_section_that_holds_none() -> None:
+    """ "Summary API" and "Metrics exporter" with team fields are teams; a "Risks"
+    section is not, whatever it holds."""
+    doc = (
+        "# P\n\n## Summary API\n**Task:** summaries\n**Files:** `s/api.py`\n\n"
+        "## Metrics exporter\n**Task:** export\n**Depends on:** Summary API\n\n"
+        "## Risks\n**Task:** none here\n"
+    )
+    plan = import_markdown(doc).plan
+    assert [(t.id, t.depends_on) for t in plan.teams] == [
+        ("summary-api", ()),
+        ("metrics-exporter", ("summary-api",)),
+    ]

@@ -207,8 +207,11 @@ def _own_lists_units(sec: Section) -> bool:
 
 def _is_unit_section(sec: Section) -> bool:
     kind, key, ticket = split_title(sec.title)[:3]
-    if words.not_a_team(sec.title) and not (kind and key) and not ticket:
-        return False
+    aside = words.not_a_team(sec.title) and not (kind and key) and not ticket
+    if aside and (
+        words.not_a_team(sec.title, whole=True) or not _has_fields(sec.blocks, _STRONG_FIELDS)
+    ):
+        return False  # "Summary API" with a Task line is a team; "Risks" never
     if _own_lists_units(sec) and not _has_fields(sec.blocks, _STRONG_FIELDS - {"task"}):
         return False
     return (
@@ -540,7 +543,7 @@ class _Walker:
         title = sec.title
         kind, key, ticket = split_title(title)[:3]
         named = bool((kind and key) or ticket)
-        if words.not_a_team(title) and not named:
+        if words.not_a_team(title) and not named and not _is_unit_section(sec):
             self.aside(sec)
             return
         if INTEGRATION_SECTION(title) and not named:

@@ -349,10 +349,24 @@ NOT_TEAMS = re.compile(
 )
 
 
-def not_a_team(title: str) -> bool:
-    """Whether a heading names a section that holds no team (risks, status, metrics, ...)."""
+_ASIDE_TAIL = re.compile(
+    r"(?:\s*(?:[&/,:;(\[\u2013\u2014-]|\band\b|\bund\b|\by\b|\bet\b|\bor\b).*|"
+    r"\s+(?:protocol|plan|log|notes|updates?|tracking|overview|schedule|board|reports?|"
+    r"list|section|summary|table)\b.*|\s*)$",
+    re.IGNORECASE,
+)
+
+
+def not_a_team(title: str, *, whole: bool = False) -> bool:
+    """Whether a heading names a section that holds no team (risks, status, metrics, ...).
+
+    ``whole``: the name says only that ("Risks & Mitigation", "Status updates"), not
+    more ("Summary API" starts like "Summary" but may be a team)."""
     text = re.sub(r"^[^\w]+", "", title.strip())
-    return bool(NOT_TEAMS.match(text))
+    m = NOT_TEAMS.match(text)
+    if m is None:
+        return False
+    return not whole or bool(_ASIDE_TAIL.match(text, m.end()))
 
 
 # a heading that is a number and a title: "0.1 Terraform state", "#3 Reindex worker", "2) Auth"
