@@ -1,0 +1,157 @@
+"""Server-Sent Events fed from the run's Redis streams: one blocking ``XREAD`` at a time.
+
+A run page's stream sends the board (``board``: its HTML and each team's
+status) at once and again after every state event, each event (``event``) as
+a line, and each team's newest log line (``line``) as it is stored. A team
+page's stream sends every log line of the team (``line``: attempt, number,
+text) and the team's state changes (``team``).
+
+Every message carries an ``id:`` that is the reader's position in the
+streams (``<events id>|<log id>``); a browser that reconnects sends it back
+as ``Last-Event-ID`` and the stream goes on from exactly there: no line is
+lost or sent twice. When Redis is unreachable the stream says ``store:
+reconnecting``, keeps trying, and says ``store: ok`` (with a fresh board) when
+it is back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import anyio
+
+from orchestrator.board import format_event
+from orchestrator.errors import StoreError
+from orchestrator.web.views import Board, Views, clean
+
+BLOCK_MS = 5_000
+"""One ``XREAD`` waits at most this long; then a keep-alive comment goes out."""
+BOARD_EVERY = 2.0
+"""Seconds between boards sent because log lines arrived (tokens, cost, last lines)."""
+RETRY_MS = 1_000
+STORE_RETRY = 1.0
+
+BoardPayload = Callable[[Board], dict[str, Any]]
+
+
+def message(event: str, data: Any, event_id: str | None = None) -> str:
+    """One SSE message (``data`` as JSON on one line)."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def _valid(entry_id: str) -> bool:
+    ms, _, seq = entry_id.partition("-")
+    return ms.isdigit() and seq.isdigit()
+
+
+def parse_position(raw: str | None) -> tuple[str, str] | None:
+    """``"<events id>|<log id>"`` (a Last-Event-ID) -> the two ids; None when malformed."""
+    if not raw:
+        return None
+    ev, _, log = raw.partition("|")
+    log = log or "0-0"
+    return (ev, log) if _valid(ev) and _valid(log) else None
+
+
+async def run_stream(
+    views: Views, run_id: str, payload: BoardPayload, last_id: str | None
+) -> AsyncIterator[str]:
+    """The run page's stream (see the module docstring)."""
+    store = views.store
+    yield f"retry: {RETRY_MS}\n\n"
+    run = await views.run(run_id)
+    teams = list(run.team_ids)
+    ev_tail, logs = await store.stream_tails(run_id, teams)
+    pos = parse_position(last_id)
+    ev = pos[0] if pos is not None else ev_tail
+    yield message("board", payload(await views.board(run_id)), ev)
+    last_board = time.monotonic()
+    down = False
+    while True:
+        try:
+            events, lines = await store.read_run_streams(
+                run_id, events_after=ev, logs_after=logs, block_ms=BLOCK_MS
+            )
+            if down:
+                down = False
+                views.forget(run_id)
+                yield message("store", "ok")
+                yield message("board", payload(await views.board(run_id)), ev)
+        except StoreError:
+            if not down:
+                down = True
+                yield message("store", "reconnecting")
+            await anyio.sleep(STORE_RETRY)
+            continue
+        newest: dict[str, str] = {}
+        for line in lines:
+            logs[line.team] = line.id
+            newest[line.team] = line.line
+        for team, text in newest.items():
+            yield message("line", {"team": team, "t": clean(text, views.redactor)})
+        if events:
+            ev = events[-1].id
+            for e in events:
+                yield message("event", {"t": clean(format_event(e), views.redactor)}, ev)
+        if events or (lines and time.monotonic() - last_board >= BOARD_EVERY):
+            if events:
+                views.forget(run_id)
+            try:
+                board = await views.board(run_id)
+            except StoreError:
+                continue
+            yield message("board", payload(board), ev)
+            last_board = time.monotonic()
+        if not events and not lines:
+            yield ": keep-alive\n\n"
+
+
+async def team_stream(
+    views: Views, run_id: str, team: str, start: tuple[str, str]
+) -> AsyncIterator[str]:
+    """The team page's stream from ``start`` (events id, log id): see the module docstring."""
+    store = views.store
+    yield f"retry: {RETRY_MS}\n\n"
+    ev, log = start
+    down = False
+    while True:
+        try:
+            events, lines = await store.read_run_streams(
+                run_id, events_after=ev, logs_after={team: log}, block_ms=BLOCK_MS
+            )
+            if down:
+                down = False
+                yield message("store", "ok")
+        except StoreError:
+            if not down:
+                down = True
+                yield message("store", "reconnecting")
+            await anyio.sleep(STORE_RETRY)
+            continue
+        for line in lines:
+            log = line.id
+            data = {"a": line.attempt, "n": line.n, "t": clean(line.line, views.redactor)}
+            yield message("line", data, f"{ev}|{log}")
+        if events:
+            ev = events[-1].id
+            mine = [e for e in events if e.team == team or e.type == "run"]
+            if mine:
+                try:
+                    state = await store.get_team(run_id, team)
+                    run = await store.get_run(run_id)
+                except StoreError:
+                    continue
+                data = {
+                    "status": state.status,
+                    "attempt": state.attempt,
+                    "run_status": run.status,
+                    "reason": clean(state.error or state.reason or "", views.redactor),
+                    "events": [clean(format_event(e), views.redactor) for e in mine],
+                }
+                yield message("team", data, f"{ev}|{log}")
+        if not events and not lines:
+            yield ": keep-alive\n\n"
