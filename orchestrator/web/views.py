@@ -23,7 +23,7 @@ from orchestrator.keys import check_name
 from orchestrator.paths import StateLayout
 from orchestrator.plan import Plan, format_duration
 from orchestrator.redact import Redactor
-from orchestrator.store import RunState, Store
+from orchestrator.store import Event, RunState, Store
 
 BOARD_TTL = 0.5
 """Seconds one built board serves every viewer of the run."""
@@ -131,7 +131,7 @@ class Views:
         """The run's newest events as lines, newest first."""
         from orchestrator.board import format_event
 
-        got = []
+        got: list[Event] = []
         after = "0-0"
         while True:
             page = await self.store.read_events(run_id, after=after, count=1000)
