@@ -131,12 +131,7 @@ class _Guard:
             origin = request.headers.get("origin")
             if origin is not None and origin.split("//", 1)[-1] != request.headers.get("host"):
                 return JSONResponse({"error": "cross-origin request refused"}, status_code=403)
-            presented = request.headers.get("x-csrf-token")
-            if presented is None:
-                form = await request.form()
-                value = form.get("csrf")
-                presented = value if isinstance(value, str) else None
-            if not access.csrf_ok(presented):
+            if not access.csrf_ok(request.headers.get("x-csrf-token")):
                 return JSONResponse({"error": "missing or wrong CSRF token"}, status_code=403)
         return None
 

@@ -6,9 +6,10 @@
 - Any other bind needs the access token: printed at start (or read from
   ``--token-file``); a browser opens ``/?token=...`` once and keeps it in an
   HttpOnly, SameSite=Strict cookie; scripts send ``Authorization: Bearer``.
-- Every action is a POST carrying the page's CSRF token (``X-CSRF-Token``
-  header or a ``csrf`` form field; an HMAC of the server's secret), and its
-  ``Origin``, when sent, must be this server.
+- Every action is a POST carrying the page's CSRF token in an ``X-CSRF-Token``
+  header (an HMAC of the server's secret: a page elsewhere can neither read
+  it nor send that header across origins), and its ``Origin``, when sent,
+  must be this server.
 """
 
 from __future__ import annotations
