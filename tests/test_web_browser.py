@@ -161,7 +161,16 @@ def free_port() -> int:
 
 
 def log_lines(page: Any) -> list[str]:
-    return list(page.eval_on_selector_all("#log .ln:not(.mark)", "els => els.map(e => e.textContent)"))
+    texts = page.eval_on_selector_all("#log .ln:not(.mark)", "els => els.map(e => e.textContent)")
+    return list(texts)
+
+
+def has_line(prefix: str) -> str:
+    """A script: does the page's log hold a line starting with ``prefix``?"""
+    return (
+        "[...document.querySelectorAll('#log .ln')]"
+        f".some(e => e.textContent.startsWith({prefix!r}))"
+    )
 
 
 def test_live_run_turns_teams_green_streams_lines_within_a_second_and_cancels(
@@ -188,7 +197,7 @@ def test_live_run_turns_teams_green_streams_lines_within_a_second_and_cancels(
         team = ctx.new_page()
         team.add_init_script(OBSERVE)
         team.goto(f"{base}runs/{run_id}/teams/api")
-        team.wait_for_function("window.__arrivals && window.__arrivals.length >= 10", timeout=20_000)
+        team.wait_for_function("(window.__arrivals || []).length >= 10", timeout=20_000)
         arrivals = team.evaluate("window.__arrivals")
         delays = [
             seen - float(text.rsplit(" ", 1)[-1])
@@ -224,10 +233,7 @@ def test_a_reconnect_loses_no_line(kit: Kit, browser: Any) -> None:
     try:
         page = ctx.new_page()
         page.goto(f"{base}runs/{run_id}/teams/api")
-        page.wait_for_function(
-            "[...document.querySelectorAll('#log .ln')].some(e => e.textContent.startsWith('api tick 12 '))",
-            timeout=30_000,
-        )
+        page.wait_for_function(has_line("api tick 12 "), timeout=30_000)
         ui.send_signal(signal.SIGTERM)
         assert ui.wait(timeout=20) == 0
         page.wait_for_selector("#conn", state="visible", timeout=10_000)
@@ -236,10 +242,7 @@ def test_a_reconnect_loses_no_line(kit: Kit, browser: Any) -> None:
         kit.start("ui", "--port", str(port), name="ui2")
         page.wait_for_selector("#conn", state="hidden", timeout=20_000)
         kit.stop("api")
-        page.wait_for_function(
-            "[...document.querySelectorAll('#log .ln')].some(e => e.textContent.startsWith('api finished'))",
-            timeout=30_000,
-        )
+        page.wait_for_function(has_line("api finished"), timeout=30_000)
         lines = log_lines(page)
         total = int(re.search(r"after (\d+) ticks", lines[-1]).group(1))  # type: ignore[union-attr]
         assert total > 20
