@@ -781,8 +781,8 @@ class TeamRunner:
 
 
 def checks_json(checks: Sequence[CheckResult]) -> str:
-    """``[{"command", "passed", "exit_code", "duration", "timed_out"}]`` (an attempt's
-    ``checks`` field; the report reads it)."""
+    """``[{"command", "passed", "exit_code", "duration", "timed_out", "output"}]`` (an
+    attempt's ``checks`` field; the report and the dashboard read it; output redacted)."""
     return json.dumps(
         [
             {
@@ -791,6 +791,7 @@ def checks_json(checks: Sequence[CheckResult]) -> str:
                 "exit_code": c.exit_code,
                 "duration": round(c.duration, 3),
                 "timed_out": c.timed_out,
+                "output": Redactor.from_env().redact(c.output_tail),
             }
             for c in checks
         ]

@@ -296,3 +296,40 @@ def test_help_does_not_import_the_web_stack() -> None:
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()}
     assert not {m for m in imported if m.split(".")[0] in ("starlette", "uvicorn")}
     assert "orchestrator.web" not in imported
+
+
+async def test_team_page_shows_checks_with_their_output_and_the_retry_feedback(
+    web: Web, git_repo: Any, tmp_path: Path
+) -> None:
+    """A team whose check fails, then passes on the retry: its page shows each attempt's
+    checks with their output (secrets redacted), the reason the first attempt did not
+    pass, and the prompt of attempt 2 carrying that feedback."""
+    from orchestrator.engine import EngineOptions, start_run
+    from orchestrator.planload import load_plan
+    from tests.test_engine_support import files_for, plan_yaml, write_agent
+
+    teams = [("db", [])]
+    command, _ = write_agent(tmp_path / "agent", files_for(teams))
+    flag = tmp_path / "checked-once"
+    check = (
+        f"{sys.executable} -c \"import os, pathlib, sys; p = pathlib.Path({str(flag)!r}); "
+        f"print('CHECK SAYS', os.environ.get('DEMO_API_KEY')); "
+        f"sys.exit(0 if p.exists() else (p.touch() or 3))\""
+    )
+    text = plan_yaml(command, teams, checks={"db": [check]})
+    plan_file = git_repo.path.parent / "plan.yaml"
+    plan_file.write_text(text + f"repo: {git_repo.path.name}\n")
+    fast = EngineOptions(backoff_initial=0.01, backoff_max=0.05, backoff_jitter=0.01)
+    result = await start_run(
+        load_plan(plan_file), store=web.store, layout=git_repo.state_layout(), options=fast
+    )
+    assert result.status == "succeeded", result.reason
+    page = await web.client.get(f"/runs/{result.run_id}/teams/db")
+    assert page.status_code == 200
+    html = page.text
+    outputs = re.findall(r'<pre class="text out">([^<]*)</pre>', html)
+    assert [o.strip() for o in outputs] == ["CHECK SAYS ***"] * 2, outputs  # both attempts
+    assert "failed (exit 3)" in html and "passed" in html
+    assert "Feedback given on attempt 1" in html
+    assert "Attempt 1 ended without the team being done" in html
+    assert SECRET not in html

@@ -174,7 +174,8 @@ class Views:
                     "exit_code": a.exit_code,
                     "reason": self.redactor.redact(a.reason or ""),
                     "uncounted": a.fields.get("uncounted", ""),
-                    "prompt": self._read(Path(prompt_path)),
+                    "prompt": (prompt := self._read(Path(prompt_path))),
+                    "feedback": feedback_of(prompt),
                     "checks": self._checks(a.fields.get("checks")),
                     "tokens": a.usage.tokens,
                     "cost": a.usage.cost_usd,
@@ -257,6 +258,26 @@ async def _show(root: Path, branch: str, path: str) -> str:
     if proc.returncode != 0:
         raise NotFound(f"{path} is not on {branch}")
     return proc.stdout[:1_000_000].decode("utf-8", "replace")
+
+
+FEEDBACK_HEADING = "## Your previous attempt did not pass"
+
+
+def feedback_of(prompt: str) -> str:
+    """The retry feedback inside a prompt (``retry.md.j2``'s section), or ``""``."""
+    start = prompt.find(FEEDBACK_HEADING)
+    if start < 0:
+        return ""
+    lines = prompt[start:].splitlines()
+    out = [lines[0]]
+    fenced = False
+    for line in lines[1:]:
+        if line.startswith("```"):
+            fenced = not fenced
+        elif line.startswith(("# ", "## ")) and not fenced:
+            break
+        out.append(line)
+    return "\n".join(out).strip()
 
 
 def _command(check: object) -> str:
