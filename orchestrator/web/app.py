@@ -153,11 +153,14 @@ def create_app(config: WebConfig) -> Starlette:
         from orchestrator.timeline import timeline_svg
 
         s = board.snapshot
+        data = board.report
+        if not s.done:  # running attempts' bars reach the present
+            data = {**data, "finished": max(data["finished"], s.at)}
         html = env.get_template("_board.html").render(
             s=s,
-            report=board.report,
-            integration=_integration(board.report),
-            timeline=timeline_svg(board.report) if board.report.get("teams") else "",
+            report=data,
+            integration=_integration(data),
+            timeline=timeline_svg(data) if data.get("teams") else "",
         )
         board.payload = {
             "html": html,
