@@ -244,7 +244,7 @@ async def test_a_bind_beyond_loopback_needs_the_token(store: Store, tmp_path: Pa
     assert Access.for_bind("127.0.0.1", None).token is None
 
 
-def _env(store_prefix: str | None = None) -> dict[str, str]:
+def _env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("ORCHESTRATE_REDIS_URL", None)
     return env
@@ -333,3 +333,85 @@ async def test_team_page_shows_checks_with_their_output_and_the_retry_feedback(
     assert "Feedback given on attempt 1" in html
     assert "Attempt 1 ended without the team being done" in html
     assert SECRET not in html
+
+
+async def test_every_answer_carries_the_security_headers(web: Web) -> None:
+    """Pages, streams' refusals and 404s forbid framing and foreign scripts, and send no
+    referrer (the first address may carry the token)."""
+    for path in ("/", "/runs/nope", "/static/app.js"):
+        got = await web.client.get(path)
+        csp = got.headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
+        assert "script-src" not in csp or "'unsafe-inline'" not in csp.split("script-src")[1]
+        assert got.headers["referrer-policy"] == "no-referrer"
+        assert got.headers["x-frame-options"] == "DENY"
+    js = await web.client.get("/static/app.js")
+    assert js.status_code == 200 and "EventSource" in js.text
+    assert "http://" not in js.text and "https://" not in js.text  # nothing from elsewhere
+
+
+def test_ui_beyond_loopback_prints_the_token_and_asks_for_it(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """`orchestrate ui --host 0.0.0.0` prints an address with a fresh token and refuses
+    requests without it; `--token-file` with a too short token is one line, exit 2."""
+    state = tmp_path / "state"
+    state.mkdir()
+    env = {**_env(), "ORCHESTRATE_REDIS_URL": redis_url}
+    short = tmp_path / "token"
+    short.write_text("short\n")
+    bad = subprocess.run(
+        [*_UI, "--token-file", str(short), "--state-dir", str(state)],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "too short" in bad.stderr
+    with subprocess.Popen(
+        [*_UI, "--host", "0.0.0.0", "--port", "0", "--state-dir", str(state)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    ) as proc:  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            first = proc.stdout.readline()
+            m = re.search(r"orchestrate ui: http://\S+:(\d+)/\?token=(\S+)", first)
+            assert m, first
+            port, token = m.group(1), m.group(2)
+            assert "share it only" in proc.stdout.readline()
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+                assert client.get("/").status_code == 401
+                opened = client.get(f"/?token={token}", follow_redirects=True)
+                assert opened.status_code == 200 and "Runs" in opened.text
+        finally:
+            proc.terminate()
+            assert proc.wait(20) == 0
+
+
+def test_run_with_ui_on_a_port_in_use_starts_nothing(
+    git_repo: Any, redis_url: str, tmp_path: Path
+) -> None:
+    """`orchestrate run plan.yaml --ui` with the dashboard's port taken: one line, exit 2,
+    and no run was created (nothing to clean up or resume)."""
+    from tests.test_engine_support import files_for, plan_yaml, write_agent
+
+    teams = [("db", [])]
+    command, times = write_agent(tmp_path / "agent", files_for(teams))
+    plan_file = git_repo.path.parent / "plan.yaml"
+    plan_file.write_text(plan_yaml(command, teams) + f"repo: {git_repo.path.name}\n")
+    env = {**_env(), "ORCHESTRATE_REDIS_URL": redis_url, "ORCHESTRATE_KEY_PREFIX": "tuiport"}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "orchestrator", "run", str(plan_file), "--ui",
+             "--ui-port", str(port)],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is in use" in lines[0], proc.stderr
+    assert not times.exists()  # no agent ran
+    assert not (git_repo.path / ".orchestrate" / "runs").exists()
+
+
+_UI = [sys.executable, "-m", "orchestrator", "ui"]

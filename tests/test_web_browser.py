@@ -165,6 +165,16 @@ def log_lines(page: Any) -> list[str]:
     return list(texts)
 
 
+def wait_js(page: Any, expression: str, timeout: float = 30) -> None:
+    """Wait until ``expression`` is true in the page (polled from here: the page's CSP
+    forbids the string evaluation ``wait_for_function`` uses, as it should)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout} s: {expression}")
+        time.sleep(0.1)
+
+
 def has_line(prefix: str) -> str:
     """A script: does the page's log hold a line starting with ``prefix``?"""
     return (
@@ -179,11 +189,14 @@ def test_live_run_turns_teams_green_streams_lines_within_a_second_and_cancels(
     """`run --ui` during a live run: on the run page a team turns from running to
     succeeded without a reload (board and DAG); on a team page each new log line appears
     within a second of the agent printing it; a succeeded team's deliverable opens from
-    its branch; the Cancel button cancels the run (`run` exits 130)."""
+    its branch; the Cancel button cancels the run (`run` exits 130). No page logs an error
+    (a script error, a Content-Security-Policy violation)."""
     run, out = kit.start("run", str(kit.plan), "--ui", "--ui-port", "0", name="run")
     base = wait_text(out, r"dashboard: (http://127\.0\.0\.1:\d+/)").group(1)
     run_id = wait_text(out, r"run (live-\S+): 3 teams").group(1)
     ctx = browser.new_context()
+    errors: list[str] = []  # console errors: a script error, a CSP violation
+    ctx.on("page", lambda p: p.on("console", lambda m: m.type == "error" and errors.append(m.text)))
     try:
         page = ctx.new_page()
         page.goto(f"{base}runs/{run_id}")
@@ -197,7 +210,7 @@ def test_live_run_turns_teams_green_streams_lines_within_a_second_and_cancels(
         team = ctx.new_page()
         team.add_init_script(OBSERVE)
         team.goto(f"{base}runs/{run_id}/teams/api")
-        team.wait_for_function("(window.__arrivals || []).length >= 10", timeout=20_000)
+        wait_js(team, "(window.__arrivals || []).length >= 10", 20)
         arrivals = team.evaluate("window.__arrivals")
         delays = [
             seen - float(text.rsplit(" ", 1)[-1])
@@ -216,6 +229,7 @@ def test_live_run_turns_teams_green_streams_lines_within_a_second_and_cancels(
         page.click("#cancel-run")
         page.wait_for_selector("#run-status.st-cancelled", timeout=30_000)
         assert run.wait(timeout=30) == 130
+        assert errors == [], errors
     finally:
         ctx.close()
 
@@ -223,7 +237,7 @@ def test_live_run_turns_teams_green_streams_lines_within_a_second_and_cancels(
 def test_a_reconnect_loses_no_line(kit: Kit, browser: Any) -> None:
     """The dashboard's server goes away mid-run and comes back: the page says
     "reconnecting", then resumes from the last line it had; in the end the page shows
-    every line the agent printed exactly once, in order."""
+    every line the agent printed exactly once, in order. Its search finds a line."""
     run, run_out = kit.start("run", str(kit.plan), name="run")
     run_id = wait_text(run_out, r"run (live-\S+): 3 teams").group(1)
     port = free_port()
@@ -233,7 +247,7 @@ def test_a_reconnect_loses_no_line(kit: Kit, browser: Any) -> None:
     try:
         page = ctx.new_page()
         page.goto(f"{base}runs/{run_id}/teams/api")
-        page.wait_for_function(has_line("api tick 12 "), timeout=30_000)
+        wait_js(page, has_line("api tick 12 "))
         ui.send_signal(signal.SIGTERM)
         assert ui.wait(timeout=20) == 0
         page.wait_for_selector("#conn", state="visible", timeout=10_000)
@@ -242,12 +256,18 @@ def test_a_reconnect_loses_no_line(kit: Kit, browser: Any) -> None:
         kit.start("ui", "--port", str(port), name="ui2")
         page.wait_for_selector("#conn", state="hidden", timeout=20_000)
         kit.stop("api")
-        page.wait_for_function(has_line("api finished"), timeout=30_000)
+        wait_js(page, has_line("api finished"))
         lines = log_lines(page)
         total = int(re.search(r"after (\d+) ticks", lines[-1]).group(1))  # type: ignore[union-attr]
         assert total > 20
         ticks = [int(t.split()[2]) for t in lines[:-1]]
         assert ticks == list(range(total)), ticks
+        page.fill("#log-search", "tick 7 ")  # the search keeps the matching lines only
+        shown = page.eval_on_selector_all(
+            "#log .ln:not([hidden])", "els => els.map(e => e.textContent)"
+        )
+        assert [t.rsplit(" ", 1)[0] for t in shown] == ["api tick 7"], shown
+        assert page.inner_text("#log-count") == f"1 of {total + 1} lines"
     finally:
         ctx.close()
         kit.stop("db")

@@ -32,6 +32,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import (
+    FileResponse,
     HTMLResponse,
     JSONResponse,
     RedirectResponse,
@@ -40,7 +41,7 @@ from starlette.responses import (
 )
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator.errors import OrchestrateError, StoreError, UsageError
 from orchestrator.paths import StateLayout
@@ -52,6 +53,17 @@ from orchestrator.web.security import COOKIE, Access
 from orchestrator.web.views import Board, NotFound, Views, duration, statuses
 
 STATIC = Path(__file__).parent / "static"
+HEADERS = [
+    (k.encode(), v.encode())
+    for k, v in {
+        # Our own script only; inline styles (the report, progress bars) but no inline script.
+        "content-security-policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+        "x-content-type-options": "nosniff",
+        "referrer-policy": "no-referrer",  # the first address may carry the token
+        "x-frame-options": "DENY",
+    }.items()
+]
 RUN_DONE = ("succeeded", "failed", "cancelled", "interrupted")
 
 
@@ -97,11 +109,16 @@ class _Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *HEADERS]}
+            await send(message)
+
         refusal = await self._refusal(Request(scope, receive))
         if refusal is not None:
-            await refusal(scope, receive, send)
+            await refusal(scope, receive, send_with_headers)
             return
-        await self.app(scope, receive, send)
+        await self.app(scope, receive, send_with_headers)
 
     async def _refusal(self, request: Request) -> Response | None:
         access = self.access
@@ -284,6 +301,9 @@ def create_app(config: WebConfig) -> Starlette:
             {"run": run_id, "team": tid, "status": done.status, "live": done.live}
         )
 
+    async def favicon(request: Request) -> Response:  # pages without the icon link (the report)
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
     async def not_found(request: Request, exc: Exception) -> Response:
         return page("404.html", status_code=404, message=str(exc) or "not found")
 
@@ -309,6 +329,7 @@ def create_app(config: WebConfig) -> Starlette:
         Route("/runs/{run}/teams/{team}/files/{path:path}", team_file),
         Route("/runs/{run}/teams/{team}/cancel", cancel_team, methods=["POST"]),
         Route("/runs/{run}/teams/{team}/retry", retry_team, methods=["POST"]),
+        Route("/favicon.ico", favicon),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
