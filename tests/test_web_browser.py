@@ -189,7 +189,8 @@ def test_live_run_turns_teams_green_streams_lines_within_a_second_and_cancels(
     """`run --ui` during a live run: on the run page a team turns from running to
     succeeded without a reload (board and DAG); on a team page each new log line appears
     within a second of the agent printing it; a succeeded team's deliverable opens from
-    its branch; the Cancel button cancels the run (`run` exits 130). No page logs an error
+    its branch; "Cancel team" stops one team while the run goes on; "Cancel run" cancels
+    the run (`run` exits 130). No page logs an error
     (a script error, a Content-Security-Policy violation)."""
     run, out = kit.start("run", str(kit.plan), "--ui", "--ui-port", "0", name="run")
     base = wait_text(out, r"dashboard: (http://127\.0\.0\.1:\d+/)").group(1)
@@ -224,6 +225,14 @@ def test_live_run_turns_teams_green_streams_lines_within_a_second_and_cancels(
         files.click("ul.files a:has-text('src/db.txt')")
         files.wait_for_selector("pre.file")
         assert files.inner_text("pre.file").strip() == "db done"
+
+        web = ctx.new_page()  # cancel one team: the engine stops it, the run goes on
+        web.goto(f"{base}runs/{run_id}/teams/web")
+        web.on("dialog", lambda dialog: dialog.accept())
+        web.click("#cancel-team")
+        web.wait_for_selector("#team-status.st-cancelled", timeout=20_000)
+        page.wait_for_selector("#row-web .badge.st-cancelled", timeout=20_000)
+        assert page.inner_text("#run-status") == "running"
 
         page.on("dialog", lambda dialog: dialog.accept())
         page.click("#cancel-run")
