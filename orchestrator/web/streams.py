@@ -63,27 +63,32 @@ async def run_stream(
     """The run page's stream (see the module docstring)."""
     store = views.store
     yield f"retry: {RETRY_MS}\n\n"
-    run = await views.run(run_id)
-    teams = list(run.team_ids)
-    ev_tail, logs = await store.stream_tails(run_id, teams)
     pos = parse_position(last_id)
-    ev = pos[0] if pos is not None else ev_tail
-    yield message("board", payload(await views.board(run_id)), ev)
-    last_board = time.monotonic()
+    ev: str | None = pos[0] if pos is not None else None
+    logs: dict[str, str] | None = None
+    last_board = 0.0
     down = False
     while True:
         try:
+            if logs is None:  # (again after Redis was away) start at the streams' ends
+                run = await views.run(run_id)
+                ev_tail, logs = await store.stream_tails(run_id, list(run.team_ids))
+                ev = ev or ev_tail
+                if down:
+                    views.forget(run_id)
+                yield message("board", payload(await views.board(run_id)), ev)
+                last_board = time.monotonic()
+            if down:
+                down = False
+                yield message("store", "ok")
+            assert ev is not None
             events, lines = await store.read_run_streams(
                 run_id, events_after=ev, logs_after=logs, block_ms=BLOCK_MS
             )
-            if down:
-                down = False
-                views.forget(run_id)
-                yield message("store", "ok")
-                yield message("board", payload(await views.board(run_id)), ev)
         except StoreError:
             if not down:
                 down = True
+                logs = None
                 yield message("store", "reconnecting")
             await anyio.sleep(STORE_RETRY)
             continue
