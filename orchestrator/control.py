@@ -228,8 +228,6 @@ class LiveControl:
         """Act on the requests sent since the last call (errors of one are logged)."""
         import structlog
 
-        from orchestrator.errors import OrchestrateError
-
         for rid, fields in await ctx.store.read_requests(ctx.run_id, after=self.after):
             self.after = rid
             action, team = fields.get("action"), fields.get("team", "")
@@ -244,8 +242,6 @@ class LiveControl:
                 structlog.get_logger("orchestrate.control").warning(
                     "request not taken", action=action, team=team, error=str(exc)
                 )
-            except OrchestrateError:
-                raise
 
     async def _cancel(self, ctx: RunContext, team: str) -> None:
         from orchestrator.teamrun import Notice, TeamResult
@@ -275,7 +271,6 @@ class LiveControl:
         status, inbox, recoveries = self._status, self._inbox, self._recoveries
         if status is None or inbox is None or recoveries is None or status.get(team) != "failed":
             return
-        status[team] = "recover"  # before any await: the scheduler leaves it alone meanwhile
         before = await ctx.store.get_team(ctx.run_id, team)
         spec = ctx.plan.team(team)
         attempt, unblocked = await mark_retry(
@@ -287,6 +282,7 @@ class LiveControl:
         feedback = Feedback(attempt=attempt - 1, reason=before.reason or "failed")
         most = attempt + ctx.plan.retries(spec)
         recoveries[team] = Recovery(attempt, most, None, feedback, before.session_id)
+        status[team] = "recover"  # a failed team never starts: only now may the scheduler
         ctx.results.pop(team, None)
         ctx.notify(Notice(time.time(), team, "retrying", "retry on request"))
         await inbox.send(TeamResult(team=team, status="recover"))
