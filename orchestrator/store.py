@@ -574,7 +574,6 @@ class Store:
 
         return await self._call(go)
 
-
     async def read_run_streams(
         self,
         run_id: str,
