@@ -186,7 +186,8 @@ def has_line(prefix: str) -> str:
 def test_live_run_turns_teams_green_streams_lines_within_a_second_and_cancels(
     kit: Kit, browser: Any
 ) -> None:
-    """`run --ui` during a live run: on the run page a team turns from running to
+    """`run --ui` during a live run: on the run page a running team shows its agent and
+    host, and turns from running to
     succeeded without a reload (board and DAG); on a team page each new log line appears
     within a second of the agent printing it; a succeeded team's deliverable opens from
     its branch; "Cancel team" stops one team while the run goes on; "Cancel run" cancels
@@ -203,6 +204,8 @@ def test_live_run_turns_teams_green_streams_lines_within_a_second_and_cancels(
         page.goto(f"{base}runs/{run_id}")
         page.wait_for_selector("#row-db .badge.st-running", timeout=20_000)
         assert "st-running" in (page.get_attribute("#node-db", "class") or "")
+        row = page.inner_text("#row-db")  # the agent and the host it runs on
+        assert "ticker" in row and f"on {socket.gethostname()}" in row, row
         kit.stop("db")  # db finishes: no reload from here on
         page.wait_for_selector("#row-db .badge.st-succeeded", timeout=20_000)
         page.wait_for_selector("#node-db.st-succeeded", state="attached", timeout=5_000)

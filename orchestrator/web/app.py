@@ -173,8 +173,12 @@ def create_app(config: WebConfig) -> Starlette:
         data = board.report
         if not s.done:  # running attempts' bars reach the present
             data = {**data, "finished": max(data["finished"], s.at)}
+        plan = board.plan
+        agents = {t.id: plan.agent_name(t) for t in plan.teams} if plan is not None else {}
         html = env.get_template("_board.html").render(
             s=s,
+            agents=agents,
+            host=board.host,
             report=data,
             integration=_integration(data),
             timeline=timeline_svg(data) if data.get("teams") else "",

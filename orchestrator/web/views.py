@@ -58,6 +58,8 @@ class Board:
     snapshot: BoardSnapshot
     report: dict[str, Any]
     plan: Plan | None
+    host: str | None = None
+    """Where the run's orchestrator (and so its agents) runs, while one does."""
     payload: dict[str, Any] | None = None
     """What the run page's stream sends (built once per board)."""
 
@@ -123,7 +125,9 @@ class Views:
             plan = await self.plan(run)
             snapshot = await build_snapshot(self.store, run_id, redactor=self.redactor, plan=plan)
             report = await build_report(self.store, run_id)
-            board = Board(time.monotonic(), snapshot, report, plan)
+            holder = None if snapshot.done else await self.store.lease_holder(run_id)
+            host = holder.host if holder is not None else None
+            board = Board(time.monotonic(), snapshot, report, plan, host)
             self._boards[run_id] = board
             return board
 
