@@ -187,12 +187,11 @@ def test_live_run_turns_teams_green_streams_lines_within_a_second_and_cancels(
     kit: Kit, browser: Any
 ) -> None:
     """`run --ui` during a live run: on the run page a running team shows its agent and
-    host, and turns from running to
-    succeeded without a reload (board and DAG); on a team page each new log line appears
-    within a second of the agent printing it; a succeeded team's deliverable opens from
-    its branch; "Cancel team" stops one team while the run goes on; "Cancel run" cancels
-    the run (`run` exits 130). No page logs an error
-    (a script error, a Content-Security-Policy violation)."""
+    host, and turns from running to succeeded without a reload (board and DAG); on a
+    team page each new log line appears within a second of the agent printing it; a
+    succeeded team's deliverable opens from its branch; "Cancel team" stops one team
+    while the run goes on; "Cancel run" cancels the run (`run` exits 130). No page logs
+    an error (a script error, a Content-Security-Policy violation)."""
     run, out = kit.start("run", str(kit.plan), "--ui", "--ui-port", "0", name="run")
     base = wait_text(out, r"dashboard: (http://127\.0\.0\.1:\d+/)").group(1)
     run_id = wait_text(out, r"run (live-\S+): 3 teams").group(1)
