@@ -624,6 +624,36 @@ class Store:
         tails = [entries[0][0] if entries else "0-0" for entries in await self._call(go)]
         return tails[0], dict(zip(teams, tails[1:], strict=True))
 
+    async def events_tails(self, run_ids: Sequence[str]) -> dict[str, str]:
+        """The newest event id of each run (``"0-0"`` when it has none), in one round trip."""
+        keys = [self.keys.events(r) for r in run_ids]
+
+        async def go() -> list[Any]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.xrevrange(key, count=1)
+                got: list[Any] = await pipe.execute()
+                return got
+
+        got = await self._call(go) if keys else []
+        return {r: (e[0][0] if e else "0-0") for r, e in zip(run_ids, got, strict=True)}
+
+    async def wait_events(self, after: Mapping[str, str], *, block_ms: int) -> set[str]:
+        """Wait (at most ``block_ms``, capped at ``MAX_BLOCK_MS``) for a new event in any of
+        several runs (run -> the event id seen); the runs that got one."""
+        if not after:
+            await anyio.sleep(min(block_ms, MAX_BLOCK_MS) / 1000)
+            return set()
+        by_key = {self.keys.events(r): r for r in after}
+        streams = {k: after[r] for k, r in by_key.items()}
+        block = max(1, min(block_ms, MAX_BLOCK_MS))
+
+        async def go() -> list[Any]:
+            got: list[Any] = await self._redis.xread(streams, count=1, block=block)
+            return got or []
+
+        return {by_key[key] for key, _ in await self._call(go)}
+
     # -- requests to the live orchestrator -------------------------------------------
 
     async def send_request(self, run_id: str, action: str, team: str) -> str:

@@ -415,3 +415,24 @@ def test_run_with_ui_on_a_port_in_use_starts_nothing(
 
 
 _UI = [sys.executable, "-m", "orchestrator", "ui"]
+
+
+async def test_runs_stream_sends_the_table_when_a_run_changes_or_appears(web: Web) -> None:
+    """The runs page's stream sends the table again when a run changes state (at once, from
+    its event stream) and when a new run appears."""
+    store = web.store
+    await make_run(store, "r1", ["db"])
+
+    async def later() -> None:
+        await anyio.sleep(0.3)
+        await store.run_transition("r1", "running", epoch=0)
+        await anyio.sleep(0.3)
+        await make_run(store, "r2", ["db"])
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(later)
+        got = await _messages(web.client, "/stream", 2)
+    assert [m["event"] for m in got] == ["runs", "runs"]
+    first, second = (m["data"]["html"] for m in got)
+    assert "st-running" in first and "/runs/r2" not in first
+    assert "/runs/r2" in second and "/runs/r1" in second

@@ -3,6 +3,7 @@
 ::
 
     GET  /                                  the runs
+    GET  /stream                            their Server-Sent Events (a new run, a run's change)
     GET  /runs/RUN                          a run: DAG, board, timeline, integration, report
     GET  /runs/RUN/stream                   its Server-Sent Events (see streams.py)
     GET  /runs/RUN/report                   the HTML report, as it stands
@@ -193,6 +194,12 @@ def create_app(config: WebConfig) -> Starlette:
     async def runs(request: Request) -> Response:
         return page("runs.html", runs=await views.runs(), where=config.store.where)
 
+    def runs_table(rows: list[dict[str, Any]]) -> str:
+        return env.get_template("_runs.html").render(runs=rows)
+
+    async def runs_events(request: Request) -> Response:
+        return _sse(streams.runs_stream(views, runs_table))
+
     async def run(request: Request) -> Response:
         run_id = request.path_params["run"]
         board = await views.board(run_id)
@@ -323,6 +330,7 @@ def create_app(config: WebConfig) -> Starlette:
 
     routes = [
         Route("/", runs),
+        Route("/stream", runs_events),
         Route("/runs/{run}", run),
         Route("/runs/{run}/stream", run_events),
         Route("/runs/{run}/report", report),

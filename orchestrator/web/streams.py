@@ -57,6 +57,44 @@ def parse_position(raw: str | None) -> tuple[str, str] | None:
     return (ev, log) if _valid(ev) and _valid(log) else None
 
 
+RUNS_FOLLOWED = 50
+"""The runs page follows the events of this many newest runs."""
+
+
+async def runs_stream(
+    views: Views, render: Callable[[list[dict[str, Any]]], str]
+) -> AsyncIterator[str]:
+    """The runs page's stream: the table again when a shown run changes state or a new
+    run appears (checked each time the blocking read times out)."""
+    store = views.store
+    yield f"retry: {RETRY_MS}\n\n"
+    shown: list[str] | None = None
+    cursors: dict[str, str] = {}
+    changed = False
+    down = False
+    while True:
+        try:
+            ids = (await store.list_runs())[:RUNS_FOLLOWED]
+            fresh = changed or down or ids != shown
+            if fresh:  # where to wait from, then the table as it is now: nothing missed
+                cursors = await store.events_tails(ids)
+            if fresh and shown is not None:
+                yield message("runs", {"html": render(await views.runs())})
+            if down:
+                down = False
+                yield message("store", "ok")
+            shown = ids
+            changed = bool(await store.wait_events(cursors, block_ms=BLOCK_MS))
+        except StoreError:
+            if not down:
+                down = True
+                yield message("store", "reconnecting")
+            await anyio.sleep(STORE_RETRY)
+            continue
+        if not changed:
+            yield ": keep-alive\n\n"
+
+
 async def run_stream(
     views: Views, run_id: str, payload: BoardPayload, last_id: str | None
 ) -> AsyncIterator[str]:

@@ -61,6 +61,15 @@
     });
   }
 
+  if (page === "runs") {
+    const runs = document.getElementById("runs");
+    stream("/stream", {
+      runs(data) {
+        runs.innerHTML = data.html;
+      },
+    });
+  }
+
   if (page === "run") {
     const run = body.dataset.run;
     const board = document.getElementById("board");
