@@ -190,7 +190,8 @@ def test_live_run_turns_teams_green_streams_lines_within_a_second_and_cancels(
     host, and turns from running to succeeded without a reload (board and DAG); on a
     team page each new log line appears within a second of the agent printing it; a
     succeeded team's deliverable opens from its branch; "Cancel team" stops one team
-    while the run goes on; "Cancel run" cancels the run (`run` exits 130). No page logs
+    while the run goes on; "Cancel run" cancels the run (`run` exits 130), and the runs
+    page, open all along, shows it. No page logs
     an error (a script error, a Content-Security-Policy violation)."""
     run, out = kit.start("run", str(kit.plan), "--ui", "--ui-port", "0", name="run")
     base = wait_text(out, r"dashboard: (http://127\.0\.0\.1:\d+/)").group(1)
@@ -199,6 +200,9 @@ def test_live_run_turns_teams_green_streams_lines_within_a_second_and_cancels(
     errors: list[str] = []  # console errors: a script error, a CSP violation
     ctx.on("page", lambda p: p.on("console", lambda m: m.type == "error" and errors.append(m.text)))
     try:
+        runs = ctx.new_page()
+        runs.goto(base)
+        runs.wait_for_selector(f"a[href='/runs/{run_id}']")
         page = ctx.new_page()
         page.goto(f"{base}runs/{run_id}")
         page.wait_for_selector("#row-db .badge.st-running", timeout=20_000)
@@ -239,8 +243,9 @@ def test_live_run_turns_teams_green_streams_lines_within_a_second_and_cancels(
         page.on("dialog", lambda dialog: dialog.accept())
         page.click("#cancel-run")
         page.wait_for_selector("#run-status.st-cancelled", timeout=30_000)
+        runs.wait_for_selector("#runs .badge.st-cancelled", timeout=10_000)  # no reload
+        assert errors == [], errors  # (the server's end, next, cuts the open streams)
         assert run.wait(timeout=30) == 130
-        assert errors == [], errors
     finally:
         ctx.close()
 
