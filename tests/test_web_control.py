@@ -230,3 +230,64 @@ def store_settings(redis_url: str) -> Settings:
         redis_url=redis_url,  # type: ignore[arg-type]
         key_prefix=f"t{uuid.uuid4().hex[:10]}",
     )
+
+
+def test_retry_button_on_a_finished_run_resumes_it_in_the_background(
+    git_repo: GitRepo, tmp_path: Path, redis_url: str
+) -> None:
+    """The dashboard's Retry on a failed team of a run no orchestrator drives: the team is
+    marked, a resume starts in the background (its output in the run's resume.log) and
+    the run ends succeeded, the team at attempt 2."""
+    import re
+
+    import httpx
+    import redis
+
+    teams = [("flaky", []), ("after", ["flaky"])]
+    command, _ = write_agent(tmp_path / "agent", files_for(teams, flaky={"fail_attempts": 1}))
+    plan_file = git_repo.path.parent / "plan.yaml"
+    plan_file.write_text(
+        plan_yaml(command, teams, defaults={"retries": 0}) + f"repo: {git_repo.path.name}\n"
+    )
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "ORCHESTRATE_REDIS_URL": redis_url, "ORCHESTRATE_KEY_PREFIX": prefix}
+    orchestrate = [sys.executable, "-m", "orchestrator"]
+    ran = subprocess.run(
+        [*orchestrate, "run", str(plan_file), "--backoff", "0"], cwd=git_repo.path, env=env,
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    run_id = re.search(r"run (\S+) failed", ran.stdout).group(1)  # type: ignore[union-attr]
+    with subprocess.Popen(
+        [*orchestrate, "ui", "--port", "0"], cwd=git_repo.path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    ) as ui:  # fmt: skip
+        try:
+            assert ui.stdout is not None
+            base = re.search(r"(http://\S+/)", ui.stdout.readline()).group(1)  # type: ignore[union-attr]
+            with httpx.Client(base_url=base, timeout=30) as client:
+                page = client.get(f"/runs/{run_id}/teams/flaky")
+                csrf = re.search(r'name="csrf-token" content="(\w+)"', page.text).group(1)  # type: ignore[union-attr]
+                done = client.post(
+                    f"/runs/{run_id}/teams/flaky/retry", headers={"X-CSRF-Token": csrf}
+                )
+                assert done.status_code == 200, done.text
+                assert done.json() == {
+                    "run": run_id, "team": "flaky", "status": "retrying", "live": False
+                }
+            r = redis.Redis.from_url(redis_url, decode_responses=True)
+            try:
+                deadline = time.monotonic() + 90
+                while r.hget(f"{prefix}:{{{run_id}}}:meta", "status") != "succeeded":
+                    assert time.monotonic() < deadline, "the background resume did not finish"
+                    time.sleep(0.2)
+                assert r.hget(f"{prefix}:{{{run_id}}}:team:flaky", "attempt") == "2"
+            finally:
+                r.close()
+            log = git_repo.path / ".orchestrate" / "runs" / run_id / "resume.log"
+            while f"run {run_id} succeeded" not in log.read_text():  # its summary: it ends
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        finally:
+            ui.terminate()
+            ui.wait(20)
