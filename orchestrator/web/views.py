@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -284,10 +284,10 @@ def feedback_of(prompt: str) -> str:
     return "\n".join(out).strip()
 
 
-def _command(check: object) -> str:
+def _command(check: str | Sequence[str]) -> str:
     from orchestrator.verify import command_text
 
-    return command_text(check)  # type: ignore[arg-type]
+    return command_text(check)
 
 
 def _float(value: str | None) -> float | None:
