@@ -436,3 +436,37 @@ async def test_runs_stream_sends_the_table_when_a_run_changes_or_appears(web: We
     first, second = (m["data"]["html"] for m in got)
     assert "st-running" in first and "/runs/r2" not in first
     assert "/runs/r2" in second and "/runs/r1" in second
+
+
+async def test_team_stream_reads_back_from_the_files_what_the_capped_stream_dropped(
+    settings: Any, tmp_path: Path
+) -> None:
+    """A reader that comes back after the capped log stream dropped lines it had not seen
+    (a long disconnection) gets them from the attempt's log file, in order, with a note
+    saying so: no gap."""
+    from orchestrator.store import open_store
+
+    small = settings.model_copy(update={"log_stream_cap": 100})
+    layout = StateLayout(tmp_path / ".orchestrate")
+    async with open_store(small, layout) as store:
+        await make_run(store, "r1", ["db"])
+        await store.team_transition("r1", "db", "running", epoch=0, attempt=1)
+        lines = [f"line {i}" for i in range(1, 401)]
+        log = layout.log_file("r1", "db", 1)
+        log.parent.mkdir(parents=True)
+        log.write_text("\n".join(lines) + "\n")  # what the agent printed
+        await store.append_log("r1", "db", 1, lines[:5])
+        fifth = (await store.read_log("r1", "db"))[-1].id
+        for i in range(5, 400, 50):
+            await store.append_log("r1", "db", 1, lines[i : i + 50])
+        assert len(await store.read_log("r1", "db")) < 300  # the cap dropped the early ones
+        ev, _ = await store.stream_tails("r1", [])
+        async with serving(store, layout, Access.for_bind("127.0.0.1", None)) as w:
+            got = await _messages(
+                w.client, "/runs/r1/teams/db/stream", 396,
+                headers={"Last-Event-ID": f"{ev}|{fifth}|1.5"},
+            )  # fmt: skip
+    texts = [m["data"]["t"] for m in got if m["event"] == "line"]
+    notes = [m["data"]["t"] for m in got if m["event"] == "note"]
+    assert texts == lines[5:], texts[:5]
+    assert len(notes) == 1 and "read back from the log files" in notes[0]

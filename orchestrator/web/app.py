@@ -238,6 +238,7 @@ def create_app(config: WebConfig) -> Starlette:
         got = await history(
             config.store, config.layout, run_id, tid, adapter=adapter_of(plan, tid)
         )
+        position = streams.Position(ev_tail, got.last_id, got.last_pos or None)
         lines = [
             {"a": line.attempt, "t": _clean(line.text, redactor)} for line in got.lines
         ]
@@ -246,7 +247,7 @@ def create_app(config: WebConfig) -> Starlette:
             run_id=run_id,
             t=data,
             lines=lines,
-            position=f"{ev_tail}|{got.last_id}",
+            position=str(position),
         )
 
     async def team_detail(request: Request) -> Response:
@@ -259,13 +260,18 @@ def create_app(config: WebConfig) -> Starlette:
         run_state = await views.run(run_id)
         if tid not in run_state.team_ids:
             raise NotFound(f"run {run_id} has no team {tid!r}")
+        from orchestrator.logs import adapter_of
+
         start = streams.parse_position(
             request.headers.get("last-event-id") or request.query_params.get("from")
         )
         if start is None:  # no position: from now on
             ev, logs = await config.store.stream_tails(run_id, [tid])
-            start = (ev, logs[tid])
-        return _sse(streams.team_stream(views, run_id, tid, start))
+            start = streams.Position(ev, logs[tid])
+        plan = await views.plan(run_state)
+        return _sse(
+            streams.team_stream(views, run_id, tid, start, lambda team: adapter_of(plan, team))
+        )
 
     async def team_file(request: Request) -> Response:
         run_id, tid = request.path_params["run"], request.path_params["team"]

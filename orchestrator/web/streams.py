@@ -19,13 +19,17 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from orchestrator.board import format_event
 from orchestrator.errors import StoreError
 from orchestrator.web.views import Board, Views, clean
+
+if TYPE_CHECKING:
+    from orchestrator.agents.base import AgentAdapter
 
 BLOCK_MS = 5_000
 """One ``XREAD`` waits at most this long; then a keep-alive comment goes out."""
@@ -35,6 +39,7 @@ RETRY_MS = 1_000
 STORE_RETRY = 1.0
 
 BoardPayload = Callable[[Board], dict[str, Any]]
+AdapterFor = Callable[[str], "AgentAdapter"]
 
 
 def message(event: str, data: Any, event_id: str | None = None) -> str:
@@ -48,13 +53,33 @@ def _valid(entry_id: str) -> bool:
     return ms.isdigit() and seq.isdigit()
 
 
-def parse_position(raw: str | None) -> tuple[str, str] | None:
-    """``"<events id>|<log id>"`` (a Last-Event-ID) -> the two ids; None when malformed."""
+@dataclass(frozen=True)
+class Position:
+    """Where a reader stands: the events id, the log id and the (attempt, line number) of
+    that log entry (to see a gap even when the entry was trimmed meanwhile)."""
+
+    events: str
+    log: str = "0-0"
+    line: tuple[int, int] | None = None
+
+    def __str__(self) -> str:
+        at = f"|{self.line[0]}.{self.line[1]}" if self.line else ""
+        return f"{self.events}|{self.log}{at}"
+
+
+def parse_position(raw: str | None) -> Position | None:
+    """``"<events id>|<log id>[|<attempt>.<n>]"`` (a Last-Event-ID) -> a Position; None when
+    malformed."""
     if not raw:
         return None
-    ev, _, log = raw.partition("|")
+    ev, _, rest = raw.partition("|")
+    log, _, at = rest.partition("|")
     log = log or "0-0"
-    return (ev, log) if _valid(ev) and _valid(log) else None
+    if not (_valid(ev) and _valid(log)):
+        return None
+    a, _, n = at.partition(".")
+    line = (int(a), int(n)) if a.isdigit() and n.isdigit() else None
+    return Position(ev, log, line)
 
 
 RUNS_FOLLOWED = 50
@@ -102,7 +127,7 @@ async def run_stream(
     store = views.store
     yield f"retry: {RETRY_MS}\n\n"
     pos = parse_position(last_id)
-    ev: str | None = pos[0] if pos is not None else None
+    ev: str | None = pos.events if pos is not None else None
     logs: dict[str, str] | None = None
     last_board = 0.0
     down = False
@@ -154,15 +179,25 @@ async def run_stream(
 
 
 async def team_stream(
-    views: Views, run_id: str, team: str, start: tuple[str, str]
+    views: Views, run_id: str, team: str, start: Position, adapter: AdapterFor
 ) -> AsyncIterator[str]:
-    """The team page's stream from ``start`` (events id, log id): see the module docstring."""
+    """The team page's stream from ``start``: see the module docstring. Lines the reader
+    missed because the capped stream dropped them meanwhile (a long disconnection) are
+    read back from the log files, as ``orchestrate logs -f`` does."""
+    from orchestrator.logs import _GapFiller
+
     store = views.store
     yield f"retry: {RETRY_MS}\n\n"
-    ev, log = start
+    ev, log, at = start.events, start.log, start.line
+    notes: list[str] = []
+    gaps = _GapFiller(store, views.layout, run_id, attempt=None, adapter=adapter, warn=notes.append)
     down = False
+    started = False
     while True:
         try:
+            if not started:
+                await gaps.start(team, log, at)
+                started = True
             events, lines = await store.read_run_streams(
                 run_id, events_after=ev, logs_after={team: log}, block_ms=BLOCK_MS
             )
@@ -176,9 +211,20 @@ async def team_stream(
             await anyio.sleep(STORE_RETRY)
             continue
         for line in lines:
+            try:
+                missed = await gaps.missed(team, line)
+            except StoreError:
+                missed = []
+            for a, text in missed:  # no id: a reconnect in here starts from the line before
+                yield message("line", {"a": a, "n": 0, "t": clean(text, views.redactor)})
+            for note in notes:
+                text = note.removeprefix("orchestrate logs: ")
+                yield message("note", {"t": clean(text, views.redactor)})
+            notes.clear()
             log = line.id
+            at = (line.attempt, line.n) if line.n else None
             data = {"a": line.attempt, "n": line.n, "t": clean(line.line, views.redactor)}
-            yield message("line", data, f"{ev}|{log}")
+            yield message("line", data, str(Position(ev, log, at)))
         if events:
             ev = events[-1].id
             mine = [e for e in events if e.team == team or e.type == "run"]
@@ -195,6 +241,6 @@ async def team_stream(
                     "reason": clean(state.error or state.reason or "", views.redactor),
                     "events": [clean(format_event(e), views.redactor) for e in mine],
                 }
-                yield message("team", data, f"{ev}|{log}")
+                yield message("team", data, str(Position(ev, log, at)))
         if not events and not lines:
             yield ": keep-alive\n\n"

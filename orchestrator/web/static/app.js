@@ -189,6 +189,10 @@
         showCount();
         scroll();
       },
+      note(data) {
+        add("ln mark", lastAttempt || "", data.t);
+        scroll();
+      },
       team(data) {
         setBadge(document.getElementById("team-status"), data.status);
         document.getElementById("team-attempt").textContent = data.attempt;
