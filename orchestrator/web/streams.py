@@ -7,9 +7,10 @@ page's stream sends every log line of the team (``line``: attempt, number,
 text) and the team's state changes (``team``).
 
 Every message carries an ``id:`` that is the reader's position in the
-streams (``<events id>|<log id>``); a browser that reconnects sends it back
-as ``Last-Event-ID`` and the stream goes on from exactly there: no line is
-lost or sent twice. When Redis is unreachable the stream says ``store:
+streams (:class:`Position`: ``<events id>|<log id>|<attempt>.<line number>``);
+a browser that reconnects sends it back as ``Last-Event-ID`` and the stream
+goes on from exactly there: no line is lost or sent twice. Lines the capped
+log stream dropped in between are read back from the log files. When Redis is unreachable the stream says ``store:
 reconnecting``, keeps trying, and says ``store: ok`` (with a fresh board) when
 it is back.
 """
