@@ -10,7 +10,9 @@ Every message carries an ``id:`` that is the reader's position in the
 streams (:class:`Position`: ``<events id>|<log id>|<attempt>.<line number>``);
 a browser that reconnects sends it back as ``Last-Event-ID`` and the stream
 goes on from exactly there: no line is lost or sent twice. Lines the capped
-log stream dropped in between are read back from the log files. When Redis is unreachable the stream says ``store:
+log stream dropped in between are read back from the log files (``note``
+says so). The runs page's stream sends the table (``runs``) when a run
+changes or appears. When Redis is unreachable the stream says ``store:
 reconnecting``, keeps trying, and says ``store: ok`` (with a fresh board) when
 it is back.
 """
