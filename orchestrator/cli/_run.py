@@ -364,6 +364,12 @@ def run(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Debug log (run, team, agent) on stderr.")
     ] = False,
+    ui: Annotated[
+        bool, typer.Option("--ui", help="Serve the web dashboard beside the run (loopback).")
+    ] = False,
+    ui_port: Annotated[
+        int, typer.Option("--ui-port", min=0, max=65535, help="The dashboard's port.")
+    ] = 8765,
     state_dir: StateDirOpt = None,
     redis_url: RedisUrlOpt = None,
     yes: Annotated[
@@ -427,8 +433,14 @@ def run(
             on_started=on_started,
         )
 
+    runner: Callable[[Store, OnStarted | None], Awaitable[RunResult]] = go
+    if ui:  # the dashboard beside the run (orchestrator/cli/_ui.py)
+        from orchestrator.cli._ui import beside
+
+        runner, announce = beside(go, layout=layout, redis_url=redis_url, port=ui_port)
+        announce()
     result = out.run(
-        settings, layout, go, before=lambda store: _note_live_runs(store, loaded.plan.name)
+        settings, layout, runner, before=lambda store: _note_live_runs(store, loaded.plan.name)
     )
     for line in _summary(result, layout.report_file(result.run_id, "html"), state_hint(layout)):
         _echo(line)
