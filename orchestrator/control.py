@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     from orchestrator.plan import Plan
     from orchestrator.store import Store
-    from orchestrator.teamrun import Recovery, RunContext, TeamResult
+    from orchestrator.runtypes import Recovery, RunContext, TeamResult
 
 CANCEL_TEAM = "cancel-team"
 RETRY_TEAM = "retry-team"
@@ -244,7 +244,7 @@ class LiveControl:
                 )
 
     async def _cancel(self, ctx: RunContext, team: str) -> None:
-        from orchestrator.teamrun import Notice, TeamResult
+        from orchestrator.runtypes import Notice, TeamResult
 
         status = self._status
         reason = "cancelled on request"
@@ -266,7 +266,7 @@ class LiveControl:
 
     async def _retry(self, ctx: RunContext, team: str) -> None:
         from orchestrator.prompts import Feedback
-        from orchestrator.teamrun import Notice, Recovery, TeamResult
+        from orchestrator.runtypes import Notice, Recovery, TeamResult
 
         status, inbox, recoveries = self._status, self._inbox, self._recoveries
         if status is None or inbox is None or recoveries is None or status.get(team) != "failed":
