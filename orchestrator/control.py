@@ -39,8 +39,8 @@ if TYPE_CHECKING:
     from anyio.abc import ObjectSendStream
 
     from orchestrator.plan import Plan
-    from orchestrator.store import Store
     from orchestrator.runtypes import Recovery, RunContext, TeamResult
+    from orchestrator.store import Store
 
 CANCEL_TEAM = "cancel-team"
 RETRY_TEAM = "retry-team"
