@@ -11,10 +11,12 @@ keeps this list and that contract the same, and every module in one layer)::
 
     cli       cli __main__
               the command line: parses, prints, exit codes (typer lives here only)
+    web       web
+              the live dashboard (``orchestrate ui``, the ``web`` extra)
     mdimport  mdimport
               a Markdown coordination plan -> plan.yaml
     run       engine resume reconcile verdict teamrun runtypes executor local_executor
-              attempt integration integration_procs notify preflight
+              attempt integration integration_procs control notify preflight
               a run: scheduling, attempts, resume and cancel, integration, its end
     views     board logs report report_html timeline
               what a run looks like: the board, log lines, the report (read only)

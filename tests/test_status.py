@@ -110,7 +110,8 @@ async def test_redis_refuses_exactly_the_run_moves_the_table_refuses(store: Stor
 
 # Strings that spell a status but are not one: words of a sentence, a check's result.
 _NOT_A_STATUS = {
-    ("engine.py", "cancelled"),  # the reason's words when no one says who cancelled
+    ("verdict.py", "cancelled"),  # the reason's words when no one says who cancelled
+    ("reconcile.py", "cancelled"),  # why an attempt is uncounted: crashed or cancelled
     ("notify.py", "failed"),  # the webhook payload's key: the failed teams
     ("report.py", "failed"),  # a check's result: passed or failed
     ("resume.py", "failed"),  # the feedback's words when a failed attempt gave no reason
