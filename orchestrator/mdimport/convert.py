@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-from pydantic import ValidationError
-
-from orchestrator.errors import OrchestrateError, PlanError, Problem, UsageError
+from orchestrator.errors import OrchestrateError, UsageError
 from orchestrator.plan import AgentConfig, Plan, format_duration
+from orchestrator.planload import load_plan_text
 
 READER_FAILED = "the offline reader could not read this document"
 
@@ -38,27 +35,9 @@ class ImportResult:
 def validate_text(text: str, *, path: Path) -> Plan:
     """Validate plan YAML the way ``orchestrate validate`` does (repository not checked).
 
-    Uses :func:`orchestrator.planload.load_plan_text` when that module exists;
-    else the pydantic models alone. Raises :class:`PlanError`.
+    Raises :class:`PlanError`.
     """
-    try:
-        planload = importlib.import_module("orchestrator.planload")
-    except ImportError:
-        planload = None
-    if planload is not None:
-        loaded = planload.load_plan_text(text, path=path, check_repo=False)
-        plan: Plan = loaded.plan
-        return plan
-    try:
-        return Plan.model_validate(yaml.safe_load(text))
-    except yaml.YAMLError as exc:
-        raise PlanError([Problem(file=str(path), where="", message=f"not YAML: {exc}")]) from exc
-    except ValidationError as exc:
-        problems = [
-            Problem(file=str(path), where=".".join(str(p) for p in err["loc"]), message=err["msg"])
-            for err in exc.errors()
-        ]
-        raise PlanError(problems) from exc
+    return load_plan_text(text, path=path, check_repo=False).plan
 
 
 def import_markdown(
