@@ -25,8 +25,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.gitrepo import GitRepo
-from tests.test_engine_crashkit import (
+from tests.support.crashkit import (
     branch_files,
     chaos_plan,
     kill9,
@@ -34,6 +33,7 @@ from tests.test_engine_crashkit import (
     run_leftovers,
     succeeded_counts,
 )
+from tests.support.gitrepo import GitRepo
 
 
 def _repo(folder: Path) -> GitRepo:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.crashkit import kill9, make_fixture, run_leftovers, wait_for
 from tests.support.gitrepo import GitRepo
-from tests.test_engine_crashkit import kill9, make_fixture, run_leftovers, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.support.gitrepo import GitRepo
-from tests.test_engine_crashkit import (
+from tests.support.crashkit import (
     Fixture,
     branch_files,
     chaos_plan,
@@ -25,6 +24,7 @@ from tests.test_engine_crashkit import (
     succeeded_counts,
     wait_for,
 )
+from tests.support.gitrepo import GitRepo
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(240)]
 

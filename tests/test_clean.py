@@ -21,9 +21,9 @@ import pytest
 from orchestrator.paths import StateLayout
 from orchestrator.settings import Settings
 from orchestrator.store import open_store
+from tests.support.engine import files_for, plan_yaml, write_agent
 from tests.support.gitrepo import GitRepo
 from tests.support.redis import make_run
-from tests.test_engine_support import files_for, plan_yaml, write_agent
 
 TEAMS = [("db", []), ("api", ["db"])]
 

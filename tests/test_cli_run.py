@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.support.engine import SEVEN, files_for, plan_yaml, write_agent
 from tests.support.gitrepo import GitRepo
-from tests.test_engine_support import SEVEN, files_for, plan_yaml, write_agent
 
 ORCHESTRATE = [sys.executable, "-m", "orchestrator"]
 

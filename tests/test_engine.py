@@ -18,8 +18,7 @@ from orchestrator.planload import load_plan
 from orchestrator.runs import new_run_id, plan_of_run
 from orchestrator.store import Store, Usage
 from orchestrator.teamrun import Notice
-from tests.support.gitrepo import GitRepo
-from tests.test_engine_support import (
+from tests.support.engine import (
     SEVEN,
     files_for,
     max_overlap,
@@ -27,6 +26,7 @@ from tests.test_engine_support import (
     read_times,
     write_agent,
 )
+from tests.support.gitrepo import GitRepo
 
 pytestmark = pytest.mark.anyio
 

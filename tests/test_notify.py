@@ -18,11 +18,11 @@ from pydantic import ValidationError
 from structlog.testing import capture_logs
 
 from orchestrator.notify import Notifier, Webhook, mask_webhook_url, webhooks_of
+from tests.support.engine import SEVEN, files_for, plan_yaml, write_agent
 from tests.support.gitrepo import GitRepo
 from tests.test_cli_run import _env as cli_env
 from tests.test_cli_run import _plan as plan_file
 from tests.test_cli_run import _run as cli_run
-from tests.test_engine_support import SEVEN, files_for, plan_yaml, write_agent
 
 pytestmark = pytest.mark.anyio
 

@@ -22,8 +22,8 @@ from orchestrator.report import build_report, write_reports
 from orchestrator.settings import Settings
 from orchestrator.store import Store
 from orchestrator.timeline import COLOURS
+from tests.support.engine import files_for, plan_yaml, write_agent
 from tests.support.gitrepo import GitRepo
-from tests.test_engine_support import files_for, plan_yaml, write_agent
 
 pytestmark = pytest.mark.anyio
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.gitrepo import GitRepo
-from tests.test_engine_crashkit import (
+from tests.support.crashkit import (
     branch_files,
     kill9,
     make_fixture,
@@ -16,6 +15,7 @@ from tests.test_engine_crashkit import (
     succeeded_counts,
     wait_for,
 )
+from tests.support.gitrepo import GitRepo
 
 pytestmark = pytest.mark.slow
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.support.engine import plan_yaml
 from tests.support.gitrepo import GitRepo
-from tests.test_engine_support import plan_yaml
 
 ORCHESTRATE = [sys.executable, "-m", "orchestrator"]
 

@@ -24,8 +24,8 @@ from orchestrator.paths import StateLayout
 from orchestrator.planload import load_plan
 from orchestrator.runs import RunInfo
 from orchestrator.store import Store
+from tests.support.engine import files_for, plan_yaml, write_agent
 from tests.support.gitrepo import GitRepo
-from tests.test_engine_support import files_for, plan_yaml, write_agent
 
 FAST = EngineOptions(backoff_initial=0.01, backoff_max=0.05, backoff_jitter=0.01, kill_grace=1.0)
 TEAMS = [("db", []), ("api", ["db"])]

@@ -306,7 +306,7 @@ async def test_team_page_shows_checks_with_their_output_and_the_retry_feedback(
     pass, and the prompt of attempt 2 carrying that feedback."""
     from orchestrator.engine import EngineOptions, start_run
     from orchestrator.planload import load_plan
-    from tests.test_engine_support import files_for, plan_yaml, write_agent
+    from tests.support.engine import files_for, plan_yaml, write_agent
 
     teams = [("db", [])]
     command, _ = write_agent(tmp_path / "agent", files_for(teams))
@@ -391,7 +391,7 @@ def test_run_with_ui_on_a_port_in_use_starts_nothing(
 ) -> None:
     """`orchestrate run plan.yaml --ui` with the dashboard's port taken: one line, exit 2,
     and no run was created (nothing to clean up or resume)."""
-    from tests.test_engine_support import files_for, plan_yaml, write_agent
+    from tests.support.engine import files_for, plan_yaml, write_agent
 
     teams = [("db", [])]
     command, times = write_agent(tmp_path / "agent", files_for(teams))

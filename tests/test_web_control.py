@@ -26,8 +26,8 @@ from orchestrator.planload import load_plan
 from orchestrator.resume import resume_run
 from orchestrator.settings import Settings
 from orchestrator.store import Store
+from tests.support.engine import files_for, plan_yaml, write_agent
 from tests.support.gitrepo import GitRepo
-from tests.test_engine_support import files_for, plan_yaml, write_agent
 
 pytestmark = pytest.mark.anyio
 
