@@ -620,8 +620,12 @@ class AgentProcess:
         _reap_released()
         if self._popen is not None:
             self._popen.poll()  # reap our supervisor so it is not counted as a zombie
-        elif not _leads_group(self.pid, self.status, self.create_time):
+        elif self._gone or (
+            self._pidfd is None and not _leads_group(self.pid, self.status, self.create_time)
+        ):
             return False
+        # With a pidfd the group is ours: its leader is our supervisor, alive or exited (and
+        # a group's id is not reused while any member lives).
         return _group_alive(self.pid)
 
     def detach(self) -> None:

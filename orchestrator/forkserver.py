@@ -17,7 +17,8 @@ status, secrets}`` plus the log's file descriptor, which becomes the
 supervisor's stderr) it forks a child that
 
 1. starts its own session (so the agent outlives the helper and the orchestrator),
-2. takes the request's folder and environment (the helper's own stays empty),
+2. takes the request's folder (the environment goes to the agent only: the
+   supervisor's own is the helper's, which holds nothing of ours),
 3. records its pid and start time next to the status file, replies
    ``{"pid", "created"}`` itself (``created``: its start time as
    ``psutil`` reads it), and only if that reply was sent
@@ -88,8 +89,6 @@ def _child(conn: socket.socket, request: dict[str, Any], log_fd: int) -> int:
         os.dup2(log_fd, 2)  # should the supervisor fail, its traceback is in the log
         for fd in {null, log_fd} - {0, 1, 2}:
             os.close(fd)
-        os.environ.clear()
-        os.environ.update(request["env"])
     except OSError as exc:
         _reply(conn, {"errno": exc.errno, "error": exc.strerror or str(exc)})
         return 1
@@ -100,7 +99,12 @@ def _child(conn: socket.socket, request: dict[str, Any], log_fd: int) -> int:
         return 1  # nobody knows of us: start no agent
     conn.close()
     return supervise(
-        list(request["argv"]), Path(request["log"]), status, request["secrets"], identified=True
+        list(request["argv"]),
+        Path(request["log"]),
+        status,
+        request["secrets"],
+        env=request["env"],  # the agent's; ours (the helper's) holds nothing of it
+        identified=True,
     )
 
 

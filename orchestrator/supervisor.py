@@ -52,7 +52,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -332,19 +332,22 @@ def supervise(
     status: Path,
     extra_secrets: Sequence[str] = (),
     *,
+    env: Mapping[str, str] | None = None,
     identified: bool = False,
 ) -> int:
     """Run ``argv`` to its end, logging its output; write ``status``. Returns our exit code.
 
-    ``identified``: our identity record is written already (the fork server's child
-    writes it before it tells the orchestrator its pid)."""
+    ``env``: the agent's environment (default: ours). ``identified``: our identity
+    record is written already (the fork server's child writes it before it tells
+    the orchestrator its pid)."""
     if os.getsid(0) != os.getpid():
         with contextlib.suppress(OSError):
             os.setsid()  # never share a group with whoever started us
     pgid = os.getpgrp()
     created = create_time()
     subreaper = become_subreaper()
-    writer = LogWriter(log, secret_bytes(dict(os.environ), list(extra_secrets)))
+    agent_env = dict(os.environ if env is None else env)
+    writer = LogWriter(log, secret_bytes(agent_env, list(extra_secrets)))
     started = time.time()
     child: subprocess.Popen[bytes] | None = None
     pending: list[int] = []
@@ -361,6 +364,7 @@ def supervise(
     try:
         child = subprocess.Popen(
             argv,
+            env=agent_env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
