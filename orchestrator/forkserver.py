@@ -9,19 +9,21 @@ a supervisor per agent (about a millisecond)::
 
 The helper is ``python -I -S -c ... orchestrator.forkserver FD``, started on
 first use with its own session, ``/`` as its folder and no environment of ours
-(no secrets, no paths). It talks to its orchestrator over a ``SOCK_SEQPACKET``
-socket pair (one message per request or reply; the orchestrator's end never
-leaves the orchestrator) and exits when that socket reaches EOF: its
-orchestrator closed it or died. Per request (JSON ``{argv, cwd, env, log,
-status, secrets}`` plus the log's file descriptor, which becomes the
-supervisor's stderr) it forks a child that
+(no secrets, no paths). Its orchestrator sends requests over a ``SOCK_SEQPACKET``
+control socket pair (whose orchestrator end never leaves the orchestrator); the
+helper exits when that socket reaches EOF: its orchestrator closed it or died.
+A request is one message, JSON ``{argv, cwd, env, log, status, secrets}``, with
+two file descriptors: the log (the supervisor's stderr) and one end of a fresh
+socket pair for the reply, so several requests are under way at once. For each
+the helper forks a child that
 
-1. starts its own session (so the agent outlives the helper and the orchestrator),
+1. closes the control socket and starts its own session (so the agent outlives
+   the helper and the orchestrator),
 2. takes the request's folder (the environment goes to the agent only: the
    supervisor's own is the helper's, which holds nothing of ours),
 3. records its pid and start time next to the status file, replies
-   ``{"pid", "created"}`` itself (``created``: its start time as
-   ``psutil`` reads it), and only if that reply was sent
+   ``{"pid", "created"}`` itself (``created``: its start time as ``psutil``
+   reads it) on the request's reply socket, and only if that reply was sent
 4. runs :func:`orchestrator.supervisor.supervise` and exits with its code.
 
 So a reply always means a running supervisor, and EOF before a reply means
@@ -75,10 +77,13 @@ class ForkServerUnavailable(Exception):
 # -- the helper's side ----------------------------------------------------------------------
 
 
-def _child(conn: socket.socket, request: dict[str, Any], log_fd: int) -> int:
+def _child(
+    control: socket.socket, reply: socket.socket, request: dict[str, Any], log_fd: int
+) -> int:
     """In the forked child: become the supervisor of ``request``; returns the exit code."""
     from orchestrator.supervisor import create_time, identity_file, supervise, write_identity
 
+    control.close()  # only the helper listens there: its death must show as EOF at once
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the supervisor waits for its agent
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
@@ -91,14 +96,14 @@ def _child(conn: socket.socket, request: dict[str, Any], log_fd: int) -> int:
         for fd in {null, log_fd} - {0, 1, 2}:
             os.close(fd)
     except OSError as exc:
-        _reply(conn, {"errno": exc.errno, "error": exc.strerror or str(exc)})
+        _reply(reply, {"errno": exc.errno, "error": exc.strerror or str(exc)})
         return 1
     status = Path(request["status"])
     write_identity(status)  # before the reply: whoever learns our pid can also find us by it
-    if not _reply(conn, {"pid": os.getpid(), "created": create_time()}):
+    if not _reply(reply, {"pid": os.getpid(), "created": create_time()}):
         identity_file(status).unlink(missing_ok=True)
         return 1  # nobody knows of us: start no agent
-    conn.close()
+    reply.close()
     return supervise(
         list(request["argv"]),
         Path(request["log"]),
@@ -109,41 +114,46 @@ def _child(conn: socket.socket, request: dict[str, Any], log_fd: int) -> int:
     )
 
 
-def _reply(conn: socket.socket, message: dict[str, Any]) -> bool:
+def _reply(sock: socket.socket, message: dict[str, Any]) -> bool:
     try:
-        conn.send(json.dumps(message).encode())
+        sock.send(json.dumps(message).encode())
     except OSError:
         return False
     return True
 
 
-def _handle(conn: socket.socket, data: bytes, fds: list[int]) -> None:
-    try:
-        request = json.loads(data)
-        log_fd = fds[0]
-    except (ValueError, IndexError):
-        _reply(conn, {"errno": 0, "error": "a malformed request"})
+def _handle(control: socket.socket, data: bytes, fds: list[int]) -> None:
+    """One request: ``fds`` are the log and the request's reply socket."""
+    if len(fds) != 2:
         for fd in fds:
             os.close(fd)
-        return
+        return  # not from our client: its reply socket (if any) reaches EOF
+    log_fd, reply = fds[0], socket.socket(fileno=fds[1])
     try:
-        pid = os.fork()
-    except OSError as exc:
-        _reply(conn, {"errno": exc.errno, "error": exc.strerror or str(exc)})
-        os.close(log_fd)
-        return
-    if pid == 0:
-        code = 1
         try:
-            code = _child(conn, request, log_fd)
-        except BaseException:  # the child must never return into the helper's loop
-            import traceback
+            request = json.loads(data)
+        except ValueError:
+            _reply(reply, {"errno": 0, "error": "a malformed request"})
+            return
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            _reply(reply, {"errno": exc.errno, "error": exc.strerror or str(exc)})
+            return
+        if pid == 0:
+            code = 1
+            try:
+                code = _child(control, reply, request, log_fd)
+            except BaseException:  # the child must never return into the helper's loop
+                import traceback
 
-            traceback.print_exc()
-        finally:
-            sys.stderr.flush()
-            os._exit(code)
-    os.close(log_fd)
+                traceback.print_exc()
+            finally:
+                sys.stderr.flush()
+                os._exit(code)
+    finally:
+        os.close(log_fd)
+        reply.close()
 
 
 def serve(fd: int) -> int:
@@ -152,16 +162,16 @@ def serve(fd: int) -> int:
 
     supervisor._libc()  # warm: every child has it loaded already
     # Out of the collector's sight: a collection in a child would otherwise touch (and
-    # so copy) every page of objects it shares with us, ~2 MB per supervisor.
+    # so copy) every page of objects it shares with us.
     gc.collect()
     gc.freeze()
 
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the supervisors
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    conn = socket.socket(fileno=fd)
+    control = socket.socket(fileno=fd)
     while True:
         try:
-            data, ancdata, _flags, _addr = conn.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(8))
+            data, ancdata, _flags, _addr = control.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(16))
         except InterruptedError:
             continue
         except OSError:
@@ -172,14 +182,14 @@ def serve(fd: int) -> int:
         for level, kind, raw in ancdata:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 fds.frombytes(raw[: len(raw) - (len(raw) % fds.itemsize)])
-        _handle(conn, data, list(fds))
+        _handle(control, data, list(fds))
 
 
 # -- the orchestrator's side ----------------------------------------------------------------
 
 
 class ForkServer:
-    """The client of one helper process; thread-safe (requests are serialised)."""
+    """The client of one helper process; thread-safe, several requests at once."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -200,22 +210,74 @@ class ForkServer:
         data = json.dumps(request).encode()
         if len(data) > MAX_MESSAGE:
             raise ForkServerUnavailable("the request is too large for one message")
-        with self._lock:
-            for _ in range(2):  # a dead helper: once more with a new one
-                sock = self._ensure()
-                reply = self._exchange(sock, data, log_fd)
-                if reply is None:
-                    self._discard()
-                    continue
-                if "pid" in reply:
-                    return int(reply["pid"]), reply.get("created")
-                raise OSError(reply.get("errno") or 0, str(reply.get("error")))
+        for _ in range(2):  # a dead helper: once more with a new one
+            sent = self._send(data, log_fd)
+            if sent is None:
+                continue
+            control, mine = sent
+            try:
+                reply = self._reply(mine, control)
+            finally:
+                mine.close()
+            if reply is None:
+                self._discard(control)
+                continue
+            if "pid" in reply:
+                return int(reply["pid"]), reply.get("created")
+            raise OSError(reply.get("errno") or 0, str(reply.get("error")))
         raise ForkServerUnavailable("the fork server died twice in a row")
 
+    def _send(self, data: bytes, log_fd: int) -> tuple[socket.socket, socket.socket] | None:
+        """Send one request with a fresh reply socket; (control socket, our reply end), or
+        None when the helper is gone (it is discarded: the next call starts a new one)."""
+        with self._lock:
+            control = self._ensure()
+            mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            try:
+                rights = array.array("i", [log_fd, theirs.fileno()])
+                control.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
+            except OSError:
+                mine.close()
+                self._discard(control, locked=True)
+                return None
+            finally:
+                theirs.close()  # the helper holds it now, and then only the child
+        mine.settimeout(REPLY_TIMEOUT)
+        return control, mine
+
+    def _reply(self, mine: socket.socket, control: socket.socket) -> dict[str, Any] | None:
+        """The request's reply; None at EOF before one: no child replied, so no agent runs."""
+        try:
+            raw = mine.recv(65536)
+        except TimeoutError:
+            raw = self._last_word(mine, control)
+        except OSError:
+            return None
+        if not raw:
+            return None
+        reply: dict[str, Any] = json.loads(raw)
+        return reply
+
+    def _last_word(self, mine: socket.socket, control: socket.socket) -> bytes:
+        """A hung helper: stop it and take a reply only if one was already sent.
+
+        After ``SHUT_RD`` no child can send any more (and none will start its
+        agent); a reply already queued means that supervisor runs.
+        """
+        self._discard(control, kill=True)
+        try:
+            mine.shutdown(socket.SHUT_RD)
+            mine.setblocking(False)
+            return mine.recv(65536)
+        except OSError:
+            return b""
+
     def _ensure(self) -> socket.socket:
+        """The live helper's control socket (the lock is held): a new helper if need be."""
         if self._sock is not None and self._proc is not None and self._proc.poll() is None:
             return self._sock
-        self._discard()
+        if self._sock is not None:
+            self._discard(self._sock, locked=True)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         env = {k: v for k, v in os.environ.items() if k in _KEPT_ENV}
         try:
@@ -244,60 +306,36 @@ class ForkServer:
             raise ForkServerUnavailable(f"cannot start the fork server: {exc}") from exc
         finally:
             theirs.close()
-        ours.settimeout(REPLY_TIMEOUT)
         self._sock = ours
         self.started += 1
         return ours
 
-    def _exchange(self, sock: socket.socket, data: bytes, log_fd: int) -> dict[str, Any] | None:
-        """Send one request, read its reply; None: the helper is gone and nothing started."""
-        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [log_fd]))]
-        try:
-            sock.sendmsg([data], rights)
-        except OSError:
-            return None  # not sent: the helper is gone
-        try:
-            raw = sock.recv(65536)
-        except TimeoutError:
-            raw = self._last_word(sock)
-        except OSError:
-            return None
-        if not raw:
-            return None  # EOF before a reply: no child replied, so no agent runs
-        reply: dict[str, Any] = json.loads(raw)
-        return reply
-
-    def _last_word(self, sock: socket.socket) -> bytes:
-        """A hung helper: stop it and take a reply only if one was already sent.
-
-        After ``SHUT_RD`` no child can send any more (and none will start its
-        agent); a reply already queued means that supervisor runs.
-        """
-        if self._proc is not None:
-            self._proc.kill()
-        try:
-            sock.shutdown(socket.SHUT_RD)
-            sock.setblocking(False)
-            return sock.recv(65536)
-        except OSError:
-            return b""
-
-    def _discard(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+    def _discard(self, control: socket.socket, *, locked: bool = False, kill: bool = False) -> None:
+        """Let go of the helper behind ``control`` (if it is still the current one)."""
+        if not locked:
+            with self._lock:
+                self._discard(control, locked=True, kill=kill)
+            return
+        if control is not self._sock:
+            return  # another request discarded it already, and maybe started a new one
+        control.close()
+        self._sock = None
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            try:
-                proc.wait(timeout=1.0)  # it exits at EOF
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is None:
+            return
+        if kill:
+            proc.kill()
+        try:
+            proc.wait(timeout=1.0)  # it exits at EOF
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
     def close(self) -> None:
         """Stop the helper (it exits at EOF); supervisors it forked go on. Safe twice."""
         with self._lock:
-            self._discard()
+            if self._sock is not None:
+                self._discard(self._sock, locked=True)
 
 
 _server: ForkServer | None = None

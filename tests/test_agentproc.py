@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
 import psutil
 import pytest
 
@@ -153,7 +154,11 @@ async def test_launch_secrets_are_masked_in_the_log(
     got = Lines()
     async with await AgentProcess.start(spec) as proc:
         supervisor = psutil.Process(proc.pid)
-        cmdline, environ = supervisor.cmdline(), supervisor.environ()
+        cmdline = supervisor.cmdline()
+        while not cmdline:  # a process that has just exec'd shows none for a moment
+            await anyio.sleep(0.01)
+            cmdline = supervisor.cmdline()
+        environ = supervisor.environ()
         outcome = await proc.run(timeout=30, stall_timeout=None, on_lines=got)
     assert outcome.exit_code == 0
     assert secret not in " ".join(cmdline)
