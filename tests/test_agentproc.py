@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import anyio
 import psutil
 import pytest
 
@@ -154,10 +153,7 @@ async def test_launch_secrets_are_masked_in_the_log(
     got = Lines()
     async with await AgentProcess.start(spec) as proc:
         supervisor = psutil.Process(proc.pid)
-        cmdline = supervisor.cmdline()
-        while not cmdline:  # a process that has just exec'd shows none for a moment
-            await anyio.sleep(0.01)
-            cmdline = supervisor.cmdline()
+        cmdline = settled_cmdline(proc.pid)
         environ = supervisor.environ()
         outcome = await proc.run(timeout=30, stall_timeout=None, on_lines=got)
     assert outcome.exit_code == 0
@@ -387,3 +383,11 @@ async def test_error_in_on_lines_stops_the_agent(tmp_path: Path) -> None:
         async with await AgentProcess.start(launch(tmp_path, argv)) as proc:
             await proc.run(timeout=30, stall_timeout=None, on_lines=on_lines)
     assert group_left(proc.pid) == []
+
+
+def settled_cmdline(pid: int) -> list[str]:
+    """``pid``'s command line; a process that has just exec'd shows none for a moment."""
+    deadline = time.monotonic() + 5
+    while not (cmdline := psutil.Process(pid).cmdline()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return cmdline

@@ -8,10 +8,10 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import anyio
 import psutil
 import pytest
 
@@ -219,10 +219,7 @@ async def test_the_slow_path_still_works_when_the_fork_server_is_off(
     monkeypatch.setenv(forkserver.DISABLE_ENV, "0")
     launch, starts = counting_launch(tmp_path, "slow", 0.1)
     proc = await AgentProcess.start(launch)
-    supervisor = psutil.Process(proc.pid)
-    while not supervisor.cmdline():  # a process that has just exec'd shows none for a moment
-        await anyio.sleep(0.01)
-    assert "orchestrator.supervisor" in supervisor.cmdline()
+    assert "orchestrator.supervisor" in settled_cmdline(proc.pid)
     assert await run_to_end(proc) == (3, ["up", "done"])
     assert starts.read_text() == "started\n"
 
@@ -294,3 +291,11 @@ def test_helper_killed_9_mid_run(git_repo: GitRepo, tmp_path: Path, then: str) -
     finally:
         fx.kill_all()
         fx.run("server", "stop")
+
+
+def settled_cmdline(pid: int) -> list[str]:
+    """``pid``'s command line; a process that has just exec'd shows none for a moment."""
+    deadline = time.monotonic() + 5
+    while not (cmdline := psutil.Process(pid).cmdline()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return cmdline
