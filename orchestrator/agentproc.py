@@ -79,6 +79,8 @@ class Launch:
     log: Path
     status: Path
     secrets: tuple[str, ...] = ()
+    stdin: Path | None = None
+    """A file the agent reads as its stdin (its prompt); None: ``/dev/null``."""
 
 
 @dataclass(frozen=True)
@@ -296,6 +298,7 @@ def _fork(launch: Launch, log_fd: int) -> tuple[int, float | None] | None:
         "log": str(launch.log.absolute()),
         "status": str(launch.status.absolute()),
         "secrets": list(launch.secrets),
+        "stdin": None if launch.stdin is None else str(launch.stdin.absolute()),
     }
     try:
         return forkserver.fork_server().spawn(request, log_fd)
@@ -308,6 +311,8 @@ def _spawn(launch: Launch, log_fd: int) -> subprocess.Popen[bytes]:
     secrets_r, secrets_w = os.pipe() if launch.secrets else (-1, -1)
     try:
         secrets_args = ["--secrets-fd", str(secrets_r)] if launch.secrets else []
+        if launch.stdin is not None:
+            secrets_args += ["--stdin", str(launch.stdin)]
         popen = subprocess.Popen(
             [
                 *_SUPERVISOR,
@@ -615,6 +620,13 @@ class AgentProcess:
             if not await _wait_until(lambda: not self._group_alive(), grace):
                 _killpg(self.pid, signal.SIGKILL)
                 await _wait_until(lambda: not self._group_alive(), _EXIT_WAIT)
+
+    def kill(self) -> None:
+        """SIGKILL the agent's process group now, without a grace period (a second Ctrl-C).
+
+        A :meth:`terminate` under way sees the group gone and returns."""
+        if self._group_alive():
+            _killpg(self.pid, signal.SIGKILL)
 
     def _group_alive(self) -> bool:
         _reap_released()

@@ -12,7 +12,7 @@ first use with its own session, ``/`` as its folder and no environment of ours
 (no secrets, no paths). Its orchestrator sends requests over a ``SOCK_SEQPACKET``
 control socket pair (whose orchestrator end never leaves the orchestrator); the
 helper exits when that socket reaches EOF: its orchestrator closed it or died.
-A request is one message, JSON ``{argv, cwd, env, log, status, secrets}``, with
+A request is one message, JSON ``{argv, cwd, env, log, status, secrets, stdin}``, with
 two file descriptors: the log (the supervisor's stderr) and one end of a fresh
 socket pair for the reply, so several requests are under way at once. For each
 the helper forks a child that
@@ -109,6 +109,7 @@ def _child(
         Path(request["log"]),
         status,
         request["secrets"],
+        Path(request["stdin"]) if request.get("stdin") else None,
         env=request["env"],  # the agent's; ours (the helper's) holds nothing of it
         identified=True,
     )

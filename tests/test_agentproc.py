@@ -391,3 +391,26 @@ def settled_cmdline(pid: int) -> list[str]:
     while not (cmdline := psutil.Process(pid).cmdline()) and time.monotonic() < deadline:
         time.sleep(0.01)
     return cmdline
+
+
+@pytest.mark.parametrize("path", ["forked", "spawned"])
+async def test_the_agent_reads_its_stdin_file(
+    tmp_path: Path, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Launch.stdin: the agent reads that file as its stdin (its prompt, kept off its command
+    line), whichever way its supervisor was started."""
+    if path == "spawned":
+        monkeypatch.setenv(forkserver.DISABLE_ENV, "0")
+    prompt = tmp_path / "prompt.md"
+    prompt.write_text("build the thing\nthen test it\n")
+    reader = "import sys\nfor line in sys.stdin:\n    print('got', line.strip())\n"
+    argv = python_agent(tmp_path / "agent.py", reader)
+    base = launch(tmp_path, argv)
+    spec = Launch(
+        argv=argv, cwd=tmp_path, env=base.env, log=base.log, status=base.status, stdin=prompt
+    )
+    got = Lines()
+    async with await AgentProcess.start(spec) as proc:
+        outcome = await proc.run(timeout=30, stall_timeout=None, on_lines=got)
+    assert outcome.exit_code == 0
+    assert got.lines == ["got build the thing", "got then test it"]
