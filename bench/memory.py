@@ -68,8 +68,9 @@ def ours(runner: psutil.Process, agent_marker: str) -> list[psutil.Process]:
             cmd = " ".join(proc.cmdline())
         except psutil.Error:
             continue
-        if agent_marker in cmd or "valkey" in cmd:
-            continue
+        supervisor = "orchestrator.supervisor" in cmd or "orchestrator.forkserver" in cmd
+        if not supervisor and (agent_marker in cmd or "valkey" in cmd):
+            continue  # an agent (a supervisor's command line names its agent too) or valkey
         found.append(proc)
     return found
 
