@@ -288,10 +288,37 @@ def _send_secrets(fd: int, secrets: Sequence[str]) -> None:
         os.close(fd)
 
 
-def _fork(launch: Launch, log_fd: int) -> tuple[int, float | None] | None:
-    """Fork the supervisor from this process's fork server: (pid, start time), or None
-    when the fork server cannot take it (start it the slow way). OSError: nothing started."""
-    request = {
+_ready_dirs: set[Path] = set()
+"""Folders of logs and status files known to exist: no mkdir per agent."""
+
+
+def _prepare(launch: Launch) -> tuple[int, int]:
+    """Clear the attempt's status, open its log: (log fd, the log's size). Raises OSError."""
+    for folder in {launch.log.parent, launch.status.parent} - _ready_dirs:
+        folder.mkdir(parents=True, exist_ok=True)
+        _ready_dirs.add(folder)
+    for stale in (launch.status, identity_file(launch.status)):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(stale)  # noqa: PTH108 (per agent: no Path machinery)
+    try:
+        fd = os.open(launch.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except FileNotFoundError:  # its folder went away since
+        _ready_dirs.clear()
+        launch.log.parent.mkdir(parents=True, exist_ok=True)
+        launch.status.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(launch.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    return fd, os.fstat(fd).st_size
+
+
+def _cannot_start(launch: Launch, exc: OSError) -> AgentError:
+    return AgentError(
+        f"cannot start the agent {launch.argv[0]!r} in {launch.cwd}: {exc.strerror or exc}"
+    )
+
+
+def _request(launch: Launch) -> dict[str, Any]:
+    """What the fork server needs to fork the supervisor of ``launch`` (absolute paths)."""
+    return {
         "argv": list(launch.argv),
         "cwd": str(launch.cwd.absolute()),
         "env": dict(launch.env),
@@ -300,10 +327,6 @@ def _fork(launch: Launch, log_fd: int) -> tuple[int, float | None] | None:
         "secrets": list(launch.secrets),
         "stdin": None if launch.stdin is None else str(launch.stdin.absolute()),
     }
-    try:
-        return forkserver.fork_server().spawn(request, log_fd)
-    except forkserver.ForkServerUnavailable:
-        return None
 
 
 def _spawn(launch: Launch, log_fd: int) -> subprocess.Popen[bytes]:
@@ -391,6 +414,7 @@ class AgentProcess:
         offset: int,
         popen: subprocess.Popen[bytes] | None,
         create_time: float | None,
+        fresh: bool = False,
     ) -> None:
         self.pid = pid
         """The supervisor's pid, which is also the process group id of the agent."""
@@ -409,7 +433,7 @@ class AgentProcess:
         """Wakes :meth:`_nap` the moment the supervisor exits, instead of a poll tick later."""
         self._gone = False
         """The pid is not (or no longer) our supervisor's: a stranger, or an exited one reaped."""
-        if popen is None and self._pidfd is not None and not _owns(pid, status, create_time):
+        if not fresh and self._pidfd is not None and not _owns(pid, status, create_time):
             self._close_pidfd()
             self._gone = True
 
@@ -417,42 +441,53 @@ class AgentProcess:
 
     @classmethod
     async def start(cls, launch: Launch) -> AgentProcess:
-        """Start ``launch.argv`` under a supervisor in a new session. Raises :class:`AgentError`."""
-        return await anyio.to_thread.run_sync(cls._start_sync, launch)
+        """Start ``launch.argv`` under a supervisor in a new session. Raises :class:`AgentError`.
 
-    @classmethod
-    def _start_sync(cls, launch: Launch) -> AgentProcess:
+        Through the fork server (awaited on the event loop: a few file operations and
+        one message), else as a fresh interpreter (in a worker thread).
+        """
         if not launch.argv:
             raise AgentError("the agent's command line is empty")
-        popen: subprocess.Popen[bytes] | None = None
-        try:
-            launch.log.parent.mkdir(parents=True, exist_ok=True)
-            launch.status.parent.mkdir(parents=True, exist_ok=True)
-            launch.status.unlink(missing_ok=True)
-            identity_file(launch.status).unlink(missing_ok=True)
-            fd = os.open(launch.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        if forkserver.enabled():
             try:
-                offset = os.fstat(fd).st_size
-                forked = _fork(launch, fd) if forkserver.enabled() else None
-                if forked is None:
-                    popen = _spawn(launch, fd)
+                fd, offset = _prepare(launch)
+                try:
+                    forked = await forkserver.fork_server().aspawn(_request(launch), fd)
+                finally:
+                    os.close(fd)
+            except forkserver.ForkServerUnavailable:
+                pass
+            except OSError as exc:
+                raise _cannot_start(launch, exc) from exc
+            else:
+                pid, create_time = forked
+                return cls(
+                    pid=pid,
+                    log=launch.log,
+                    status=launch.status,
+                    offset=offset,
+                    popen=None,
+                    create_time=create_time,
+                    fresh=True,  # it told us its pid itself: no need to check who it is
+                )
+        return await anyio.to_thread.run_sync(cls._spawn_sync, launch)
+
+    @classmethod
+    def _spawn_sync(cls, launch: Launch) -> AgentProcess:
+        try:
+            fd, offset = _prepare(launch)
+            try:
+                popen = _spawn(launch, fd)
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise AgentError(
-                f"cannot start the agent {launch.argv[0]!r} in {launch.cwd}: {exc.strerror or exc}"
-            ) from exc
-        if forked is not None:
-            pid, create_time = forked
-        else:
-            assert popen is not None
-            pid = popen.pid
-            try:
-                create_time = psutil.Process(pid).create_time()
-            except psutil.Error:
-                create_time = None
+            raise _cannot_start(launch, exc) from exc
+        try:
+            create_time: float | None = psutil.Process(popen.pid).create_time()
+        except psutil.Error:
+            create_time = None
         return cls(
-            pid=pid,
+            pid=popen.pid,
             log=launch.log,
             status=launch.status,
             offset=offset,

@@ -74,6 +74,13 @@ class ForkServerUnavailable(Exception):
     """No helper could take the request: start the supervisor the slow way."""
 
 
+def _encode(request: Mapping[str, Any]) -> bytes:
+    data = json.dumps(request).encode()
+    if len(data) > MAX_MESSAGE:
+        raise ForkServerUnavailable("the request is too large for one message")
+    return data
+
+
 # -- the helper's side ----------------------------------------------------------------------
 
 
@@ -208,25 +215,71 @@ class ForkServer:
         """Fork a supervisor for ``request``: its (pid, start time). Raises
         :class:`ForkServerUnavailable` (use the slow path) or ``OSError`` (the
         supervisor could not take the request's folder: nothing was started)."""
-        data = json.dumps(request).encode()
-        if len(data) > MAX_MESSAGE:
-            raise ForkServerUnavailable("the request is too large for one message")
+        data = _encode(request)
         for _ in range(2):  # a dead helper: once more with a new one
             sent = self._send(data, log_fd)
             if sent is None:
                 continue
             control, mine = sent
             try:
-                reply = self._reply(mine, control)
+                try:
+                    raw = mine.recv(65536)
+                except TimeoutError:
+                    raw = self._last_word(mine, control)
+                except OSError:
+                    raw = b""
             finally:
                 mine.close()
-            if reply is None:
-                self._discard(control)
-                continue
-            if "pid" in reply:
-                return int(reply["pid"]), reply.get("created")
-            raise OSError(reply.get("errno") or 0, str(reply.get("error")))
+            started = self._started(raw, control)
+            if started is not None:
+                return started
         raise ForkServerUnavailable("the fork server died twice in a row")
+
+    async def aspawn(self, request: Mapping[str, Any], log_fd: int) -> tuple[int, float | None]:
+        """:meth:`spawn` for an event loop: the reply is awaited, not waited for in a thread.
+
+        Not cancellable once sent (a reply means a running agent, which must reach
+        the caller): it takes at most :data:`REPLY_TIMEOUT`.
+        """
+        import anyio  # here: the helper itself never imports it
+
+        data = _encode(request)
+        for _ in range(2):
+            sent = self._send(data, log_fd)
+            if sent is None:
+                continue
+            control, mine = sent
+            try:
+                mine.setblocking(False)
+                raw: bytes | None = None
+                with anyio.CancelScope(shield=True), anyio.move_on_after(REPLY_TIMEOUT):
+                    while raw is None:
+                        await anyio.wait_readable(mine)
+                        try:
+                            raw = mine.recv(65536)
+                        except BlockingIOError:
+                            continue
+                        except OSError:
+                            raw = b""
+                if raw is None:
+                    raw = self._last_word(mine, control)
+            finally:
+                mine.close()
+            started = self._started(raw, control)
+            if started is not None:
+                return started
+        raise ForkServerUnavailable("the fork server died twice in a row")
+
+    def _started(self, raw: bytes, control: socket.socket) -> tuple[int, float | None] | None:
+        """A reply's (pid, start time); None at EOF before a reply: no child replied, so
+        no agent runs, and the helper is gone (discarded). OSError: the child refused."""
+        if not raw:
+            self._discard(control)
+            return None
+        reply: dict[str, Any] = json.loads(raw)
+        if "pid" in reply:
+            return int(reply["pid"]), reply.get("created")
+        raise OSError(reply.get("errno") or 0, str(reply.get("error")))
 
     def _send(self, data: bytes, log_fd: int) -> tuple[socket.socket, socket.socket] | None:
         """Send one request with a fresh reply socket; (control socket, our reply end), or
@@ -245,19 +298,6 @@ class ForkServer:
                 theirs.close()  # the helper holds it now, and then only the child
         mine.settimeout(REPLY_TIMEOUT)
         return control, mine
-
-    def _reply(self, mine: socket.socket, control: socket.socket) -> dict[str, Any] | None:
-        """The request's reply; None at EOF before one: no child replied, so no agent runs."""
-        try:
-            raw = mine.recv(65536)
-        except TimeoutError:
-            raw = self._last_word(mine, control)
-        except OSError:
-            return None
-        if not raw:
-            return None
-        reply: dict[str, Any] = json.loads(raw)
-        return reply
 
     def _last_word(self, mine: socket.socket, control: socket.socket) -> bytes:
         """A hung helper: stop it and take a reply only if one was already sent.
