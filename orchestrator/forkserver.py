@@ -252,7 +252,8 @@ class ForkServer:
             try:
                 mine.setblocking(False)
                 raw: bytes | None = None
-                with anyio.CancelScope(shield=True), anyio.move_on_after(REPLY_TIMEOUT):
+                deadline = anyio.current_time() + REPLY_TIMEOUT
+                with anyio.CancelScope(shield=True, deadline=deadline):
                     while raw is None:
                         await anyio.wait_readable(mine)
                         try:
