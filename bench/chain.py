@@ -128,7 +128,11 @@ def main() -> int:
         )
         make = run_make(work, n)
         results.append(Result("chain", "make per team", make / n * 1000, "ms", note=note))
-        bare = run_bare_loop(repo / ".orchestrate" / "redis" / "valkey.sock", n)
+        from orchestrator.redis_server import EmbeddedServer  # where its socket is (a long
+        from orchestrator.settings import Settings  # path puts it in a short folder)
+
+        sock = EmbeddedServer(repo / ".orchestrate" / "redis", Settings()).socket_path
+        bare = run_bare_loop(sock, n)
         results.append(
             Result(
                 "chain",
