@@ -59,6 +59,8 @@ MAX_MESSAGE = 1 << 20
 """Largest request (bytes of JSON): a bigger one (a huge environment) takes the slow path."""
 REPLY_TIMEOUT = 30.0
 """Seconds to wait for a supervisor's reply before the helper is given up as hung."""
+SEND_TIMEOUT = 5.0
+"""Seconds a request may wait for room in the helper's queue (it reads them at once)."""
 DISABLE_ENV = "ORCHESTRATE_FORK_SERVER"
 """``ORCHESTRATE_FORK_SERVER=0``: always start supervisors as fresh interpreters (benchmarks)."""
 
@@ -348,6 +350,7 @@ class ForkServer:
             raise ForkServerUnavailable(f"cannot start the fork server: {exc}") from exc
         finally:
             theirs.close()
+        ours.settimeout(SEND_TIMEOUT)  # a helper stopped with its queue full is given up
         self._sock = ours
         self.started += 1
         return ours
