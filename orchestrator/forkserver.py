@@ -31,7 +31,8 @@ that no agent was started: the request is safe to send again. That is what
 makes a helper killed with SIGKILL harmless: supervisors it forked go on (they
 are in their own sessions; a resume recognises them by pid and start time, see
 :mod:`orchestrator.agentproc`), and the next request starts a new helper. A
-helper that cannot be started, or a request too large for one message, makes
+helper that cannot be started (three in a row died without a reply: the
+process stops trying), or a request too large for one message, makes
 :class:`ForkServerUnavailable`: the caller starts the supervisor the slow way.
 
 The helper ignores ``SIGCHLD``, so the kernel reaps the supervisors it forked;
@@ -59,6 +60,8 @@ MAX_MESSAGE = 1 << 20
 """Largest request (bytes of JSON): a bigger one (a huge environment) takes the slow path."""
 REPLY_TIMEOUT = 30.0
 """Seconds to wait for a supervisor's reply before the helper is given up as hung."""
+MAX_FAILURES = 3
+"""Helpers in a row that may die without a reply before this process stops using them."""
 SEND_TIMEOUT = 5.0
 """Seconds a request may wait for room in the helper's queue (it reads them at once)."""
 DISABLE_ENV = "ORCHESTRATE_FORK_SERVER"
@@ -207,6 +210,8 @@ class ForkServer:
         self._proc: subprocess.Popen[bytes] | None = None
         self.started = 0
         """How many helpers this client started (a new one after a helper died)."""
+        self._failures = 0
+        """Helpers in a row that died without a single reply (reset by a reply)."""
 
     @property
     def helper_pid(self) -> int | None:
@@ -278,7 +283,9 @@ class ForkServer:
         no agent runs, and the helper is gone (discarded). OSError: the child refused."""
         if not raw:
             self._discard(control)
+            self._failures += 1
             return None
+        self._failures = 0
         reply: dict[str, Any] = json.loads(raw)
         if "pid" in reply:
             return int(reply["pid"]), reply.get("created")
@@ -286,8 +293,14 @@ class ForkServer:
 
     def _send(self, data: bytes, log_fd: int) -> tuple[socket.socket, socket.socket] | None:
         """Send one request with a fresh reply socket; (control socket, our reply end), or
-        None when the helper is gone (it is discarded: the next call starts a new one)."""
+        None when the helper is gone (it is discarded: the next call starts a new one).
+
+        Raises :class:`ForkServerUnavailable` once :data:`MAX_FAILURES` helpers in a row
+        died without a reply (one that cannot even start): the slow path from then on.
+        """
         with self._lock:
+            if self._failures >= MAX_FAILURES:
+                raise ForkServerUnavailable("the fork server keeps dying: not used any more")
             control = self._ensure()
             mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             try:
@@ -296,6 +309,7 @@ class ForkServer:
             except OSError:
                 mine.close()
                 self._discard(control, locked=True)
+                self._failures += 1
                 return None
             finally:
                 theirs.close()  # the helper holds it now, and then only the child

@@ -166,6 +166,23 @@ async def test_a_request_the_dead_helper_never_handled_is_sent_once_more_and_run
     assert server.started == 2
 
 
+async def test_a_helper_that_cannot_start_costs_one_slow_start_then_none(
+    tmp_path: Path, server: forkserver.ForkServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fork server that dies at once (a broken install): each agent still runs exactly once
+    (as a fresh interpreter), and after a few helpers died without a reply no new one is
+    tried (the slow path directly, not two doomed helpers per agent)."""
+    use(monkeypatch, server)
+    monkeypatch.setattr(forkserver, "_BOOT", "import sys; sys.exit(3)")  # fault injection
+    for name in ("one", "two", "three"):
+        launch, starts = counting_launch(tmp_path, name, 0.3)
+        proc = await AgentProcess.start(launch)
+        assert "orchestrator.supervisor" in settled_cmdline(proc.pid)
+        assert await run_to_end(proc) == (3, ["up", "done"])
+        assert starts.read_text() == "started\n"
+    assert server.started == forkserver.MAX_FAILURES
+
+
 async def test_a_forked_supervisor_is_found_by_pid_and_start_time_not_its_command_line(
     tmp_path: Path, server: forkserver.ForkServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
