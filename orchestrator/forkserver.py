@@ -218,6 +218,16 @@ class ForkServer:
         """The live helper's pid (None before the first request)."""
         return self._proc.pid if self._proc is not None else None
 
+    def warm(self) -> None:
+        """Start the helper now, without waiting for it (say, while a resume reads Redis), so
+        that the first agent does not wait for its imports. No-op when it runs already."""
+        with self._lock:
+            if self._failures < MAX_FAILURES:
+                try:
+                    self._ensure()
+                except ForkServerUnavailable:
+                    self._failures += 1
+
     def spawn(self, request: Mapping[str, Any], log_fd: int) -> tuple[int, float | None]:
         """Fork a supervisor for ``request``: its (pid, start time). Raises
         :class:`ForkServerUnavailable` (use the slow path) or ``OSError`` (the

@@ -112,6 +112,24 @@ async def test_supervisors_are_forked_by_one_helper_in_sessions_of_their_own(
     assert len(set(pids)) == 3
 
 
+async def test_a_warmed_helper_serves_the_first_agent(
+    tmp_path: Path, server: forkserver.ForkServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """warm() starts the helper ahead of the first agent (a resume can call it while it reads
+    Redis); the first agent is then forked by that same helper."""
+    use(monkeypatch, server)
+    server.warm()
+    helper = server.helper_pid
+    assert helper is not None and psutil.pid_exists(helper)
+    server.warm()
+    assert server.helper_pid == helper
+    launch, _ = counting_launch(tmp_path, "first", 0.1)
+    proc = await AgentProcess.start(launch)
+    assert psutil.Process(proc.pid).ppid() == helper
+    assert await run_to_end(proc) == (3, ["up", "done"])
+    assert server.started == 1
+
+
 async def test_helper_killed_mid_run_agents_go_on_and_a_new_helper_starts_the_next(
     tmp_path: Path, server: forkserver.ForkServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
