@@ -17,6 +17,7 @@ import pytest
 
 from orchestrator import forkserver
 from orchestrator.agentproc import AgentProcess, Launch, find_supervisor
+from orchestrator.errors import AgentError
 from orchestrator.supervisor import identity_file
 from tests.support.agents import python_agent
 from tests.support.gitrepo import GitRepo
@@ -199,6 +200,24 @@ async def test_a_helper_that_cannot_start_costs_one_slow_start_then_none(
         assert await run_to_end(proc) == (3, ["up", "done"])
         assert starts.read_text() == "started\n"
     assert server.started == forkserver.MAX_FAILURES
+
+
+async def test_a_missing_working_folder_is_one_clear_error_and_nothing_runs(
+    tmp_path: Path, server: forkserver.ForkServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worktree that is gone: AgentError naming the folder, the agent never ran, and the
+    helper serves the next agent (the child refused before it replied)."""
+    use(monkeypatch, server)
+    launch, starts = counting_launch(tmp_path, "nowhere", 0.0)
+    gone = tmp_path / "no-such-worktree"
+    bad = Launch(argv=launch.argv, cwd=gone, env=launch.env, log=launch.log, status=launch.status)
+    with pytest.raises(AgentError, match="no-such-worktree"):
+        await AgentProcess.start(bad)
+    assert not starts.exists()
+    assert not identity_file(launch.status).exists()
+    launch, starts = counting_launch(tmp_path, "next", 0.0)
+    assert await run_to_end(await AgentProcess.start(launch)) == (3, ["up", "done"])
+    assert server.started == 1
 
 
 async def test_a_forked_supervisor_is_found_by_pid_and_start_time_not_its_command_line(
