@@ -20,7 +20,7 @@ keeps this list and that contract the same, and every module in one layer)::
               a run: scheduling, attempts, resume and cancel, integration, its end
     views     board logs report report_html timeline
               what a run looks like: the board, log lines, the report (read only)
-    agents    agentrun agentproc supervisor agents prompts envs verify
+    agents    agentrun agentproc supervisor forkserver agents prompts envs verify
               one agent process: its argv, prompt, environment, supervisor, output, checks
     state     store state status store_scripts integration_records keys lease
               runs redis_server server_watch
