@@ -148,12 +148,20 @@ def _is_supervisor(proc: psutil.Process, status: Path | None, create_time: float
         cwd = proc.cwd()
     except psutil.AccessDenied:
         return True
+    return _runs_supervisor(cmdline, cwd, status)
+
+
+def _runs_supervisor(cmdline: Sequence[str], cwd: str | None, status: Path) -> bool:
+    """Does this command line run our supervisor writing ``status`` (a relative path in
+    it is from ``cwd``)? How a supervisor of an older version, with no identity record,
+    is told: the one reading of a command line for :func:`_is_supervisor` and
+    :func:`find_supervisor`."""
     if "orchestrator.supervisor" not in cmdline or "--status" not in cmdline:
         return False
     index = cmdline.index("--status") + 1
     if index >= len(cmdline):
         return False
-    theirs = os.path.normpath(Path(cwd) / cmdline[index])
+    theirs = os.path.normpath(Path(cwd or "/") / cmdline[index])
     return theirs == os.path.normpath(status.absolute())
 
 
@@ -167,15 +175,10 @@ def find_supervisor(status: Path) -> tuple[int, float] | None:
     if identity is not None:
         pid, created = identity
         return identity if _alive(pid, create_time=created) else None
-    want = os.path.normpath(status)
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        cmd = proc.info["cmdline"] or []
-        if "orchestrator.supervisor" not in cmd or "--status" not in cmd:
+    for proc in psutil.process_iter(["cmdline", "cwd", "status"]):
+        if proc.info["status"] == psutil.STATUS_ZOMBIE:
             continue
-        i = cmd.index("--status") + 1
-        if i < len(cmd) and os.path.normpath(cmd[i]) == want:
-            if proc.info["status"] == psutil.STATUS_ZOMBIE:
-                continue
+        if _runs_supervisor(proc.info["cmdline"] or [], proc.info["cwd"], status):
             with contextlib.suppress(psutil.Error):
                 return proc.pid, proc.create_time()
     return None

@@ -414,3 +414,32 @@ async def test_the_agent_reads_its_stdin_file(
         outcome = await proc.run(timeout=30, stall_timeout=None, on_lines=got)
     assert outcome.exit_code == 0
     assert got.lines == ["got build the thing", "got then test it"]
+
+
+def test_a_supervisor_of_an_older_version_is_found_by_its_command_line(tmp_path: Path) -> None:
+    """A resume after an upgrade still finds a supervisor started before identity records
+    existed (its command line names it and its status file, relative to its folder), and
+    never takes a process whose command line names another status file."""
+    from orchestrator.agentproc import find_supervisor
+
+    (tmp_path / "run").mkdir()
+    sleep = "import time; time.sleep(30)"
+    mine = subprocess.Popen(
+        [sys.executable, "-c", sleep, "orchestrator.supervisor", "--status", "t/1.status"],
+        cwd=tmp_path / "run",
+    )
+    other = subprocess.Popen(
+        [sys.executable, "-c", sleep, "orchestrator.supervisor", "--status", str(tmp_path / "x")]
+    )
+    try:
+        deadline = time.monotonic() + 10
+        found = None
+        while found is None and time.monotonic() < deadline:  # until its command line shows
+            found = find_supervisor(tmp_path / "run" / "t" / "1.status")
+            time.sleep(0.05)
+        assert found is not None and found[0] == mine.pid
+        assert find_supervisor(tmp_path / "nobody.status") is None
+    finally:
+        for proc in (mine, other):
+            proc.kill()
+            proc.wait()
