@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -98,6 +99,59 @@ Command = Annotated[
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+EXECUTORS: tuple[str, ...] = ("local", "ray")
+"""Where teams run: ``local`` (this machine, the default) or ``ray`` (a Ray cluster's nodes)."""
+
+_LABEL_PART = r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?"
+_LABEL_KEY_RE = re.compile(rf"^({_LABEL_PART}(\.{_LABEL_PART})*/)?{_LABEL_PART}$")
+_LABEL_VALUE_RE = re.compile(rf"^{_LABEL_PART}$")
+
+
+def _check_runs_on(value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    for key, values in value.items():
+        if len(key) > 253 or not _LABEL_KEY_RE.match(key):
+            raise ValueError(f"{key!r} is not a node label name (letters, digits, '-', '_', '.')")
+        if not values:
+            raise ValueError(f"label {key!r}: give at least one value")
+        for v in values:
+            if not _LABEL_VALUE_RE.match(v):
+                raise ValueError(
+                    f"label {key}: {v!r} is not a label value (at most 63 letters, digits, "
+                    "'-', '_', '.')"
+                )
+    return value
+
+
+def _one_or_many(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: (v,) if isinstance(v, str) else v for k, v in value.items()}
+    return value
+
+
+RunsOn = Annotated[
+    dict[str, tuple[str, ...]],
+    BeforeValidator(_one_or_many),
+    AfterValidator(_check_runs_on),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "additionalProperties": {
+                "anyOf": [
+                    {"type": "string"},
+                    {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                ]
+            },
+        }
+    ),
+    Field(
+        description=(
+            "Node labels a team runs on with the ray executor: {label: value} or "
+            "{label: [value, ...]} (any of them); every label must match."
+        )
+    ),
+]
 
 
 def redact_url(url: str) -> str:
@@ -185,6 +239,9 @@ class Defaults(_Model):
     )
     retries: int = Field(default=2, ge=0, le=20, description="Further attempts after the first.")
     check_timeout: Duration = Field(default=10 * 60.0, description="Time limit of each check.")
+    runs_on: RunsOn | None = Field(
+        default=None, description="Node labels every team runs on (ray executor)."
+    )
 
 
 class Team(_Model):
@@ -219,6 +276,10 @@ class Team(_Model):
     prompt_template: str | None = Field(
         default=None,
         description="A Jinja2 template file (relative to the plan) for this team's prompt.",
+    )
+    runs_on: RunsOn | None = Field(
+        default=None,
+        description="Node labels this team runs on (ray executor); overrides defaults.",
     )
 
     @property
@@ -276,6 +337,17 @@ class Plan(_Model):
     notify: tuple[Webhook, ...] = Field(
         default=(), description="Webhooks posted on a team failure and at the end of the run."
     )
+    executor: Literal["local", "ray"] | None = Field(
+        default=None,
+        description="Where teams run: local (default) or ray; --executor overrides it.",
+    )
+    remote: str | None = Field(
+        default=None,
+        description=(
+            "The git remote every node fetches from and pushes to (ray executor): a URL or "
+            "a remote's name in the repository. Default: the repository's origin."
+        ),
+    )
 
     def team(self, team_id: str) -> Team:
         for t in self.teams:
@@ -301,3 +373,9 @@ class Plan(_Model):
 
     def retries(self, team: Team) -> int:
         return self.defaults.retries if team.retries is None else team.retries
+
+    def runs_on(self, team: Team) -> dict[str, tuple[str, ...]]:
+        """The node labels ``team`` must run on (its own, else ``defaults.runs_on``); {}: any."""
+        if team.runs_on is not None:
+            return team.runs_on
+        return self.defaults.runs_on or {}
