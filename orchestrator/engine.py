@@ -15,7 +15,10 @@ the first failure; a spent ``budget`` stops starting teams and attempts.
 
 With ``handle_signals`` (the CLI), SIGINT/SIGTERM stop the run: nothing new
 starts, the agents' process groups are terminated, the running teams become
-``cancelled`` and the run ``interrupted`` (resumable). SIGHUP (a closed terminal,
+``cancelled`` and the run ``interrupted`` (resumable). The handlers stay for
+the whole stop: a further SIGINT/SIGTERM meanwhile SIGKILLs every agent group
+at once instead of waiting out the grace period, and the run still ends
+recorded (each team ``cancelled`` once its agent is gone). SIGHUP (a closed terminal,
 a dropped ssh session) detaches instead: the agents go on under their
 supervisors, their teams stay ``running``, the run is ``interrupted`` and a
 resume re-attaches them. ``orchestrate cancel``
@@ -189,6 +192,10 @@ class Engine:
         self.integration: IntegrationResult | None = None
         self.notifier = Notifier.for_plan(self.plan)
         self._posts: TaskGroup | None = None
+        self._ctx: RunContext | None = None
+        self._tg: TaskGroup | None = None
+        self._stopping = False
+        """A signal asked the run to stop (its task group is cancelled as soon as it exists)."""
 
     def _say(self, status: str, detail: str = "", team: str | None = None) -> None:
         self.notify(Notice(time.time(), team, status, detail))
@@ -202,18 +209,24 @@ class Engine:
         """
         run_id = self.info.run_id
         structlog.contextvars.bind_contextvars(run=run_id)
-        async with anyio.create_task_group() as posts:
-            self._posts = posts
-            result = await self._run(run_id)
-            with anyio.CancelScope(shield=True):
-                await write_report(self.store, self.layout, run_id)
-                await self.notifier.run_finished(
-                    run_id,
-                    status=result.status,
-                    failed=[t for t, r in result.teams.items() if r.status == "failed"],
-                    reason=result.reason,
-                    report=self.layout.report_file(run_id, "html"),
-                )
+        async with anyio.create_task_group() as guard:
+            if self.options.handle_signals:  # until the run is recorded and reported
+                await guard.start(self._watch_signals)
+            try:
+                async with anyio.create_task_group() as posts:
+                    self._posts = posts
+                    result = await self._run(run_id)
+                    with anyio.CancelScope(shield=True):
+                        await write_report(self.store, self.layout, run_id)
+                        await self.notifier.run_finished(
+                            run_id,
+                            status=result.status,
+                            failed=[t for t, r in result.teams.items() if r.status == "failed"],
+                            reason=result.reason,
+                            report=self.layout.report_file(run_id, "html"),
+                        )
+            finally:
+                guard.cancel_scope.cancel()
         return result
 
     async def _run(self, run_id: str) -> RunResult:
@@ -231,7 +244,9 @@ class Engine:
                 notify=self.notify,
                 results=self.results,
                 lease=lease,
+                detached=self.detached,
             )
+            self._ctx = ctx
             if self.setup is not None:
                 start = await self.setup(ctx)
             else:
@@ -246,8 +261,9 @@ class Engine:
                     ctx.shared_worktree, ctx.shared_branch, self.info.base_commit
                 )
             async with anyio.create_task_group() as tg:
-                if self.options.handle_signals:
-                    tg.start_soon(self._watch_signals, ctx, tg)
+                self._tg = tg
+                if self._stopping:  # a signal came during the setup
+                    tg.cancel_scope.cancel()
                 tg.start_soon(self._watch_cancel, ctx, tg)
                 await self._schedule(ctx, tg, start)
                 if self._integration_due():
@@ -285,24 +301,45 @@ class Engine:
         self._say("cancelled", "`orchestrate cancel`: stopping the agents")
         tg.cancel_scope.cancel()
 
-    async def _watch_signals(self, ctx: RunContext, tg: TaskGroup) -> None:
+    async def _watch_signals(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """SIGINT/SIGTERM: stop the agents. SIGHUP (the terminal closed, ssh dropped): leave
-        them running under their supervisors, to be re-attached by ``orchestrate resume``."""
-        hung_up = False
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
-            async for signum in signals:
-                self.interrupted = True
-                name = signal.Signals(signum).name
-                if signum == signal.SIGHUP:
-                    hung_up = ctx.detached = True
-                    self.detached = True
-                    self._say("interrupted", f"{name}: leaving the agents running")
-                else:
-                    self._say("interrupted", f"{name}: stopping the agents")
-                tg.cancel_scope.cancel()
-                break
-        if hung_up:  # a closing terminal may hang up twice: finish recording the run
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        them running under their supervisors, to be re-attached by ``orchestrate resume``.
+
+        The handlers stay installed until the run is recorded: a further SIGINT/SIGTERM
+        while stopping SIGKILLs the agent groups (never an exit that leaves them behind);
+        after a SIGHUP further signals are ignored (the agents are left running).
+        """
+        first: int | None = None
+        try:
+            with anyio.open_signal_receiver(
+                signal.SIGINT, signal.SIGTERM, signal.SIGHUP
+            ) as signals:
+                task_status.started()
+                async for signum in signals:
+                    name = signal.Signals(signum).name
+                    if first is None:
+                        first = signum
+                        self.interrupted = True
+                        if signum == signal.SIGHUP:
+                            self.detached = True
+                            if self._ctx is not None:
+                                self._ctx.detached = True
+                            self._say("interrupted", f"{name}: leaving the agents running")
+                        else:
+                            self._say("interrupted", f"{name}: stopping the agents")
+                        self._stopping = True
+                        if self._tg is not None:
+                            self._tg.cancel_scope.cancel()
+                    elif first != signal.SIGHUP and self._ctx is not None:
+                        live = self._ctx.live
+                        if not live.killing:
+                            self._say("interrupted", f"{name} again: killing {len(live)} agent(s)")
+                        live.kill_all()
+        finally:
+            if first == signal.SIGHUP:  # a closing terminal may hang up again: stay to the end
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     async def _schedule(self, ctx: RunContext, tg: TaskGroup, start: StartState) -> None:
         plan = self.plan

@@ -30,7 +30,6 @@ import json
 import os
 import signal
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,10 +39,11 @@ import anyio
 import structlog
 
 from orchestrator import graph
-from orchestrator.agentproc import AgentProcess, Launch, Outcome
+from orchestrator.agentproc import AgentProcess, Outcome
+from orchestrator.agentrun import AgentJob, AgentRun, LiveAgents, prepare
 from orchestrator.agents import adapter_for
-from orchestrator.agents.base import AgentAdapter, AgentContext, AgentEvent, Verdict, exit_reason
-from orchestrator.envs import agent_env
+from orchestrator.agents.base import Verdict, exit_reason
+from orchestrator.envs import work_env
 from orchestrator.errors import OrchestrateError, StaleEpochError
 from orchestrator.gitops import Git, team_branch
 from orchestrator.paths import StateLayout
@@ -67,8 +67,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("orchestrate.team")
 
-LOG_TAIL_LINES = 40
-"""Lines of the agent's output kept for the retry prompt and the final message."""
 FINAL_MESSAGE_CHARS = 4000
 """At most this much of a team's final message is kept (downstream prompts quote it)."""
 
@@ -174,6 +172,8 @@ class RunContext:
     cancel_reason: str | None = None
     """The run's reason once cancelled (``cancelled by <host> pid <n>``): each stopped
     team's reason says it."""
+    live: LiveAgents = field(default_factory=LiveAgents)
+    """The agents followed now: a further signal while stopping SIGKILLs them."""
     _topo_index: dict[str, int] | None = None
 
     def upstream(self, team_id: str) -> list[str]:
@@ -247,10 +247,6 @@ class Judged:
             fatal=verdict.fatal,
             retry_after=verdict.retry_after,
         )
-
-
-_KEPT_EVENTS = ("session", "usage", "result", "error")
-"""Events kept in memory for the verdict (messages and text only go to the log)."""
 
 
 def _summarize(problems: Sequence[str], checks: Sequence[CheckResult], judged: Judged) -> str:
@@ -468,19 +464,11 @@ class TeamRunner:
             )
         return out
 
-    def _env(
-        self, agent_id: str, prompt_file: Path, agent_layer: Mapping[str, str]
-    ) -> dict[str, str]:
-        return agent_env(
-            allow=self.plan.env_allow,
-            layers=[self.plan.env, agent_layer, self.team.env],
-            orchestrate={
-                "ORCHESTRATE_RUN": self.ctx.run_id,
-                "ORCHESTRATE_TEAM": self.team.id,
-                "ORCHESTRATE_AGENT_ID": agent_id,
-                "ORCHESTRATE_ATTEMPT": str(self.attempt),
-                "ORCHESTRATE_PROMPT_FILE": str(prompt_file),
-            },
+    def _work_env(self) -> dict[str, str]:
+        """The agent's environment without its ``ORCHESTRATE_*`` layer: what the checks get."""
+        config = self.plan.agent_config(self.plan.agent_name(self.team))
+        return work_env(
+            allow=self.plan.env_allow, layers=[self.plan.env, config.env, self.team.env]
         )
 
     async def _attempt(self, feedback: Feedback | None) -> _Judgement:
@@ -493,7 +481,6 @@ class TeamRunner:
         log_file = ctx.layout.log_file(ctx.run_id, team.id, self.attempt)
         status_file = ctx.layout.status_file(ctx.run_id, team.id, self.attempt)
         config = self.plan.agent_config(self.plan.agent_name(team))
-        adapter = adapter_for(config.kind or "")
         resume = self.session_id if (feedback is not None and config.resume_session) else None
         prompt_input = PromptInput(
             run_id=ctx.run_id,
@@ -511,26 +498,32 @@ class TeamRunner:
         else:
             prompt = render_prompt(prompt_input, plan_file=ctx.loaded.path)
         # A few KB on a local disk: cheaper inline than two hops to a worker thread.
-        prompt_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        prompt_file.write_text(prompt)
-        env = self._env(agent_id, prompt_file, config.env)
-        agent_ctx = AgentContext(
-            config=config,
-            kind=config.kind or "",
-            team_id=team.id,
-            attempt=self.attempt,
-            agent_id=agent_id,
-            workdir=self.worktree,
-            prompt_file=prompt_file,
-            prompt_text=prompt,
-            model=team.model or config.model,
-            resume_session_id=resume,
-            env=env,
-            run_id=ctx.run_id,
-            max_budget_usd=team.budget.usd if team.budget else None,
+        prepared = prepare(
+            AgentJob(
+                config=config,
+                team_id=team.id,
+                attempt=self.attempt,
+                agent_id=agent_id,
+                workdir=self.worktree,
+                prompt=prompt,
+                prompt_file=prompt_file,
+                log=log_file,
+                status=status_file,
+                env=self._work_env(),
+                orchestrate={
+                    "ORCHESTRATE_RUN": ctx.run_id,
+                    "ORCHESTRATE_TEAM": team.id,
+                    "ORCHESTRATE_AGENT_ID": agent_id,
+                    "ORCHESTRATE_ATTEMPT": str(self.attempt),
+                    "ORCHESTRATE_PROMPT_FILE": str(prompt_file),
+                },
+                secrets=ctx.store.secrets,
+                run_id=ctx.run_id,
+                model=team.model,
+                resume_session_id=resume,
+                max_budget_usd=team.budget.usd if team.budget else None,
+            )
         )
-        argv = adapter.argv(agent_ctx)
-        env.update(adapter.env(agent_ctx))
         now = repr(time.time())
         await self._transition(
             "running",
@@ -553,18 +546,10 @@ class TeamRunner:
             },
         )
         self._notify("running", f"attempt {self.attempt}/{self.max_attempts}  agent {agent_id}")
-        bound.debug("starting agent", argv=argv)
-        launch = Launch(
-            argv=argv,
-            cwd=self.worktree,
-            env=env,
-            log=log_file,
-            status=status_file,
-            secrets=self.ctx.store.secrets,
-        )
-        proc = await AgentProcess.start(launch)
+        bound.debug("starting agent", argv=prepared.argv)
+        proc = await AgentProcess.start(prepared.launch)
         return await self._follow(
-            proc, adapter, [], deque(maxlen=LOG_TAIL_LINES), self.plan.timeout(team), fresh=True
+            proc, AgentRun(prepared.adapter), self.plan.timeout(team), fresh=True
         )
 
     async def _reattach(self, rec: AttemptRecord) -> _Judgement:
@@ -575,14 +560,9 @@ class TeamRunner:
         if rec.session_id:
             self.session_id = rec.session_id
         structlog.contextvars.bind_contextvars(team=self.team.id, agent=rec.agent_id)
-        events: list[AgentEvent] = []
-        tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+        run = AgentRun(adapter)
         # What the agent said before the offset is in Redis already; the verdict needs it too.
-        for line in await anyio.to_thread.run_sync(_read_head, rec.log, rec.offset):
-            for event in adapter.parse(line):
-                tail.append(event.display())
-                if event.type in _KEPT_EVENTS:
-                    events.append(event)
+        run.feed(await anyio.to_thread.run_sync(_read_head, rec.log, rec.offset))
         proc = await AgentProcess.attach(
             rec.pid, rec.log, rec.status, rec.offset, create_time=rec.create_time
         )
@@ -591,16 +571,12 @@ class TeamRunner:
         self._notify("attached", f"attempt {self.attempt}  agent {rec.agent_id}  ({state})")
         elapsed = time.time() - rec.started if rec.started else 0.0
         timeout = max(1.0, self.plan.timeout(self.team) - elapsed)
-        return await self._follow(
-            proc, adapter, events, tail, timeout, fresh=False, count_usage=not rec.finished
-        )
+        return await self._follow(proc, run, timeout, fresh=False, count_usage=not rec.finished)
 
     async def _follow(
         self,
         proc: AgentProcess,
-        adapter: AgentAdapter,
-        events: list[AgentEvent],
-        tail: deque[str],
+        run: AgentRun,
         timeout: float,  # noqa: ASYNC109 (the agent's limit)
         *,
         fresh: bool,
@@ -610,47 +586,40 @@ class TeamRunner:
         ctx, team, attempt = self.ctx, self.team, self.attempt
         store, run_id = ctx.store, ctx.run_id
 
-        async def on_lines(lines: list[str]) -> None:
-            shown: list[str] = []
-            session: str | None = None
-            for line in lines:
-                for event in adapter.parse(line):
-                    shown.append(event.display())
-                    if event.type in _KEPT_EVENTS:
-                        events.append(event)
-                    if event.type == "session" and event.session_id:
-                        session = event.session_id
-            tail.extend(shown)
+        async def on_lines(shown: list[str], session: str | None) -> None:
             await store.append_log(run_id, team.id, attempt, shown)
             fields = {"offset": str(proc.offset)}
             if session:
                 fields["session_id"] = session
             await store.update_attempt(run_id, team.id, attempt, fields, epoch=ctx.epoch)
 
-        async with proc:
-            try:
-                if fresh:
-                    created = "" if proc.create_time is None else repr(proc.create_time)
-                    await store.update_attempt(
-                        run_id,
-                        team.id,
-                        attempt,
-                        {"pid": str(proc.pid), "pid_created": created},
-                        epoch=ctx.epoch,
+        with ctx.live.track(proc):
+            async with proc:
+                try:
+                    if fresh:
+                        created = "" if proc.create_time is None else repr(proc.create_time)
+                        await store.update_attempt(
+                            run_id,
+                            team.id,
+                            attempt,
+                            {"pid": str(proc.pid), "pid_created": created},
+                            epoch=ctx.epoch,
+                        )
+                    outcome = await run.follow(
+                        proc,
+                        timeout=timeout,
+                        stall_timeout=self.plan.stall_timeout(team),
+                        on_lines=on_lines,
+                        grace=ctx.options.kill_grace,
                     )
-                outcome = await proc.run(
-                    timeout=timeout,
-                    stall_timeout=self.plan.stall_timeout(team),
-                    on_lines=on_lines,
-                    grace=ctx.options.kill_grace,
-                )
-            except BaseException:
-                if ctx.leaves_agents:
-                    proc.detach()  # the orchestrator that takes over follows it
-                raise
+                except BaseException:
+                    if ctx.leaves_agents:
+                        proc.detach()  # the orchestrator that takes over follows it
+                    raise
         if not outcome.ok:  # `orchestrate cancel` kills agents: a clean exit was not killed
             await self._stop_if_cancelled()
-        judged = Judged.of(adapter.judge(outcome, events), outcome, list(tail))
+        tail = list(run.tail)
+        judged = Judged.of(run.verdict(outcome), outcome, tail)
         self.final_message = judged.final_message
         if judged.session_id:
             self.session_id = judged.session_id
@@ -666,7 +635,7 @@ class TeamRunner:
                 **({"session_id": judged.session_id} if judged.session_id else {}),
             },
         )
-        return await self._judge(outcome, judged, list(tail))
+        return await self._judge(outcome, judged, tail)
 
     async def _stop_if_cancelled(self) -> None:
         """After an agent ended: if the run was cancelled, wait for the engine to stop us.
@@ -697,7 +666,10 @@ class TeamRunner:
         checks: list[CheckResult] = []
         if judged.success and self.team.checks:
             checks = await run_checks(
-                self.worktree, self.team.checks, time_limit=self.plan.defaults.check_timeout
+                self.worktree,
+                self.team.checks,
+                time_limit=self.plan.defaults.check_timeout,
+                env=self._work_env(),
             )
         failed = [c for c in checks if not c.passed]
         ok = judged.success and report.ok and not failed
