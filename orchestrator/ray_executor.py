@@ -4,8 +4,8 @@
 
     cluster = RayCluster.connect("auto", host_options)   # UsageError: no Ray, no cluster
     cluster.check(plan, plan_file)                       # PlanError: a runs_on no node matches
-    node = await cluster.place(runs_on, avoid={"lenovo"})
-    outcome = await cluster.run_on(node, spec)           # HostOutcome; never raises for a lost node
+    executor = RayExecutor(cluster, store=store, loaded=loaded, remote=url)
+    outcome = await executor.run_attempt(request, hooks) # the Executor protocol
 
 Placement: a team runs on a live node that offers ``agent_slots`` and carries
 every label of its ``runs_on``; among those, the one with the most free
@@ -30,7 +30,13 @@ from typing import Any
 import anyio
 import structlog
 
+from orchestrator.errors import OrchestrateError
+from orchestrator.executor import AgentEnd, AttemptHooks, AttemptOutcome, AttemptRequest
+from orchestrator.gitops import BRANCH_PREFIX, Git, team_branch
+from orchestrator.gitops import _run as run_git
 from orchestrator.plan import Plan
+from orchestrator.planload import LoadedPlan
+from orchestrator.prompts import Feedback
 from orchestrator.ray_cluster import (
     HostOptions,
     Node,
@@ -42,7 +48,8 @@ from orchestrator.ray_cluster import (
     list_nodes,
     load_ray,
 )
-from orchestrator.ray_host import AttemptSpec, HostOutcome
+from orchestrator.settings import Settings
+from orchestrator.store import Store, new_agent_id
 
 log = structlog.get_logger("orchestrate.ray")
 
@@ -54,6 +61,18 @@ PLACE_POLL = 0.5
 
 class NoEligibleNode(Exception):
     """No live node can take the team any more (its message says which labels it needs)."""
+
+
+class HostLost(Exception):
+    """The node of a host went away (``str()``: ``host NAME lost``)."""
+
+    def __init__(self, name: str) -> None:
+        self.host = name
+        super().__init__(f"host {name} lost")
+
+
+class ExecutorError(OrchestrateError):
+    """A host failed in a way it could not report as an attempt's outcome."""
 
 
 @dataclass
@@ -98,37 +117,35 @@ class RayCluster:
         preferred = [n for n in nodes if n.name not in avoid] or nodes
         return max(preferred, key=lambda n: (n.slots - self._placed.get(n.node_id, 0), n.name))
 
-    async def run_on(self, node: Node, spec: AttemptSpec) -> HostOutcome:
-        """Run ``spec`` on ``node``'s host; re-attach through host restarts; a node that
-        goes away ends the attempt with ``host NAME lost``."""
-        ray = load_ray()
+    async def call(self, node: Node, method: str, *args: Any) -> Any:
+        """``host.<method>(*args)`` on ``node``'s host, through host restarts (asked again:
+        every host method is idempotent). Raises :class:`HostLost` when the node goes away
+        and :class:`HostBusy` when its slots are taken."""
+        load_ray()
         from ray.exceptions import ActorUnschedulableError, RayActorError, RayTaskError
 
+        from orchestrator.ray_host import HostBusy
+
         actor = self.actor(node)
-        lost = HostOutcome(
-            host=node.name, key=spec.key, host_lost=True, error=f"host {node.name} lost"
-        )
-        self._placed[node.node_id] = self._placed.get(node.node_id, 0) + 1
-        try:
-            while True:
-                try:
-                    return await actor.run_attempt.remote(spec, node.slots)  # type: ignore[no-any-return]
-                except ActorUnschedulableError:  # its node is gone
-                    return lost
-                except RayActorError as exc:
-                    log.info("host call failed", host=node.name, error=type(exc).__name__)
-                    if not await self._back(node, actor):
-                        return lost
-                except RayTaskError as exc:  # a bug on the host: one line, the attempt fails
-                    first = str(exc.cause if exc.cause else exc).strip().splitlines()
-                    return HostOutcome(
-                        host=node.name,
-                        key=spec.key,
-                        error=f"host {node.name}: {first[-1] if first else type(exc).__name__}",
-                    )
-        finally:
-            self._placed[node.node_id] -= 1
-            del ray
+        while True:
+            try:
+                return await getattr(actor, method).remote(*args)
+            except ActorUnschedulableError as exc:  # its node is gone
+                raise HostLost(node.name) from exc
+            except RayActorError as exc:
+                log.info("host call failed", host=node.name, error=type(exc).__name__)
+                if not await self._back(node, actor):
+                    raise HostLost(node.name) from exc
+            except RayTaskError as exc:
+                cause = exc.cause
+                if isinstance(cause, HostBusy):
+                    raise cause from None
+                if isinstance(cause, OrchestrateError):
+                    raise cause from None
+                first = str(cause or exc).strip().splitlines()
+                raise ExecutorError(
+                    f"host {node.name}: {first[-1] if first else type(exc).__name__}"
+                ) from None
 
     async def _back(self, node: Node, actor: Any) -> bool:
         """Wait until the node is dead (False) or its restarted host answers (True)."""
@@ -165,3 +182,181 @@ class RayCluster:
                 return await self.actor(node).info.remote()  # type: ignore[no-any-return]
         except (TimeoutError, ray.exceptions.RayError):
             return None
+
+
+@dataclass
+class _Placement:
+    node: Node
+    lost: list[str] = field(default_factory=list)
+
+
+class RayExecutor:
+    """The :class:`~orchestrator.executor.Executor` that runs attempts on the cluster's nodes.
+
+    Per attempt: place it (``runs_on``, free slots; a team whose host was lost
+    goes elsewhere), then ``begin`` / ``follow`` / ``finish`` on that node's host
+    with the scheduler's hooks in between. A lost node ends the attempt as
+    ``lost`` with the reason ``host NAME lost``; when no eligible node is left
+    the next attempt of that team cannot begin (``setup_error``). A passed
+    attempt's branch is fetched from the remote into the local repository (the
+    integration merges it there).
+    """
+
+    name = "ray"
+
+    def __init__(
+        self,
+        cluster: RayCluster,
+        *,
+        store: Store,
+        loaded: LoadedPlan,
+        remote: str,
+        kill_grace: float = 5.0,
+    ) -> None:
+        self.cluster = cluster
+        self.store = store
+        self.settings: Settings = store.settings
+        self.loaded = loaded
+        self.plan = loaded.plan
+        self.remote = remote
+        self.secrets = tuple(store.secrets)
+        self.kill_grace = kill_grace
+        self.git = Git(loaded.repo_root)
+        self._bases: dict[str, anyio.Lock] = {}
+        self._based: set[str] = set()
+        self._lost: dict[str, list[str]] = {}
+        """Team -> hosts lost under it (a retry goes elsewhere first)."""
+
+    async def aclose(self) -> None:
+        return None
+
+    async def _push_base(self, run_id: str, base_commit: str) -> str:
+        """The run's base on the remote as ``orchestrate/<run>/base`` (once per run): every
+        node starts from it, whatever branch the user has or has not pushed."""
+        branch = f"{BRANCH_PREFIX}/{run_id}/base"
+        lock = self._bases.setdefault(run_id, anyio.Lock())
+        async with lock:
+            if run_id not in self._based:
+                await run_git(
+                    [
+                        "push",
+                        "--quiet",
+                        "--force",
+                        self.remote,
+                        f"{base_commit}:refs/heads/{branch}",
+                    ],
+                    cwd=self.loaded.repo_root,
+                )
+                self._based.add(run_id)
+        return branch
+
+    async def _fetch_branch(self, branch: str) -> None:
+        await run_git(
+            ["fetch", "--quiet", self.remote, f"+refs/heads/{branch}:refs/heads/{branch}"],
+            cwd=self.loaded.repo_root,
+        )
+
+    async def _node_of(self, request: AttemptRequest, runs_on: Mapping[str, Sequence[str]]) -> Node:
+        """Where the attempt runs: its recorded host for an attach, else a placement."""
+        if request.attach is not None:
+            host = await self._recorded_host(request)
+            for node in await self.cluster.nodes_async():
+                if node.name == host or node.node_id == host:
+                    if not node.alive:
+                        raise HostLost(node.name)
+                    return node
+            raise HostLost(host or "?")
+        return await self.cluster.place(runs_on, avoid=self._lost.get(request.team_id, ()))
+
+    async def _recorded_host(self, request: AttemptRequest) -> str | None:
+        from orchestrator.paths import StateLayout
+        from orchestrator.store import open_store
+
+        async with open_store(
+            self.settings, StateLayout(self.loaded.repo_root / ".orchestrate")
+        ) as store:
+            for a in await store.get_attempts(request.run_id, request.team_id):
+                if a.attempt == request.attempt:
+                    return a.fields.get("node_id") or a.fields.get("host")
+        return None
+
+    async def run_attempt(self, request: AttemptRequest, hooks: AttemptHooks) -> AttemptOutcome:
+        from orchestrator.ray_host import HostBusy, HostRequest
+
+        team = self.plan.team(request.team_id)
+        runs_on = self.plan.runs_on(team)
+        base_branch = await self._push_base(request.run_id, request.base_commit)
+        agent_id = request.attach.agent_id if request.attach else new_agent_id()
+        node: Node | None = None
+        try:
+            while True:
+                try:
+                    node = await self._node_of(request, runs_on)
+                except NoEligibleNode as exc:
+                    lost = self._lost.get(request.team_id)
+                    why = f"{exc} (host {', '.join(lost)} lost)" if lost else str(exc)
+                    return self._failed(request, agent_id, why, setup=True)
+                req = HostRequest(
+                    request=request,
+                    agent_id=agent_id,
+                    settings=self.settings,
+                    remote=self.remote,
+                    base_branch=base_branch,
+                    branch=team_branch(request.run_id, request.team_id),
+                    upstream_branches=tuple(
+                        team_branch(request.run_id, d) for d in team.depends_on
+                    ),
+                    slots=node.slots,
+                    secrets=self.secrets,
+                    kill_grace=self.kill_grace,
+                )
+                try:
+                    begun = await self.cluster.call(node, "begin", req)
+                except HostBusy:
+                    await anyio.sleep(PLACE_POLL)
+                    continue
+                break
+            if isinstance(begun, AttemptOutcome):
+                return begun
+            if request.attach is not None:
+                await hooks.attached(request.attach, running=True)
+            else:
+                await hooks.starting(begun)
+            end: AgentEnd = await self.cluster.call(node, "follow", req)
+            await hooks.ended(end)
+            outcome: AttemptOutcome = await self.cluster.call(node, "finish", req)
+            if outcome.ok:
+                await self._fetch_branch(req.branch)
+            return outcome
+        except HostLost as exc:
+            self._lost.setdefault(request.team_id, []).append(exc.host)
+            return self._failed(request, agent_id, str(exc), host=exc.host, lost=True)
+        except BaseException:
+            if node is not None and not hooks.leave_running():
+                with anyio.CancelScope(shield=True):
+                    await self.cluster.cancel(
+                        node, request.run_id, request.team_id, request.attempt
+                    )
+            raise
+
+    def _failed(
+        self,
+        request: AttemptRequest,
+        agent_id: str,
+        reason: str,
+        *,
+        host: str = "",
+        setup: bool = False,
+        lost: bool = False,
+    ) -> AttemptOutcome:
+        return AttemptOutcome(
+            run_id=request.run_id,
+            team_id=request.team_id,
+            attempt=request.attempt,
+            host=host or "-",
+            agent_id=agent_id,
+            setup_error=reason if setup else None,
+            lost=lost,
+            reason=reason,
+            feedback=None if setup else Feedback(attempt=request.attempt, reason=reason),
+        )

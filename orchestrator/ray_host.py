@@ -2,40 +2,47 @@
 
 The ray executor (:mod:`orchestrator.ray_executor`) finds or creates one
 detached :class:`HostActor` per node (:func:`orchestrator.ray_cluster.host_actor`)
-and asks it to run attempts::
+and drives each attempt through three calls, so that the scheduler's hooks
+(:class:`~orchestrator.executor.AttemptHooks`) run in order on its side::
 
-    outcome = await host.run_attempt.remote(spec, slots)    # HostOutcome
+    start = await host.begin.remote(req)     # worktree + prompt ready    -> AttemptStart
+    #  (scheduler: hooks.starting -> `running`)
+    end = await host.follow.remote(req)      # agent started, followed    -> AgentEnd
+    #  (scheduler: hooks.ended -> usage, `verifying`)
+    out = await host.finish.remote(req)      # verified, committed, pushed -> AttemptOutcome
 
 The host owns the node's workspace, a folder on the node's disk::
 
     <root>/repos/<hash of the remote>/      a bare clone of the shared git remote
-    <root>/runs/<run>/worktrees/<team>/     the team worktrees (branch orchestrate/<run>/<team>)
-    <root>/runs/<run>/attempts/<team>.<n>.{prompt.md,log,status,json}
+    <root>/runs/<run>/worktrees/<team>/     team worktrees (branch orchestrate/<run>/<team>)
+    <root>/runs/<run>/attempts/<team>.<n>.{prompt.md,log,status,pid,json}
 
-An attempt: fetch the run's base and the upstream teams' branches from the
-remote, make the team's worktree and merge them in, write the prompt, start
-the agent under a supervisor, stream its lines into Redis, judge it (the
-agent's verdict, deliverables, checks), commit and push the team branch, and
-return a :class:`HostOutcome`. The scheduler records the transitions.
+``begin`` fetches the run's base and the upstream teams' branches from the
+remote, makes the worktree (upstream merged in) and writes the prompt; the
+plan comes from the run's record in Redis. ``follow`` starts the agent under
+a supervisor and streams its lines into Redis. ``finish`` checks deliverables
+and runs the checks on the node, commits and pushes the team branch.
 
-Idempotent by key ``run/team/attempt``: a call for an attempt that is running
-attaches to it; for one that ended, returns its recorded outcome; nothing is
-ever started twice. The attempt's record (``.json``) is on the node's disk
-before the agent starts and is updated with the supervisor's pid and, at the
-end, the outcome: a host actor restarted by Ray (its worker killed) finds its
-attempts there and re-adopts them when the executor calls again.
+Every call is idempotent by key ``run/team/attempt``: asked again, a phase that
+is under way is awaited, one that is done returns its recorded result, and an
+agent is never started twice. The attempt's record (``.json``) is on the
+node's disk before the agent starts and after each phase: a host actor that
+Ray restarted (its worker killed) re-adopts the agents it had started (still
+running under their supervisors) when the executor calls again.
 
 Ray kills an actor worker's direct children when the actor is killed, so the
 supervisor is started through a short-lived spawner process (``python -m
-orchestrator.ray_host``) that starts it in a session of its own, writes its pid
-and exits: the supervisor and its agent outlive the host actor.
+orchestrator.ray_host``) that starts it in a session of its own, records its
+pid and exits: the supervisor and its agent outlive the host actor.
 
-This module does not import Ray: Ray imports it on the node.
+This module does not import Ray (Ray imports it on the node).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -43,22 +50,38 @@ import shutil
 import subprocess
 import sys
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
 
 from orchestrator.agentproc import AgentProcess, Launch, Outcome
+from orchestrator.agentrun import AgentJob, AgentRun, prepare, usage_of
 from orchestrator.agents import adapter_for
-from orchestrator.agents.base import AgentContext, AgentEvent
-from orchestrator.envs import agent_env
-from orchestrator.errors import AgentError, GitError, OrchestrateError, StaleEpochError, StoreError
+from orchestrator.agents.base import AgentEvent, Verdict
+from orchestrator.envs import work_env
+from orchestrator.errors import (
+    AgentError,
+    GitError,
+    OrchestrateError,
+    StaleEpochError,
+    StoreError,
+)
+from orchestrator.executor import (
+    AgentEnd,
+    AttemptOutcome,
+    AttemptRequest,
+    AttemptStart,
+    CheckOutcome,
+)
 from orchestrator.gitops import Git
 from orchestrator.gitops import _run as run_git
 from orchestrator.plan import Plan
+from orchestrator.planload import LoadedPlan
+from orchestrator.prompts import Feedback, PromptInput, load_role, render_feedback, render_prompt
+from orchestrator.redact import Redactor
 from orchestrator.settings import Settings
 from orchestrator.verify import CheckResult, find_deliverables, run_checks
 
@@ -67,11 +90,10 @@ T = TypeVar("T")
 ROOT_ENV = "ORCHESTRATE_HOST_ROOT"
 """The workspace root on a node (set it in the environment of ``ray start``)."""
 DEFAULT_ROOT = "~/.orchestrate/host"
-TAIL_LINES = 40
+FINAL_MESSAGE_CHARS = 4000
 STORE_RETRY_LIMIT = 600.0
-"""Seconds a host keeps retrying Redis writes (unreachable, or an old lease epoch) while
-its agent runs; the agent and its log on the node's disk are never given up."""
-_KEPT_EVENTS = ("session", "usage", "result", "error")
+"""Seconds a host keeps retrying a Redis write (Redis away, or the run's lease being taken
+over) while its agent runs; the agent and its log on the node's disk are never given up."""
 _DEFAULT_COMMANDS = {
     "claude-code": "claude",
     "codex": "codex",
@@ -82,97 +104,59 @@ _DEFAULT_COMMANDS = {
 
 
 @dataclass(frozen=True)
-class AttemptSpec:
-    """Attempt ``attempt`` of team ``team`` of run ``run_id``: what a host needs to run it."""
+class HostRequest:
+    """An :class:`AttemptRequest` plus what a node needs that the scheduler knows."""
 
-    run_id: str
-    team: str
-    attempt: int
-    epoch: int
+    request: AttemptRequest
     agent_id: str
+    """Chosen once by the executor: the same in every call for this attempt."""
     settings: Settings
     """The store: a TCP Redis every node reaches (its password never reaches the agent)."""
     remote: str
     """The git URL the node fetches from and pushes to."""
     base_branch: str
-    base_commit: str
     branch: str
-    upstream: tuple[str, ...]
-    """Upstream teams' branches to merge into a fresh worktree, in order."""
-    plan: Plan
-    prompt: str
-    timeout: float
-    stall_timeout: float | None
-    commit_message: str
-    resume_session: str | None = None
-    kill_grace: float = 5.0
+    upstream_branches: tuple[str, ...]
+    """The direct upstream teams' branches, merged into a fresh worktree in this order."""
+    slots: int
     secrets: tuple[str, ...] = ()
+    kill_grace: float = 5.0
 
     @property
     def key(self) -> str:
-        return attempt_key(self.run_id, self.team, self.attempt)
+        r = self.request
+        return attempt_key(r.run_id, r.team_id, r.attempt)
 
 
 def attempt_key(run_id: str, team: str, attempt: int) -> str:
     return f"{run_id}/{team}/{attempt}"
 
 
-@dataclass(frozen=True)
-class HostOutcome:
-    """How an attempt ended on its host (everything the scheduler needs to judge it)."""
-
-    host: str
-    key: str
-    exit_code: int | None = None
-    signal: int | None = None
-    timed_out: bool = False
-    stalled: bool = False
-    lost: bool = False
-    limit: float | None = None
-    duration: float = 0.0
-    events: tuple[AgentEvent, ...] = ()
-    tail: tuple[str, ...] = ()
-    found: dict[str, str | None] = field(default_factory=dict)
-    problems: tuple[str, ...] = ()
-    checks: tuple[CheckResult, ...] = ()
-    commit: str | None = None
-    error: str | None = None
-    """The attempt could not run or be finished on this node (git, the agent's program,
-    Redis): the node's own words."""
-    busy: bool = False
-    """Every agent slot of the node is taken: nothing was started, try elsewhere or later."""
-    host_lost: bool = False
-    """The node went away during the attempt (``error`` says ``host NAME lost``)."""
-    adopted: bool = False
-    """The host followed an agent a previous incarnation of itself (or a previous
-    orchestrator) had started."""
-    worktree: str = ""
-
-    def outcome(self) -> Outcome:
-        return Outcome(
-            exit_code=self.exit_code,
-            signal=self.signal,
-            timed_out=self.timed_out,
-            stalled=self.stalled,
-            duration=self.duration,
-            lost=self.lost,
-            limit=self.limit,
-        )
-
-
 @dataclass
 class _Record:
-    """An attempt's record on the node's disk (``<key>.json``)."""
+    """An attempt's record on the node's disk (``<team>.<n>.json``)."""
 
     key: str
     agent_id: str
+    branch: str
+    worktree: str
+    prompt_file: str
     log: str
     status: str
-    worktree: str
-    started: float
+    session_id: str | None = None
+    """The agent session the attempt continues (a retry)."""
+    started: float | None = None
     pid: int | None = None
     create_time: float | None = None
-    outcome: dict[str, Any] | None = None
+    offset: int = 0
+    end: dict[str, Any] | None = None
+    """The agent's end: the outcome, the events kept, the last lines."""
+    outcome: str | None = None
+    """The attempt's :class:`AttemptOutcome` as JSON, once finished."""
+
+
+class HostBusy(Exception):
+    """Every agent slot of the node is taken (nothing was started)."""
 
 
 def resolve_root(root: str | None) -> Path:
@@ -180,7 +164,7 @@ def resolve_root(root: str | None) -> Path:
 
 
 def agent_programs(plan: Plan | None = None) -> dict[str, str | None]:
-    """Agent kind (or plan agent) -> the program found on this node's PATH, or None."""
+    """Agent kind (and each of the plan's agents) -> its program on this node's PATH, or None."""
     found: dict[str, str | None] = {k: shutil.which(c) for k, c in _DEFAULT_COMMANDS.items()}
     if plan is not None:
         for name in plan.agents:
@@ -194,9 +178,8 @@ def _program(plan: Plan, name: str) -> str | None:
     command = config.command
     if command is None:
         return _DEFAULT_COMMANDS.get(config.kind or "")
-    if isinstance(command, str):
-        return command.split()[0] if command.split() else None
-    return command[0] if command else None
+    words = command.split() if isinstance(command, str) else list(command)
+    return words[0] if words else None
 
 
 class HostActor:
@@ -208,19 +191,21 @@ class HostActor:
         self.root = resolve_root(root)
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.started = time.time()
-        self._tasks: dict[str, Any] = {}
+        self._tasks: dict[tuple[str, str], asyncio.Future[Any]] = {}
         self._epochs: dict[str, int] = {}
-        self._slots: int | None = None
-        self._adopted = self._scan()
+        self._runs: dict[str, AgentRun] = {}
+        self._launches: dict[str, Launch] = {}
+        self._plans: dict[str, LoadedPlan] = {}
+        self._adopted = sorted(self._unfinished())
 
     # -- what the node has ---------------------------------------------------------------
 
-    def _scan(self) -> dict[str, _Record]:
-        """Attempts a previous incarnation started and did not finish (their records)."""
+    def _unfinished(self) -> dict[str, _Record]:
+        """Attempts started here (by this or an earlier incarnation) and not finished."""
         found: dict[str, _Record] = {}
         for path in self.root.glob("runs/*/attempts/*.json"):
             rec = _load_record(path)
-            if rec is not None and rec.outcome is None:
+            if rec is not None and rec.outcome is None and rec.pid is not None:
                 found[rec.key] = rec
         return found
 
@@ -230,11 +215,8 @@ class HostActor:
     async def info(self) -> dict[str, Any]:
         """What ``orchestrate hosts`` shows: the attempts here and the agent CLIs found."""
         running = []
-        for key, task in self._tasks.items():
-            if not task.done():
-                running.append(key)
-        for key in self._adopted:
-            if key not in running and key not in self._tasks:
+        for key, rec in self._unfinished().items():
+            if rec.end is None:
                 running.append(key)
         return {
             "name": self.name,
@@ -243,190 +225,230 @@ class HostActor:
             "pid": os.getpid(),
             "since": self.started,
             "running": sorted(running),
-            "adopted": sorted(self._adopted),
+            "adopted": self._adopted,
             "programs": agent_programs(),
         }
 
     async def programs(self, plan: Plan) -> dict[str, str | None]:
         return agent_programs(plan)
 
-    # -- attempts ------------------------------------------------------------------------
+    # -- the three phases ----------------------------------------------------------------
 
-    def _running(self) -> int:
-        live = sum(1 for t in self._tasks.values() if not t.done())
-        return live + sum(1 for k in self._adopted if k not in self._tasks)
+    async def begin(self, req: HostRequest) -> AttemptStart | AttemptOutcome:
+        """Prepare the attempt (worktree, prompt); its files. Refused when the node is full
+        (``HostBusy``); an attempt that cannot begin returns an outcome with ``setup_error``."""
+        return await self._once(req, "begin", lambda: self._begin(req))
 
-    async def run_attempt(self, spec: AttemptSpec, slots: int) -> HostOutcome:
-        """Run (or attach to, or return the recorded end of) attempt ``spec.key``."""
-        import asyncio
+    async def follow(self, req: HostRequest) -> AgentEnd:
+        """Start the agent (unless started before: then re-adopt it) and follow it to its end."""
+        return await self._once(req, "follow", lambda: self._follow(req))
 
-        key = spec.key
-        self._epochs[key] = max(spec.epoch, self._epochs.get(key, 0))
-        task = self._tasks.get(key)
-        if task is None:
-            rec = self._adopted.get(key) or _load_record(self._record_path(spec))
-            if rec is not None and rec.outcome is not None:
-                return _outcome_from(rec.outcome)
-            if rec is None and self._running() >= slots:
-                return HostOutcome(host=self.name, key=key, busy=True)
-            task = asyncio.ensure_future(self._attempt(spec, rec))
-            self._tasks[key] = task
-        # Shielded: the attempt goes on if this call is cancelled (its caller died).
-        return await asyncio.shield(task)
+    async def finish(self, req: HostRequest) -> AttemptOutcome:
+        """Verify the ended attempt on the node; commit and push the team branch if it passed."""
+        return await self._once(req, "finish", lambda: self._finish(req))
 
     async def cancel(self, run_id: str, team: str, attempt: int, grace: float = 5.0) -> bool:
-        """Stop that attempt's agent (its process group); False if it is not known here."""
-        key = attempt_key(run_id, team, attempt)
-        rec = self._adopted.get(key)
-        if rec is None:
-            for path in self.root.glob(f"runs/{run_id}/attempts/{team}.{attempt}.json"):
-                rec = _load_record(path)
-        if rec is None or rec.pid is None:
+        """Stop that attempt's agent (its process group); False if none runs here."""
+        rec = _load_record(self._attempts_dir(run_id) / f"{team}.{attempt}.json")
+        if rec is None or rec.pid is None or rec.end is not None:
             return False
         proc = await AgentProcess.attach(
-            rec.pid, Path(rec.log), Path(rec.status), 0, create_time=rec.create_time
+            rec.pid, Path(rec.log), Path(rec.status), rec.offset, create_time=rec.create_time
         )
         await proc.terminate(grace)
         return True
 
-    def _paths(self, spec: AttemptSpec) -> tuple[Path, Path]:
-        run = self.root / "runs" / spec.run_id
-        return run / "worktrees" / spec.team, run / "attempts"
+    async def _once(
+        self, req: HostRequest, phase: str, make: Callable[[], Coroutine[Any, Any, T]]
+    ) -> T:
+        """Run ``make()`` once per (attempt, phase); concurrent and later calls share it.
+        Shielded: the phase goes on when the caller goes away (the orchestrator died)."""
+        key = req.key
+        self._epochs[key] = max(req.request.epoch, self._epochs.get(key, 0))
+        try:
+            await self._load_plan(req)
+        except StoreError as exc:
+            if phase == "begin":
+                return self._setup_failed(  # type: ignore[return-value]
+                    req, f"Redis not reachable from host {self.name}: {exc}"
+                )
+            raise
+        task = self._tasks.get((key, phase))
+        if task is None or (task.done() and task.exception() is not None):
+            task = asyncio.ensure_future(make())
+            self._tasks[(key, phase)] = task
+        return await asyncio.shield(task)
 
-    def _record_path(self, spec: AttemptSpec) -> Path:
-        return self._paths(spec)[1] / f"{spec.team}.{spec.attempt}.json"
+    # -- paths and records ---------------------------------------------------------------
 
-    async def _attempt(self, spec: AttemptSpec, rec: _Record | None) -> HostOutcome:
+    def _attempts_dir(self, run_id: str) -> Path:
+        return self.root / "runs" / run_id / "attempts"
+
+    def _record_path(self, req: HostRequest) -> Path:
+        r = req.request
+        return self._attempts_dir(r.run_id) / f"{r.team_id}.{r.attempt}.json"
+
+    def _record(self, req: HostRequest) -> _Record | None:
+        return _load_record(self._record_path(req))
+
+    def _save(self, req: HostRequest, rec: _Record) -> None:
+        _save_record(self._record_path(req), rec)
+
+    def _start_of(self, rec: _Record) -> AttemptStart:
+        return AttemptStart(
+            agent_id=rec.agent_id,
+            branch=rec.branch,
+            worktree=Path(rec.worktree),
+            log=Path(rec.log),
+            status=Path(rec.status),
+            prompt_file=Path(rec.prompt_file),
+            session_id=rec.session_id,
+            host=self.name,
+        )
+
+    # -- begin ---------------------------------------------------------------------------
+
+    async def _begin(self, req: HostRequest) -> AttemptStart | AttemptOutcome:
+        rec = self._record(req)
+        if rec is not None:
+            return self._start_of(rec)
+        r = req.request
+        if r.attach is not None:  # a resume: the agent another host incarnation started
+            a = r.attach
+            rec = _Record(
+                key=req.key,
+                agent_id=a.agent_id,
+                branch=req.branch,
+                worktree=str(self.root / "runs" / r.run_id / "worktrees" / r.team_id),
+                prompt_file="",
+                log=str(a.log),
+                status=str(a.status),
+                session_id=a.session_id,
+                started=a.started,
+                pid=a.pid,
+                create_time=a.create_time,
+                offset=a.offset,
+            )
+            self._save(req, rec)
+            return self._start_of(rec)
+        if self._busy() >= req.slots:
+            raise HostBusy(f"host {self.name}: all {req.slots} agent slots are taken")
+        try:
+            return await self._prepare(req)
+        except StoreError as exc:
+            return self._setup_failed(req, f"Redis not reachable from host {self.name}: {exc}")
+        except OrchestrateError as exc:
+            return self._setup_failed(req, f"host {self.name}: {exc}")
+
+    def _busy(self) -> int:
+        return sum(1 for rec in self._unfinished().values() if rec.end is None) + sum(
+            1 for (_, phase), t in self._tasks.items() if phase == "begin" and not t.done()
+        )
+
+    def _setup_failed(self, req: HostRequest, error: str) -> AttemptOutcome:
+        r = req.request
+        return AttemptOutcome(
+            run_id=r.run_id,
+            team_id=r.team_id,
+            attempt=r.attempt,
+            host=self.name,
+            agent_id=req.agent_id,
+            setup_error=error,
+            reason=error,
+        )
+
+    async def _load_plan(self, req: HostRequest) -> LoadedPlan:
+        """The run's plan, from its record in Redis (once per run)."""
         from orchestrator.paths import StateLayout
+        from orchestrator.runs import plan_of_run
         from orchestrator.store import open_store
 
-        worktree, attempts = self._paths(spec)
-        base = attempts / f"{spec.team}.{spec.attempt}"
-        adopted = rec is not None
-        try:
-            async with open_store(spec.settings, StateLayout(self.root / "state")) as store:
-                if rec is None:
-                    rec = await self._start(spec, store, worktree, base)
-                elif rec.pid is None:
-                    rec = self._recover_pid(rec, base)
-                outcome = await self._follow(spec, store, rec, adopted)
-        except StoreError as exc:
-            outcome = HostOutcome(
-                host=self.name,
-                key=spec.key,
-                error=f"Redis not reachable from host {self.name}: {exc}",
-                worktree=str(worktree),
-            )
-        except (GitError, AgentError) as exc:
-            outcome = HostOutcome(host=self.name, key=spec.key, error=f"host {self.name}: {exc}")
-        if rec is not None:
-            rec.outcome = _outcome_json(outcome)
-            _save_record(self._record_path(spec), rec)
-        self._adopted.pop(spec.key, None)
-        return outcome
+        run_id = req.request.run_id
+        loaded = self._plans.get(run_id)
+        if loaded is None:
+            async with open_store(req.settings, StateLayout(self.root / "state")) as store:
+                meta = (await store.get_run(run_id)).meta
+            loaded = self._plans[run_id] = plan_of_run(meta, run_id=run_id)
+        return loaded
 
-    async def _start(self, spec: AttemptSpec, store: Any, worktree: Path, base: Path) -> _Record:
-        """Prepare the worktree, write the prompt and the record, start the supervisor."""
-        await self._prepare(spec, worktree)
-        plan = spec.plan
-        team = plan.team(spec.team)
+    async def _prepare(self, req: HostRequest) -> AttemptStart:
+        r = req.request
+        loaded = await self._load_plan(req)
+        plan = loaded.plan
+        team = plan.team(r.team_id)
+        worktree = self.root / "runs" / r.run_id / "worktrees" / r.team_id
+        if r.prepare:
+            await self._worktree(req, worktree)
+        base = self._attempts_dir(r.run_id) / f"{r.team_id}.{r.attempt}"
         config = plan.agent_config(plan.agent_name(team))
-        adapter = adapter_for(config.kind or "")
-        base.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        prompt_file = base.with_suffix(".prompt.md")
-        prompt_file.write_text(spec.prompt)
-        env = agent_env(
-            allow=plan.env_allow,
-            layers=[plan.env, config.env, team.env],
+        resume = r.session_id if (r.feedback is not None and config.resume_session) else None
+        inp = PromptInput(
+            run_id=r.run_id,
+            plan=plan,
+            team=team,
+            attempt=r.attempt,
+            max_attempts=r.max_attempts,
+            workdir=worktree,
+            role=load_role(team.role, worktree),
+            upstream=r.upstream,
+            feedback=r.feedback,
+        )
+        plan_file = _on_node(loaded.path, loaded.repo_root, worktree)
+        prompt = render_feedback(inp) if resume else render_prompt(inp, plan_file=plan_file)
+        job = AgentJob(
+            config=config,
+            team_id=r.team_id,
+            attempt=r.attempt,
+            agent_id=req.agent_id,
+            workdir=worktree,
+            prompt=prompt,
+            prompt_file=base.with_suffix(".prompt.md"),
+            log=base.with_suffix(".log"),
+            status=base.with_suffix(".status"),
+            env=work_env(allow=plan.env_allow, layers=[plan.env, config.env, team.env]),
             orchestrate={
-                "ORCHESTRATE_RUN": spec.run_id,
-                "ORCHESTRATE_TEAM": spec.team,
-                "ORCHESTRATE_AGENT_ID": spec.agent_id,
-                "ORCHESTRATE_ATTEMPT": str(spec.attempt),
-                "ORCHESTRATE_PROMPT_FILE": str(prompt_file),
+                "ORCHESTRATE_RUN": r.run_id,
+                "ORCHESTRATE_TEAM": r.team_id,
+                "ORCHESTRATE_AGENT_ID": req.agent_id,
+                "ORCHESTRATE_ATTEMPT": str(r.attempt),
+                "ORCHESTRATE_PROMPT_FILE": str(base.with_suffix(".prompt.md")),
                 "ORCHESTRATE_HOST": self.name,
             },
-        )
-        ctx = AgentContext(
-            config=config,
-            kind=config.kind or "",
-            team_id=spec.team,
-            attempt=spec.attempt,
-            agent_id=spec.agent_id,
-            workdir=worktree,
-            prompt_file=prompt_file,
-            prompt_text=spec.prompt,
-            model=team.model or config.model,
-            resume_session_id=spec.resume_session,
-            env=env,
-            run_id=spec.run_id,
+            secrets=req.secrets,
+            run_id=r.run_id,
+            model=team.model,
+            resume_session_id=resume,
             max_budget_usd=team.budget.usd if team.budget else None,
         )
-        argv = adapter.argv(ctx)
-        env.update(adapter.env(ctx))
-        log, status = base.with_suffix(".log"), base.with_suffix(".status")
+        base.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        prepared = prepare(job)  # writes the prompt file, redacted
+        self._launches[req.key] = prepared.launch
+        self._runs[req.key] = AgentRun(prepared.adapter)
         rec = _Record(
-            key=spec.key,
-            agent_id=spec.agent_id,
-            log=str(log),
-            status=str(status),
+            key=req.key,
+            agent_id=req.agent_id,
+            branch=req.branch,
             worktree=str(worktree),
-            started=time.time(),
+            prompt_file=str(job.prompt_file),
+            log=str(job.log),
+            status=str(job.status),
+            session_id=resume,
         )
-        _save_record(self._record_path(spec), rec)
-        launch = Launch(
-            argv=argv, cwd=worktree, env=env, log=log, status=status, secrets=spec.secrets
-        )
-        rec.pid, rec.create_time = await anyio.to_thread.run_sync(
-            spawn_detached, launch, base.with_suffix(".pid")
-        )
-        _save_record(self._record_path(spec), rec)
-        await self._store_write(
-            spec,
-            lambda: store.update_attempt(
-                spec.run_id,
-                spec.team,
-                spec.attempt,
-                {
-                    "host": self.name,
-                    "pid": str(rec.pid),
-                    "pid_created": "" if rec.create_time is None else repr(rec.create_time),
-                    "log": rec.log,
-                    "status_file": rec.status,
-                    "worktree": rec.worktree,
-                },
-                epoch=self._epochs[spec.key],
-            ),
-        )
-        return rec
+        self._save(req, rec)
+        return self._start_of(rec)
 
-    def _recover_pid(self, rec: _Record, base: Path) -> _Record:
-        """A record written before the spawn finished: the spawner's pid file, if any."""
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            data = json.loads(base.with_suffix(".pid").read_text())
-            rec.pid, rec.create_time = int(data["pid"]), data.get("create_time")
-        return rec
-
-    async def _prepare(self, spec: AttemptSpec, worktree: Path) -> None:
+    async def _worktree(self, req: HostRequest, worktree: Path) -> None:
         """The team's worktree from the run's base, the upstream branches merged in."""
-        repo = await self._clone(spec.remote)
-        refs = [spec.base_branch, *spec.upstream]
-        await run_git(
-            [
-                "fetch",
-                "--quiet",
-                "origin",
-                *[f"+refs/heads/{r}:refs/remotes/origin/{r}" for r in refs],
-            ],
-            cwd=repo,
-        )
+        repo = await self._clone(req.remote)
+        refs = [req.base_branch, *req.upstream_branches]
+        specs = [f"+refs/heads/{r}:refs/remotes/origin/{r}" for r in refs]
+        await run_git(["fetch", "--quiet", "origin", *specs], cwd=repo)
         git = Git(repo)
-        fresh = await git.add_worktree(worktree, spec.branch, spec.base_commit)
-        if spec.upstream and fresh:
+        await git.add_worktree(worktree, req.branch, req.request.base_commit)
+        todo = await git.not_merged(worktree, [f"origin/{b}" for b in req.upstream_branches])
+        if todo:
             result = await git.merge(
-                worktree,
-                [f"origin/{b}" for b in spec.upstream],
-                message=f"{spec.team}: merge upstream {{branch}}",
+                worktree, todo, message=f"{req.request.team_id}: merge upstream {{branch}}"
             )
             if not result.ok:
                 raise GitError(str(result))
@@ -435,7 +457,7 @@ class HostActor:
         repo = self.root / "repos" / hashlib.sha256(remote.encode()).hexdigest()[:16]
         if not (repo / "HEAD").exists():
             repo.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            tmp = repo.with_name(repo.name + f".tmp{os.getpid()}")
+            tmp = repo.with_name(f"{repo.name}.tmp{os.getpid()}")
             shutil.rmtree(tmp, ignore_errors=True)
             await run_git(["clone", "--bare", "--quiet", remote, str(tmp)], cwd=repo.parent)
             with contextlib.suppress(OSError):
@@ -443,9 +465,121 @@ class HostActor:
             shutil.rmtree(tmp, ignore_errors=True)
         return repo
 
-    async def _store_write(self, spec: AttemptSpec, write: Callable[[], Awaitable[T]]) -> T | None:
+    # -- follow --------------------------------------------------------------------------
+
+    async def _follow(self, req: HostRequest) -> AgentEnd:
+        from orchestrator.paths import StateLayout
+        from orchestrator.store import open_store
+
+        rec = self._record(req)
+        if rec is None:
+            raise AgentError(f"host {self.name}: attempt {req.key} was not begun here")
+        if rec.end is not None:
+            return _agent_end(rec, self._verdict(req, rec))
+        r = req.request
+        async with open_store(req.settings, StateLayout(self.root / "state")) as store:
+            adopted = rec.pid is not None or self._recover_pid(rec)
+            run = self._runs.get(req.key)
+            if run is None or adopted:
+                run = self._replay(req, rec)
+            if rec.pid is None:
+                launch = self._launches.get(req.key)
+                if launch is None:  # restarted between begin and follow: prepare again
+                    await self._prepare(req)
+                    launch = self._launches[req.key]
+                    run = self._runs[req.key]
+                rec.started = time.time()
+                rec.pid, rec.create_time = await anyio.to_thread.run_sync(
+                    spawn_detached, launch, Path(rec.log).with_suffix(".pid")
+                )
+                self._save(req, rec)
+            await self._write(
+                req,
+                lambda: store.update_attempt(
+                    r.run_id,
+                    r.team_id,
+                    r.attempt,
+                    {
+                        "host": self.name,
+                        "node_id": self.node_id,
+                        "pid": str(rec.pid),
+                        "pid_created": "" if rec.create_time is None else repr(rec.create_time),
+                    },
+                    epoch=self._epochs[req.key],
+                ),
+            )
+            outcome = await self._follow_to_end(req, store, rec, run)
+        rec.end = {
+            "outcome": asdict(outcome),
+            "events": [asdict(e) for e in run.events],
+            "tail": list(run.tail),
+            "adopted": adopted,
+        }
+        self._save(req, rec)
+        return _agent_end(rec, self._verdict(req, rec))
+
+    def _recover_pid(self, rec: _Record) -> bool:
+        """A record saved before the spawner answered: its pid file, if it got that far."""
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            data = json.loads(Path(rec.log).with_suffix(".pid").read_text())
+            rec.pid, rec.create_time = int(data["pid"]), data.get("create_time")
+            return True
+        return False
+
+    def _adapter(self, req: HostRequest) -> Any:
+        plan = self._plan(req)
+        team = plan.team(req.request.team_id)
+        return adapter_for(plan.agent_config(plan.agent_name(team)).kind or "")
+
+    def _plan(self, req: HostRequest) -> Plan:
+        return self._plans[req.request.run_id].plan
+
+    def _replay(self, req: HostRequest, rec: _Record) -> AgentRun:
+        """An :class:`AgentRun` fed with what the agent printed before ``rec.offset``."""
+        run = AgentRun(self._adapter(req))
+        run.feed(_read_head(Path(rec.log), rec.offset))
+        self._runs[req.key] = run
+        return run
+
+    async def _follow_to_end(
+        self, req: HostRequest, store: Any, rec: _Record, run: AgentRun
+    ) -> Outcome:
+        r = req.request
+        proc = await AgentProcess.attach(
+            rec.pid or 0, Path(rec.log), Path(rec.status), rec.offset, create_time=rec.create_time
+        )
+        plan = self._plan(req)
+        team = plan.team(r.team_id)
+
+        async def on_lines(shown: list[str], session: str | None) -> None:
+            await self._write(req, lambda: store.append_log(r.run_id, r.team_id, r.attempt, shown))
+            rec.offset = proc.offset
+            fields = {"offset": str(proc.offset)}
+            if session:
+                fields["session_id"] = session
+            await self._write(
+                req,
+                lambda: store.update_attempt(
+                    r.run_id, r.team_id, r.attempt, fields, epoch=self._epochs[req.key]
+                ),
+            )
+
+        elapsed = time.time() - (rec.started or time.time())
+        try:
+            return await run.follow(
+                proc,
+                timeout=max(1.0, plan.timeout(team) - elapsed),
+                stall_timeout=plan.stall_timeout(team),
+                on_lines=on_lines,
+                grace=req.kill_grace,
+            )
+        finally:
+            proc.detach()  # a follow cut short (the actor stopping) leaves the agent running
+            self._save(req, rec)
+
+    async def _write(self, req: HostRequest, write: Callable[[], Awaitable[T]]) -> T | None:
         """A Redis write for an attempt, retried while Redis is away or the run's lease is
-        being taken over (a resumed orchestrator sends its new epoch by calling again)."""
+        being taken over (a resumed orchestrator sends its new epoch when it calls again)."""
         deadline = time.monotonic() + STORE_RETRY_LIMIT
         delay = 0.2
         while True:
@@ -460,124 +594,154 @@ class HostActor:
             await anyio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    async def _follow(
-        self, spec: AttemptSpec, store: Any, rec: _Record, adopted: bool
-    ) -> HostOutcome:
-        """Follow the supervisor to its end (lines into Redis), then judge and push."""
-        plan = spec.plan
-        team = plan.team(spec.team)
-        adapter = adapter_for(plan.agent_config(plan.agent_name(team)).kind or "")
-        events: list[AgentEvent] = []
-        tail: deque[str] = deque(maxlen=TAIL_LINES)
-        offset = 0
-        if adopted:
-            attempts = await store.get_attempts(spec.run_id, spec.team)
-            for a in attempts:
-                if a.attempt == spec.attempt and (a.fields.get("offset") or "").isdigit():
-                    offset = int(a.fields["offset"])
-            for line in _read_head(Path(rec.log), offset):
-                for event in adapter.parse(line):
-                    tail.append(event.display())
-                    if event.type in _KEPT_EVENTS:
-                        events.append(event)
-        if rec.pid is None:
-            raise AgentError(f"the agent of {spec.key} was never started on host {self.name}")
-        proc = await AgentProcess.attach(
-            rec.pid, Path(rec.log), Path(rec.status), offset, create_time=rec.create_time
-        )
+    def _verdict(self, req: HostRequest, rec: _Record) -> tuple[Outcome, Verdict, list[str]]:
+        end = rec.end or {}
+        outcome = Outcome(**end["outcome"])
+        events = [AgentEvent(**e) for e in end.get("events", ())]
+        return outcome, self._adapter(req).judge(outcome, events), list(end.get("tail", ()))
 
-        async def on_lines(lines: list[str]) -> None:
-            shown: list[str] = []
-            session: str | None = None
-            for line in lines:
-                for event in adapter.parse(line):
-                    shown.append(event.display())
-                    if event.type in _KEPT_EVENTS:
-                        events.append(event)
-                    if event.type == "session" and event.session_id:
-                        session = event.session_id
-            tail.extend(shown)
-            await self._store_write(
-                spec, lambda: store.append_log(spec.run_id, spec.team, spec.attempt, shown)
-            )
-            fields = {"offset": str(proc.offset)}
-            if session:
-                fields["session_id"] = session
-            await self._store_write(
-                spec,
-                lambda: store.update_attempt(
-                    spec.run_id, spec.team, spec.attempt, fields, epoch=self._epochs[spec.key]
-                ),
-            )
+    # -- finish --------------------------------------------------------------------------
 
-        elapsed = time.time() - rec.started
-        try:
-            outcome = await proc.run(
-                timeout=max(1.0, spec.timeout - elapsed),
-                stall_timeout=spec.stall_timeout,
-                on_lines=on_lines,
-                grace=spec.kill_grace,
-            )
-        finally:
-            proc.detach()  # a follow cut short (the actor stopping) leaves the agent running
-        return await self._judge(spec, rec, outcome, events, list(tail), adopted)
-
-    async def _judge(
-        self,
-        spec: AttemptSpec,
-        rec: _Record,
-        outcome: Outcome,
-        events: Sequence[AgentEvent],
-        tail: list[str],
-        adopted: bool,
-    ) -> HostOutcome:
-        plan = spec.plan
-        team = plan.team(spec.team)
-        adapter = adapter_for(plan.agent_config(plan.agent_name(team)).kind or "")
+    async def _finish(self, req: HostRequest) -> AttemptOutcome:
+        rec = self._record(req)
+        if rec is None or rec.end is None:
+            raise AgentError(f"host {self.name}: attempt {req.key} has not ended here")
+        if rec.outcome is not None:
+            return AttemptOutcome.model_validate_json(rec.outcome)
+        r = req.request
+        plan = self._plan(req)
+        team = plan.team(r.team_id)
+        config = plan.agent_config(plan.agent_name(team))
+        outcome, verdict, tail = self._verdict(req, rec)
         worktree = Path(rec.worktree)
-        verdict = adapter.judge(outcome, events)
         report = find_deliverables(worktree, team.deliverables)
         checks: list[CheckResult] = []
         if verdict.success and team.checks:
-            checks = await run_checks(worktree, team.checks, time_limit=plan.defaults.check_timeout)
+            checks = await run_checks(
+                worktree,
+                team.checks,
+                time_limit=plan.defaults.check_timeout,
+                env=work_env(allow=plan.env_allow, layers=[plan.env, config.env, team.env]),
+            )
+        failed = [c for c in checks if not c.passed]
+        ok = verdict.success and report.ok and not failed
+        reason = "" if ok else _summarize(report.problems, failed, verdict)
         commit: str | None = None
-        error: str | None = None
-        if verdict.success and report.ok and all(c.passed for c in checks):
-            git = Git(await self._clone(spec.remote))
+        if ok:
             try:
-                commit = await git.commit_all(worktree, spec.commit_message)
-                if commit is None:
-                    commit = await git.head(worktree)
-                await run_git(
-                    ["push", "--quiet", "--force", "origin", f"HEAD:refs/heads/{spec.branch}"],
-                    cwd=worktree,
-                )
+                commit = await self._commit_and_push(req, rec)
             except GitError as exc:
-                error = f"host {self.name}: {exc}"
-                commit = None
-        return HostOutcome(
+                ok, reason = False, f"host {self.name}: {exc}"
+        final = verdict.result
+        if final is None:
+            final = "\n".join(line for line in tail[-10:] if line.strip()) or None
+        result = AttemptOutcome(
+            run_id=r.run_id,
+            team_id=r.team_id,
+            attempt=r.attempt,
             host=self.name,
-            key=spec.key,
+            agent_id=rec.agent_id,
             exit_code=outcome.exit_code,
             signal=outcome.signal,
             timed_out=outcome.timed_out,
             stalled=outcome.stalled,
             lost=outcome.lost,
-            limit=outcome.limit,
-            duration=outcome.duration,
-            events=tuple(events),
-            tail=tuple(tail),
-            found=dict(report.found),
-            problems=tuple(report.problems),
-            checks=tuple(checks),
+            success=verdict.success,
+            ok=ok,
+            reason=reason,
+            fatal=verdict.fatal,
+            retryable=verdict.retryable,
+            retry_after=verdict.retry_after,
+            deliverables=dict(report.found),
+            checks=[
+                CheckOutcome(
+                    command=c.command,
+                    passed=c.passed,
+                    exit_code=c.exit_code,
+                    duration=round(c.duration, 3),
+                    timed_out=c.timed_out,
+                )
+                for c in checks
+            ],
+            usage=usage_of(verdict),
+            session_id=verdict.session_id,
+            final_message=_kept(final, req.secrets),
             commit=commit,
-            error=error,
-            adopted=adopted,
-            worktree=str(worktree),
+            feedback=None
+            if ok
+            else Feedback(
+                attempt=r.attempt,
+                reason=reason,
+                missing=report.problems,
+                failed_checks=failed,
+                timed_out=outcome.timed_out,
+                stalled=outcome.stalled,
+                timeout=outcome.limit,
+                exit_code=outcome.exit_code,
+                agent_error=verdict.reason if not verdict.success else None,
+                log_tail="\n".join(tail[-15:]) if not verdict.success else None,
+            ),
         )
+        rec.outcome = result.model_dump_json()
+        self._save(req, rec)
+        return result
+
+    async def _commit_and_push(self, req: HostRequest, rec: _Record) -> str:
+        r = req.request
+        git = Git(await self._clone(req.remote))
+        worktree = Path(rec.worktree)
+        message = (
+            f"orchestrate: team {r.team_id}\n\nRun: {r.run_id}\nAgent: {rec.agent_id}\n"
+            f"Attempt: {r.attempt}\nHost: {self.name}\n"
+        )
+        commit = await git.commit_all(worktree, message) or await git.head(worktree)
+        await run_git(
+            ["push", "--quiet", "--force", "origin", f"{commit}:refs/heads/{req.branch}"],
+            cwd=worktree,
+        )
+        return commit
 
 
-# -- the attempt records ------------------------------------------------------------------
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _on_node(plan_path: Path, repo_root: Path, worktree: Path) -> Path | None:
+    """Where the plan file is in the node's worktree (a plan kept in the repository)."""
+    try:
+        return worktree / plan_path.relative_to(repo_root)
+    except ValueError:
+        return None
+
+
+def _summarize(problems: Any, failed: list[CheckResult], verdict: Verdict) -> str:
+    parts: list[str] = []
+    if not verdict.success and verdict.reason:
+        parts.append(verdict.reason)
+    if problems:
+        parts.append("missing " + ", ".join(p.split(":", 1)[0] for p in problems))
+    parts += [c.describe() for c in failed]
+    return "; ".join(parts) or "the attempt did not pass"
+
+
+def _kept(text: str | None, secrets: tuple[str, ...]) -> str | None:
+    text = (text or "").strip()
+    if not text:
+        return None
+    text = Redactor.from_env(extra=secrets).redact(text)
+    if len(text) > FINAL_MESSAGE_CHARS:
+        text = text[: FINAL_MESSAGE_CHARS - 1].rstrip() + "…"
+    return text
+
+
+def _agent_end(rec: _Record, judged: tuple[Outcome, Verdict, list[str]]) -> AgentEnd:
+    outcome, verdict, _ = judged
+    return AgentEnd(
+        ok=outcome.ok,
+        exit_code=outcome.exit_code,
+        reason=verdict.reason,
+        session_id=verdict.session_id,
+        usage=usage_of(verdict),
+    )
 
 
 def _save_record(path: Path, rec: _Record) -> None:
@@ -589,25 +753,11 @@ def _save_record(path: Path, rec: _Record) -> None:
 
 def _load_record(path: Path) -> _Record | None:
     try:
-        return _Record(**json.loads(path.read_text()))
+        data = json.loads(path.read_text())
+        names = {f.name for f in dataclasses.fields(_Record)}
+        return _Record(**{k: v for k, v in data.items() if k in names})
     except (OSError, ValueError, TypeError):
         return None
-
-
-def _outcome_json(outcome: HostOutcome) -> dict[str, Any]:
-    data = asdict(outcome)
-    data["events"] = [asdict(e) for e in outcome.events]
-    data["checks"] = [asdict(c) for c in outcome.checks]
-    return data
-
-
-def _outcome_from(data: Mapping[str, Any]) -> HostOutcome:
-    fields = dict(data)
-    fields["events"] = tuple(AgentEvent(**e) for e in fields.get("events", ()))
-    fields["checks"] = tuple(CheckResult(**c) for c in fields.get("checks", ()))
-    fields["tail"] = tuple(fields.get("tail", ()))
-    fields["problems"] = tuple(fields.get("problems", ()))
-    return HostOutcome(**fields)
 
 
 def _read_head(log: Path, offset: int) -> list[str]:
@@ -639,6 +789,7 @@ def spawn_detached(launch: Launch, pid_file: Path) -> tuple[int, float | None]:
             "log": str(launch.log),
             "status": str(launch.status),
             "secrets": list(launch.secrets),
+            "stdin": None if launch.stdin is None else str(launch.stdin),
             "pid_file": str(pid_file),
         }
     ).encode()
@@ -669,6 +820,7 @@ def _spawn_main() -> None:
         log=Path(data["log"]),
         status=Path(data["status"]),
         secrets=tuple(data["secrets"]),
+        stdin=None if data["stdin"] is None else Path(data["stdin"]),
     )
     try:
         proc = AgentProcess._start_sync(launch)
@@ -678,7 +830,7 @@ def _spawn_main() -> None:
         os._exit(1)
     out = json.dumps({"pid": proc.pid, "create_time": proc.create_time})
     pid_file = Path(data["pid_file"])
-    tmp = pid_file.with_suffix(".tmp")
+    tmp = pid_file.with_suffix(".pid.tmp")
     tmp.write_text(out)
     tmp.replace(pid_file)
     sys.stdout.write(out)

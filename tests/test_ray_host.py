@@ -13,21 +13,32 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 import psutil
 import pytest
 
-from orchestrator.paths import StateLayout
-from orchestrator.plan import Plan
+from orchestrator.executor import (
+    AgentEnd,
+    AttemptOutcome,
+    AttemptRecord,
+    AttemptRequest,
+    AttemptStart,
+)
+from orchestrator.gitops import Git
+from orchestrator.planload import load_plan
+from orchestrator.runs import create_run
 from orchestrator.settings import Settings
 from orchestrator.store import Store, open_store
 from tests.support.agents import python_agent
 from tests.support.gitrepo import GitRepo
 from tests.support.ray import MACHINES, RayTestCluster
 from tests.support.redis import PasswordRedis
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[dev]')")
+from orchestrator.ray_executor import RayCluster, RayExecutor  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.anyio, pytest.mark.timeout(180)]
 
@@ -53,17 +64,77 @@ def _git(*args: str) -> str:
     return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout
 
 
+PLAN = """
+version: 1
+name: rayp
+agents:
+  py:
+    kind: command
+    command: {argv}
+defaults: {{agent: py, retries: 0}}
+env: {env}
+teams:
+  - {{id: mac-pro, task: t, deliverables: [out-mac-pro.txt], runs_on: {{machine: mac-pro}}}}
+  - {{id: lenovo, task: t, deliverables: [out-lenovo.txt], runs_on: {{machine: lenovo}}}}
+  - {{id: backend, task: t, deliverables: [out-backend.txt], runs_on: {{machine: backend}}}}
+"""
+
+
+class Hooks:
+    """The scheduler's side, as the engine does it: ``running`` before the agent starts,
+    ``verifying`` once it ended; every call recorded."""
+
+    def __init__(self, s: Setup, team: str, attempt: int = 1) -> None:
+        self.s, self.team, self.attempt = s, team, attempt
+        self.calls: list[str] = []
+        self.start: AttemptStart | None = None
+
+    async def starting(self, start: AttemptStart) -> None:
+        self.calls.append("starting")
+        self.start = start
+        await self.s.store.team_transition(
+            self.s.run_id, self.team, "running", epoch=self.s.epoch, attempt=self.attempt,
+            fields={"agent_id": start.agent_id, "host": start.host},
+        )  # fmt: skip
+
+    async def attached(self, record: AttemptRecord, running: bool) -> None:
+        self.calls.append("attached")
+
+    async def ended(self, end: AgentEnd) -> None:
+        self.calls.append("ended")
+        await self.s.store.team_transition(
+            self.s.run_id, self.team, "verifying", epoch=self.s.epoch, attempt=self.attempt
+        )
+
+    def leave_running(self) -> bool:
+        return False
+
+
 @dataclass
 class Setup:
-    cluster: object
+    executor: RayExecutor
     store: Store
-    settings: Settings
     run_id: str
     epoch: int
-    remote: Path
     base: str
+    remote: Path
     marks: Path
     password: str
+
+    def request(self, team: str, attempt: int = 1) -> AttemptRequest:
+        return AttemptRequest(
+            run_id=self.run_id,
+            team_id=team,
+            attempt=attempt,
+            epoch=self.epoch,
+            max_attempts=1,
+            base_commit=self.base,
+        )
+
+
+@pytest.fixture
+def wait() -> bool:
+    return False
 
 
 @pytest.fixture
@@ -72,73 +143,33 @@ async def setup(
     git_repo: GitRepo,
     password_redis: PasswordRedis,
     tmp_path: Path,
+    wait: bool,
 ) -> AsyncIterator[Setup]:
-    from orchestrator.ray_executor import RayCluster
-
     remote = tmp_path / "remote.git"
     _git("init", "-q", "--bare", str(remote))
-    run_id = f"r{uuid.uuid4().hex[:8]}"
-    git_repo.git("push", "-q", str(remote), f"main:refs/heads/orchestrate/{run_id}/base")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    argv = [*python_agent(tmp_path / "agent.py", AGENT), "{team}", str(marks)]
+    env = {"WAIT": "1"} if wait else {}
+    (git_repo.path / "plan.yaml").write_text(
+        PLAN.format(argv=json.dumps(argv), env=json.dumps(env))
+    )
+    loaded = load_plan(git_repo.path / "plan.yaml")
     settings = Settings(
         redis_url=password_redis.url,  # type: ignore[arg-type]
         key_prefix=f"t{uuid.uuid4().hex[:10]}",
         retry_attempts=2,
         retry_max_delay=0.2,
     )
-    marks = tmp_path / "marks"
-    marks.mkdir()
-    async with open_store(settings, StateLayout(tmp_path / ".orchestrate")) as store:
-        await store.create_run(run_id, meta={"plan": "plan.yaml"}, team_ids=list(MACHINES))
-        async with store.lease(run_id) as lease:
+    async with open_store(settings, git_repo.state_layout()) as store:
+        info = await create_run(store, git_repo.state_layout(), loaded, Git(git_repo.path))
+        async with store.lease(info.run_id) as lease:
+            cluster = RayCluster(ray_cluster.address, ray_cluster.host_options)
+            executor = RayExecutor(cluster, store=store, loaded=loaded, remote=str(remote))
             yield Setup(
-                RayCluster(ray_cluster.address, ray_cluster.host_options),
-                store,
-                settings,
-                run_id,
-                lease.epoch,
-                remote,
-                git_repo.head(),
-                marks,
+                executor, store, info.run_id, lease.epoch, info.base_commit, remote, marks,
                 password_redis.password,
-            )
-
-
-def _spec(s: Setup, team: str, tmp_path: Path, *, wait: bool = False) -> object:
-    from orchestrator.ray_host import AttemptSpec
-
-    argv = python_agent(tmp_path / "agent.py", AGENT)
-    plan = Plan.model_validate(
-        {
-            "version": 1,
-            "name": "p",
-            "agents": {"py": {"kind": "command", "command": [*argv, "{team}", str(s.marks)]}},
-            "defaults": {"agent": "py"},
-            "env": {"WAIT": "1"} if wait else {},
-            "teams": [
-                {"id": m, "task": "t", "deliverables": [f"out-{m}.txt"], "runs_on": {"machine": m}}
-                for m in MACHINES
-            ],
-        }
-    )
-    return AttemptSpec(
-        run_id=s.run_id,
-        team=team,
-        attempt=1,
-        epoch=s.epoch,
-        agent_id=f"a{uuid.uuid4().hex[:6]}",
-        settings=s.settings,
-        remote=str(s.remote),
-        base_branch=f"orchestrate/{s.run_id}/base",
-        base_commit=s.base,
-        branch=f"orchestrate/{s.run_id}/{team}",
-        upstream=(),
-        plan=plan,
-        prompt="do it",
-        timeout=120,
-        stall_timeout=None,
-        commit_message=f"orchestrate: team {team}",
-        secrets=(s.password,),
-    )
+            )  # fmt: skip
 
 
 async def _running(s: Setup, team: str, timeout: float = 60) -> int:  # noqa: ASYNC109
@@ -151,89 +182,93 @@ async def _running(s: Setup, team: str, timeout: float = 60) -> int:  # noqa: AS
 
 
 async def test_each_attempt_runs_on_its_node_and_pushes_its_branch(
-    setup: Setup, ray_cluster: RayTestCluster, tmp_path: Path
+    setup: Setup, ray_cluster: RayTestCluster, git_repo: GitRepo
 ) -> None:
     """Three teams pinned to three machines run at once, each in its own node's workspace
-    (its cwd under that node's root, ``ORCHESTRATE_HOST`` its name); each team branch is on
-    the shared remote holding the agent's file; the lines reached Redis; the attempt says
-    which host ran it; the Redis password never reached an agent's environment."""
+    (its cwd under that node's root, ``ORCHESTRATE_HOST`` its name); the hooks run in order;
+    each team branch is on the shared remote and fetched into the local repository; the
+    lines reached Redis; the attempt says which host ran it; the Redis password never
+    reached an agent's environment."""
     s = setup
-    cluster = s.cluster
-    outcomes = {}
+    outcomes: dict[str, AttemptOutcome] = {}
+    hooks = {m: Hooks(s, m) for m in MACHINES}
 
     async def one(machine: str) -> None:
-        await s.store.team_transition(s.run_id, machine, "running", epoch=s.epoch, attempt=1)
-        node = await cluster.place({"machine": (machine,)})  # type: ignore[attr-defined]
-        outcomes[machine] = await cluster.run_on(node, _spec(s, machine, tmp_path))  # type: ignore[attr-defined]
+        outcomes[machine] = await s.executor.run_attempt(s.request(machine), hooks[machine])
 
     async with anyio.create_task_group() as tg:
         for machine in MACHINES:
             tg.start_soon(one, machine)
     for machine in MACHINES:
         out = outcomes[machine]
-        assert out.error is None and out.exit_code == 0 and out.commit, out
-        assert out.host == machine
-        data = json.loads(
-            _git("-C", str(s.remote), "show", f"orchestrate/{s.run_id}/{machine}:out-{machine}.txt")
-        )
+        assert out.ok and out.exit_code == 0 and out.commit, out
+        assert out.host == machine and hooks[machine].calls == ["starting", "ended"]
+        start = hooks[machine].start
+        assert start is not None and start.host == machine
+        assert start.worktree.is_relative_to(ray_cluster.roots / machine)
+        branch = f"orchestrate/{s.run_id}/{machine}"
+        data = json.loads(_git("-C", str(s.remote), "show", f"{branch}:out-{machine}.txt"))
         assert data["host"] == machine
         assert Path(data["cwd"]).is_relative_to(ray_cluster.roots / machine)
         assert not any(s.password in value for value in data["env"])
+        assert git_repo.git("rev-parse", branch) == out.commit  # fetched for the integration
         lines = [e.line for e in await s.store.read_log(s.run_id, machine)]
         assert f"hello from {machine}" in lines and "done" in lines
         (attempt,) = await s.store.get_attempts(s.run_id, machine)
         assert attempt.fields["host"] == machine
 
 
+@pytest.mark.parametrize("wait", [True])
 async def test_a_killed_host_actor_leaves_the_agent_running_and_re_adopts_it(
-    setup: Setup, tmp_path: Path
+    setup: Setup,
 ) -> None:
     """``ray.kill`` of a host actor mid-attempt (Ray kills the worker's direct children):
     the agent, started through the spawner, keeps running; the restarted host re-adopts
-    it when asked again; the attempt ends well and the agent was started once."""
+    it when the executor asks again; the attempt ends well and the agent started once."""
     import ray
 
     s = setup
-    cluster = s.cluster
-    node = await cluster.place({"machine": ("lenovo",)})  # type: ignore[attr-defined]
-    spec = _spec(s, "lenovo", tmp_path, wait=True)
-    result = {}
+    cluster = s.executor.cluster
+    result: dict[str, AttemptOutcome] = {}
+    hooks = Hooks(s, "lenovo")
 
     async def run() -> None:
-        result["out"] = await cluster.run_on(node, spec)  # type: ignore[attr-defined]
+        result["out"] = await s.executor.run_attempt(s.request("lenovo"), hooks)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(run)
         pid = await _running(s, "lenovo")
-        before = await cluster.host_info(node)  # type: ignore[attr-defined]
-        ray.kill(cluster.actor(node), no_restart=False)  # type: ignore[attr-defined]
+        (node,) = [n for n in cluster.nodes() if n.name == "lenovo" and n.alive]
+        before = await cluster.host_info(node)
+        assert before is not None
+        ray.kill(cluster.actor(node), no_restart=False)
         with anyio.fail_after(60):
             while True:
-                info = await cluster.host_info(node, timeout=2)  # type: ignore[attr-defined]
+                info = await cluster.host_info(node, timeout=2)
                 if info is not None and info["pid"] != before["pid"]:
                     break
                 await anyio.sleep(0.2)
         assert psutil.pid_exists(pid), "the agent died with its host actor"
-        assert "/".join((s.run_id, "lenovo", "1")) in info["running"]
+        assert f"{s.run_id}/lenovo/1" in info["adopted"]
         (s.marks / "lenovo.go").touch()
     out = result["out"]
-    assert out.error is None and out.commit and out.adopted, out
+    assert out.ok and out.commit, out
     assert (s.marks / "lenovo.starts").read_text().split() == [str(pid)]
+    assert hooks.calls == ["starting", "ended"]
 
 
+@pytest.mark.parametrize("wait", [True])
 async def test_a_node_lost_mid_attempt_ends_it_saying_host_lost(
-    setup: Setup, ray_cluster: RayTestCluster, tmp_path: Path
+    setup: Setup, ray_cluster: RayTestCluster
 ) -> None:
-    """The node running an attempt goes away: the attempt ends within seconds with
-    ``host backend lost`` (for the scheduler to retry elsewhere), not a hang or a traceback."""
+    """The node running an attempt goes away: the attempt ends within seconds as lost,
+    ``host backend lost``; the team's next attempt finds no node left with its label and
+    cannot begin, saying so."""
     s = setup
-    cluster = s.cluster
-    node = await cluster.place({"machine": ("backend",)})  # type: ignore[attr-defined]
-    spec = _spec(s, "backend", tmp_path, wait=True)
-    result = {}
+    result: dict[str, AttemptOutcome] = {}
 
     async def run() -> None:
-        result["out"] = await cluster.run_on(node, spec)  # type: ignore[attr-defined]
+        result["out"] = await s.executor.run_attempt(s.request("backend"), Hooks(s, "backend"))
 
     pid = None
     try:
@@ -243,12 +278,12 @@ async def test_a_node_lost_mid_attempt_ends_it_saying_host_lost(
             began = time.monotonic()
             ray_cluster.remove("backend")  # Ray wants its main thread for this
         out = result["out"]
-        assert out.host_lost and out.error == "host backend lost", out
+        assert out.lost and not out.ok and out.reason == "host backend lost", out
         assert time.monotonic() - began < 30
-        from orchestrator.ray_executor import NoEligibleNode
-
-        with pytest.raises(NoEligibleNode, match="machine=backend"):
-            await cluster.place({"machine": ("backend",)})  # type: ignore[attr-defined]
+        again = await s.executor.run_attempt(s.request("backend", 2), Hooks(s, "backend", 2))
+        assert again.setup_error == (
+            "no live node left with machine=backend (host backend lost)"
+        ), again
     finally:
         if pid is not None and psutil.pid_exists(pid):  # a lost machine takes its agents along
             os.kill(pid, signal.SIGKILL)
@@ -258,24 +293,34 @@ async def test_a_node_lost_mid_attempt_ends_it_saying_host_lost(
 async def test_a_remote_or_redis_the_node_cannot_reach_fails_the_attempt_in_its_words(
     setup: Setup, tmp_path: Path
 ) -> None:
-    """A remote the node cannot fetch: the attempt fails with git's own message and the
-    host's name; a Redis the node cannot reach: it fails saying so, password hidden.
-    Neither starts an agent."""
+    """A remote the node cannot fetch: the attempt cannot begin, with git's own message
+    and the host's name; a Redis the node cannot reach: it cannot begin either, saying so
+    with the password hidden. Neither starts an agent nor calls a hook."""
+    from orchestrator.ray_host import HostRequest
+
     s = setup
-    cluster = s.cluster
-    node = await cluster.place({"machine": ("mac-pro",)})  # type: ignore[attr-defined]
-    spec = _spec(s, "mac-pro", tmp_path)
-    out = await cluster.run_on(node, replace(spec, remote=str(tmp_path / "nowhere.git")))  # type: ignore[type-var]
-    assert out.error is not None and "host mac-pro" in out.error, out
-    assert "nowhere.git" in out.error and "\n" not in out.error
+    ex = s.executor
+    # This machine pushed the run's base; the remote the nodes are told of is not there.
+    ex._based.add(s.run_id)
+    ex.remote = str(tmp_path / "nowhere.git")
+    hooks = Hooks(s, "mac-pro")
+    out = await ex.run_attempt(s.request("mac-pro"), hooks)
+    assert out.setup_error is not None and out.setup_error.startswith("host mac-pro: git"), out
+    assert "nowhere.git" in out.setup_error and "\n" not in out.setup_error
+    assert hooks.calls == []
+    (node,) = [n for n in ex.cluster.nodes() if n.name == "mac-pro" and n.alive]
     bad = Settings(
         redis_url=f"redis://:{s.password}@127.0.0.1:1/0",  # type: ignore[arg-type]
         key_prefix="x",
         retry_attempts=1,
         retry_max_delay=0.1,
     )
-    spec2 = replace(spec, settings=bad, attempt=2)  # type: ignore[type-var]
-    out = await cluster.run_on(node, spec2)  # type: ignore[attr-defined]
-    assert out.error is not None and out.error.startswith("Redis not reachable from host mac-pro")
-    assert s.password not in out.error
+    other = s.request("mac-pro").model_copy(update={"run_id": "other-run"})
+    req = HostRequest(
+        request=other, agent_id="a1", settings=bad, remote=str(s.remote),
+        base_branch="b", branch="c", upstream_branches=(), slots=2,
+    )  # fmt: skip
+    out = await ex.cluster.call(node, "begin", req)
+    assert out.setup_error.startswith("Redis not reachable from host mac-pro"), out
+    assert s.password not in out.setup_error
     assert not (s.marks / "mac-pro.starts").exists()
