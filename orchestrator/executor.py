@@ -62,12 +62,19 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator.errors import UsageError
 from orchestrator.prompts import Feedback, UpstreamResult
 from orchestrator.state import Usage
+
+if TYPE_CHECKING:
+    from orchestrator.runtypes import RunContext
+
+EXECUTORS = ("local",)
+"""The executors ``--executor`` may name (``local``: this machine, the default)."""
 
 AttemptKey = tuple[str, str, int]
 """``(run, team, attempt)``: what makes two requests the same attempt."""
@@ -232,3 +239,12 @@ class Executor(Protocol):
     async def aclose(self) -> None:
         """Release what the executor holds for the run (safe twice); agents are not stopped."""
         ...
+
+
+async def open_executor(name: str, ctx: RunContext) -> Executor:
+    """The executor ``name`` for the run of ``ctx`` (the scheduler never knows which)."""
+    if name == "local":
+        from orchestrator.local_executor import LocalExecutor
+
+        return await LocalExecutor.for_run(ctx)
+    raise UsageError(f"unknown executor {name!r} (known: {', '.join(EXECUTORS)})")

@@ -62,12 +62,12 @@ from orchestrator.integration_procs import (
 )
 from orchestrator.paths import INTEGRATION, SHARED_WORKTREE, StateLayout
 from orchestrator.planload import LoadedPlan
+from orchestrator.runtypes import Notice, Notify
 from orchestrator.store import Store
-from orchestrator.teamrun import Notice, Notify
 from orchestrator.verify import command_text
 
 if TYPE_CHECKING:
-    from orchestrator.teamrun import RunContext
+    from orchestrator.runtypes import RunContext
 
 __all__ = [
     "INTEGRATION",

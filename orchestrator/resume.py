@@ -49,14 +49,7 @@ import psutil
 import structlog
 
 from orchestrator.agentproc import AgentProcess, read_status
-from orchestrator.engine import (
-    Budget,
-    Engine,
-    EngineOptions,
-    RunResult,
-    StartState,
-    first_error,
-)
+from orchestrator.engine import Engine, RunResult, StartState, first_error
 from orchestrator.errors import (
     IllegalTransitionError,
     OrchestrateError,
@@ -70,8 +63,17 @@ from orchestrator.planload import LoadedPlan, load_plan
 from orchestrator.preflight import require_agents
 from orchestrator.prompts import Feedback
 from orchestrator.runs import RunInfo, plan_of_run, write_plan_copy
+from orchestrator.runtypes import (
+    AttemptRecord,
+    Budget,
+    EngineOptions,
+    Notice,
+    Notify,
+    Recovery,
+    RunContext,
+    TeamResult,
+)
 from orchestrator.store import RunState, Store, TeamState
-from orchestrator.teamrun import AttemptRecord, Notice, Notify, Recovery, RunContext, TeamResult
 
 log = structlog.get_logger("orchestrate.resume")
 

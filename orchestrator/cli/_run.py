@@ -26,12 +26,12 @@ from orchestrator.cli._common import RedisUrlOpt, StateDirOpt
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from orchestrator.engine import EngineOptions, RunResult
+    from orchestrator.engine import RunResult
     from orchestrator.paths import StateLayout
     from orchestrator.planload import LoadedPlan
+    from orchestrator.runtypes import EngineOptions, Notice
     from orchestrator.settings import Settings
     from orchestrator.store import Store
-    from orchestrator.teamrun import Notice
 
 OnStarted = Callable[[str], None]
 BOARD_GRACE = 5.0
@@ -148,7 +148,7 @@ def engine_options(
     *, max_parallel: int | None, backoff: float, integrate_partial: bool, fail_fast: bool = False
 ) -> EngineOptions:
     """The engine's options from `run`'s and `resume`'s shared flags."""
-    from orchestrator.engine import EngineOptions
+    from orchestrator.runtypes import EngineOptions
 
     return EngineOptions(
         max_parallel=max_parallel,
