@@ -208,7 +208,9 @@ class Engine:
                 start = await self.setup(ctx)
             else:
                 start = StartState()
-                await self.store.run_transition(run_id, "running", epoch=lease.epoch)
+                await self.store.run_transition(
+                    run_id, "running", epoch=lease.epoch, fields=self.options.run_fields()
+                )
             if self.on_started is not None:  # the run is running: a live board may follow it
                 self.on_started(run_id)
             if self.plan.isolation == "shared":

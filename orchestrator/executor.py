@@ -73,8 +73,9 @@ from orchestrator.state import Usage
 if TYPE_CHECKING:
     from orchestrator.runtypes import RunContext
 
-EXECUTORS = ("local",)
-"""The executors ``--executor`` may name (``local``: this machine, the default)."""
+EXECUTORS = ("local", "ray")
+"""The executors ``--executor`` may name (``local``: this machine, the default; ``ray``: the
+nodes of a Ray cluster, :mod:`orchestrator.ray_executor`)."""
 
 AttemptKey = tuple[str, str, int]
 """``(run, team, attempt)``: what makes two requests the same attempt."""
@@ -247,4 +248,8 @@ async def open_executor(name: str, ctx: RunContext) -> Executor:
         from orchestrator.local_executor import LocalExecutor
 
         return await LocalExecutor.for_run(ctx)
+    if name == "ray":
+        from orchestrator.ray_executor import RayExecutor
+
+        return await RayExecutor.for_run(ctx)
     raise UsageError(f"unknown executor {name!r} (known: {', '.join(EXECUTORS)})")

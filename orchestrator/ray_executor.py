@@ -25,12 +25,12 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
 
-from orchestrator.errors import OrchestrateError
+from orchestrator.errors import GitError, OrchestrateError, PlanError, Problem, UsageError
 from orchestrator.executor import AgentEnd, AttemptHooks, AttemptOutcome, AttemptRequest
 from orchestrator.gitops import BRANCH_PREFIX, Git, team_branch
 from orchestrator.gitops import _run as run_git
@@ -50,6 +50,9 @@ from orchestrator.ray_cluster import (
 )
 from orchestrator.settings import Settings
 from orchestrator.store import Store, new_agent_id
+
+if TYPE_CHECKING:
+    from orchestrator.runtypes import RunContext
 
 log = structlog.get_logger("orchestrate.ray")
 
@@ -84,6 +87,8 @@ class RayCluster:
     _actors: dict[str, Any] = field(default_factory=dict)
     _placed: dict[str, int] = field(default_factory=dict)
     """Attempts this orchestrator has running per node (a first guess at free slots)."""
+    _programs: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    """Node id -> agent name -> its program there (None: missing), asked once per node."""
 
     @classmethod
     def connect(cls, address: str = "auto", host_options: HostOptions | None = None) -> RayCluster:
@@ -105,12 +110,46 @@ class RayCluster:
             actor = self._actors[node.node_id] = host_actor(node, self.host_options)
         return actor
 
+    async def programs(self, node: Node, plan: Plan) -> dict[str, str | None]:
+        """The agent programs found on ``node`` (its host looks on its PATH; asked once)."""
+        found = self._programs.get(node.node_id)
+        if found is None:
+            found = self._programs[node.node_id] = await self.call(node, "programs", plan)
+        return found
+
+    async def check_programs(self, plan: Plan, nodes: Sequence[Node], plan_file: str) -> None:
+        """Refuse (``PlanError``) a team whose agent program no eligible node has."""
+        problems: list[Problem] = []
+        for i, team in enumerate(plan.teams):
+            agent = plan.agent_name(team)
+            candidates = eligible(nodes, plan.runs_on(team))
+            have = [n for n in candidates if (await self.programs(n, plan)).get(agent, "?")]
+            if candidates and not have:
+                where = ", ".join(n.name for n in candidates)
+                problems.append(
+                    Problem(
+                        plan_file,
+                        f"teams[{i}].agent",
+                        f"team {team.id}: agent {agent!r} is not installed on {where}",
+                    )
+                )
+        if problems:
+            raise PlanError(problems)
+
     async def place(
-        self, runs_on: Mapping[str, Sequence[str]], *, avoid: Sequence[str] = ()
+        self,
+        runs_on: Mapping[str, Sequence[str]],
+        *,
+        avoid: Sequence[str] = (),
+        plan: Plan | None = None,
+        agent: str | None = None,
     ) -> Node:
-        """The eligible live node with the most free slots (nodes named in ``avoid`` only
-        when nothing else is left). Raises :class:`NoEligibleNode`."""
+        """The eligible live node (with the agent's program, when ``plan`` and ``agent``
+        are given) with the most free slots; nodes named in ``avoid`` only when nothing
+        else is left. Raises :class:`NoEligibleNode`."""
         nodes = eligible(await self.nodes_async(), runs_on)
+        if plan is not None and agent is not None:
+            nodes = [n for n in nodes if (await self.programs(n, plan)).get(agent, "?")]
         if not nodes:
             need = format_runs_on(runs_on) if runs_on else "agent_slots"
             raise NoEligibleNode(f"no live node left with {need}")
@@ -184,10 +223,60 @@ class RayCluster:
             return None
 
 
-@dataclass
-class _Placement:
-    node: Node
-    lost: list[str] = field(default_factory=list)
+def connect_cluster(address: str) -> str:
+    """Join the cluster from the main thread (Ray wants it); its resolved GCS address.
+    ``UsageError`` when Ray is not installed or no cluster answers at ``address``."""
+    return connect(address or "auto")
+
+
+def require_network_store(settings: Settings) -> None:
+    """Refuse a store the nodes cannot reach: the embedded server on its unix socket."""
+    url = settings.redis_url.get_secret_value() if settings.redis_url else ""
+    if not url.startswith(("redis://", "rediss://")):
+        raise UsageError(
+            "the ray executor needs a Redis every node reaches: pass --redis-url "
+            "redis://:PASSWORD@HOST:PORT (or rediss://), e.g. from "
+            "`orchestrate server start --listen 0.0.0.0:6380`"
+        )
+
+
+async def resolve_remote(loaded: LoadedPlan) -> str:
+    """The git URL of the plan's ``remote`` (a URL, a remote's name, a path; default the
+    repository's ``origin``) as every node will use it."""
+    name = loaded.plan.remote or "origin"
+    root = loaded.repo_root
+    try:
+        out = await run_git(["remote", "get-url", name], cwd=root)
+        url = out.stdout.decode().strip()
+    except GitError:
+        if loaded.plan.remote is None:
+            raise UsageError(
+                "the ray executor needs a git remote every node reaches: add `remote:` "
+                f"to the plan or an `origin` remote to {root}"
+            ) from None
+        url = name
+    if "://" not in url and ":" not in url.split("/")[0]:  # a path: absolute for the nodes
+        url = str((root / url).resolve())
+    return url
+
+
+async def prepare_cluster(
+    loaded: LoadedPlan, settings: Settings, address: str
+) -> tuple[RayCluster, str]:
+    """Everything refused before a run starts: Ray missing, no cluster, a store the nodes
+    cannot reach, a team no node can take, no remote. The cluster and the remote's URL."""
+    if loaded.plan.isolation == "shared":
+        raise UsageError(
+            "isolation: shared keeps one worktree on one machine; the ray executor needs "
+            "isolation: worktree"
+        )
+    require_network_store(settings)
+    cluster = RayCluster.connect(address)  # joined already by the CLI: no wait here
+    nodes = await cluster.nodes_async()
+    check_placement(loaded.plan, nodes, str(loaded.path))
+    await cluster.check_programs(loaded.plan, nodes, str(loaded.path))
+    remote = await resolve_remote(loaded)
+    return cluster, remote
 
 
 class RayExecutor:
@@ -203,6 +292,20 @@ class RayExecutor:
     """
 
     name = "ray"
+
+    @classmethod
+    async def for_run(cls, ctx: RunContext) -> RayExecutor:
+        """The executor of ``ctx``'s run on the cluster at ``ctx.options.ray_address``."""
+        cluster, remote = await prepare_cluster(
+            ctx.loaded, ctx.store.settings, ctx.options.ray_address
+        )
+        return cls(
+            cluster,
+            store=ctx.store,
+            loaded=ctx.loaded,
+            remote=remote,
+            kill_grace=ctx.options.kill_grace,
+        )
 
     def __init__(
         self,
@@ -266,7 +369,12 @@ class RayExecutor:
                         raise HostLost(node.name)
                     return node
             raise HostLost(host or "?")
-        return await self.cluster.place(runs_on, avoid=self._lost.get(request.team_id, ()))
+        return await self.cluster.place(
+            runs_on,
+            avoid=self._lost.get(request.team_id, ()),
+            plan=self.plan,
+            agent=self.plan.agent_name(self.plan.team(request.team_id)),
+        )
 
     async def _recorded_host(self, request: AttemptRequest) -> str | None:
         from orchestrator.paths import StateLayout

@@ -186,6 +186,7 @@ def _attempt_dict(a: AttemptState, team: TeamState) -> dict[str, Any]:
     return {
         "attempt": a.attempt,
         "agent_id": a.agent_id,
+        "host": a.fields.get("host") or None,  # the node that ran it (ray executor)
         "started": a.started,
         "finished": a.finished,
         "duration": _duration(a.started, a.finished),
@@ -233,6 +234,7 @@ async def build_report(store: Store, run_id: str) -> dict[str, Any]:
                 "reason": state.reason if state.status != "succeeded" else None,
                 "branch": state.branch,
                 "commit": state.fields.get("commit") or None,
+                "host": state.fields.get("host") or None,
                 "depends_on": list(spec.depends_on) if spec else [],
                 "attempts": rows,
                 "duration": span,
@@ -415,7 +417,7 @@ def render_markdown(data: Mapping[str, Any]) -> str:
                 lines.append(
                     _row(
                         a["attempt"],
-                        a["agent_id"],
+                        f"{a['agent_id']} on {a['host']}" if a.get("host") else a["agent_id"],
                         _dur(a["duration"]),
                         a["exit_code"],
                         a["outcome"],

@@ -338,7 +338,9 @@ async def reconcile(
         elif status in ("running", "verifying") and n:
             mine = [a.fields for a in attempts if a.attempt == n]
             rec = _record(ctx.layout, run_id, tid, n, mine[0] if mine else fields)
-            if rec.pid > 0 and (rec.status.exists() or await _running(rec)):
+            # An attempt on a host of the ray executor: that host knows whether it runs.
+            remote = ctx.options.executor != "local" and bool((mine[0] if mine else {}).get("host"))
+            if rec.pid > 0 and (remote or rec.status.exists() or await _running(rec)):
                 keep.add(rec.pid)
                 start.recoveries[tid] = Recovery(n, most, rec, session_id=rec.session_id)
             else:
@@ -368,7 +370,11 @@ async def reconcile(
     if run.status == "integrating":
         await store.run_transition(run_id, "interrupted", epoch=epoch, reason="resumed")
     await store.run_transition(
-        run_id, "running", epoch=epoch, reason="resumed", fields={**plan_fields, "resumed": "1"}
+        run_id,
+        "running",
+        epoch=epoch,
+        reason="resumed",
+        fields={**plan_fields, **ctx.options.run_fields(), "resumed": "1"},
     )
     stopped = await stop_processes(run_id, keep_groups=keep, grace=ctx.options.kill_grace)
     if stopped:
@@ -429,7 +435,8 @@ async def resume_run(
         return RunResult(run_id=run_id, status="succeeded", reason="already succeeded")
     teams = await store.get_teams(run_id)
     loaded, notes, fields = choose_plan(run, teams, layout, plan_file)
-    require_agents(loaded)
+    if (options or EngineOptions()).executor == "local":  # elsewhere the hosts look for them
+        require_agents(loaded)
     for note in notes:
         say(Notice(time.time(), None, "plan", note))
     await take_over_dead_lease(store, run_id)

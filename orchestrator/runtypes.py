@@ -69,6 +69,15 @@ class EngineOptions:
     """Integrate the teams that succeeded even when others did not (``--integrate-partial``)."""
     executor: str = "local"
     """Where attempts run (:func:`orchestrator.executor.open_executor`)."""
+    ray_address: str = "auto"
+    """The Ray cluster of the ``ray`` executor (``auto``: the one started on this machine)."""
+
+    def run_fields(self) -> dict[str, str]:
+        """What a run records of these, so that a resume goes on the same way."""
+        fields = {"executor": self.executor}
+        if self.executor == "ray":
+            fields["ray_address"] = self.ray_address
+        return fields
 
     def backoff(self, retry_number: int) -> float:
         """Seconds to wait before retry ``retry_number`` (1 for the first retry)."""

@@ -15,6 +15,7 @@ import typer
 
 from orchestrator.cli import app
 from orchestrator.cli._common import RedisUrlOpt, StateDirOpt
+from orchestrator.cli._run import ExecutorOpt, RayAddressOpt
 
 if TYPE_CHECKING:
     from orchestrator.paths import StateLayout
@@ -72,6 +73,8 @@ def resume(
         typer.Option("--integrate-partial", help="Integrate the teams that succeeded anyway."),
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug log on stderr.")] = False,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
     state_dir: StateDirOpt = None,
     redis_url: RedisUrlOpt = None,
 ) -> None:
@@ -80,6 +83,8 @@ def resume(
     Teams that succeeded are kept; running agents are followed again; failed
     teams stay failed unless --retry-failed. Exit codes as `run`.
     """
+    import dataclasses
+
     from orchestrator.cli._run import (
         OnStarted,
         Output,
@@ -87,6 +92,8 @@ def resume(
         _echo,
         _summary,
         engine_options,
+        executor_of,
+        join_cluster,
         terminal_console,
     )
     from orchestrator.engine import RunResult
@@ -101,11 +108,17 @@ def resume(
     out = Output(terminal_console(), 12)
 
     async def go(store: Store, on_started: OnStarted | None) -> RunResult:
+        from orchestrator.resume import resolve_run
+
+        rid = await resolve_run(store, run_id)
+        meta = (await store.get_run(rid)).meta  # the run's executor and cluster, unless overridden
+        chosen = executor_of(executor, meta.get("executor"))
+        address = join_cluster(chosen, ray_address or meta.get("ray_address"))
         return await resume_run(
-            run_id,
+            rid,
             store=store,
             layout=layout,
-            options=options,
+            options=dataclasses.replace(options, executor=chosen, ray_address=address),
             notify=out.notice,
             retry_failed=retry_failed,
             plan_file=plan,

@@ -144,8 +144,54 @@ class Output:
         return anyio.run(main)
 
 
+ExecutorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--executor",
+        help="Where teams run: local (this machine) or ray (a Ray cluster's nodes). "
+        "Default: the plan's executor, else local (resume: the run's).",
+        show_default=False,
+    ),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="The Ray cluster (HOST:PORT) of --executor ray. Default: auto, the cluster "
+        "started on this machine or $RAY_ADDRESS (resume: the run's).",
+        show_default=False,
+    ),
+]
+
+
+def executor_of(name: str | None, default: str | None) -> str:
+    """The executor to use: ``--executor``, else ``default`` (the plan's, the run's), else local."""
+    from orchestrator.errors import UsageError
+    from orchestrator.executor import EXECUTORS
+
+    chosen = name or default or "local"
+    if chosen not in EXECUTORS:
+        raise UsageError(f"--executor {chosen!r}: expected one of {', '.join(EXECUTORS)}")
+    return chosen
+
+
+def join_cluster(executor: str, address: str | None) -> str:
+    """For the ray executor: join the cluster now (before anything is recorded); its address."""
+    if executor != "ray":
+        return address or "auto"
+    from orchestrator.ray_executor import connect_cluster
+
+    return connect_cluster(address or "auto")
+
+
 def engine_options(
-    *, max_parallel: int | None, backoff: float, integrate_partial: bool, fail_fast: bool = False
+    *,
+    max_parallel: int | None,
+    backoff: float,
+    integrate_partial: bool,
+    fail_fast: bool = False,
+    executor: str = "local",
+    ray_address: str = "auto",
 ) -> EngineOptions:
     """The engine's options from `run`'s and `resume`'s shared flags."""
     from orchestrator.runtypes import EngineOptions
@@ -157,6 +203,8 @@ def engine_options(
         backoff_jitter=backoff,
         handle_signals=True,
         integrate_partial=integrate_partial,
+        executor=executor,
+        ray_address=ray_address,
     )
 
 
@@ -300,6 +348,8 @@ def run(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Debug log (run, team, agent) on stderr.")
     ] = False,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
     state_dir: StateDirOpt = None,
     redis_url: RedisUrlOpt = None,
 ) -> None:
@@ -318,13 +368,20 @@ def run(
     loaded = _load(plan_file)
     from orchestrator.preflight import require_agents
 
-    require_agents(loaded)  # before anything is recorded: nothing to resume, nothing half started
+    chosen = executor_of(executor, loaded.plan.executor)
+    if chosen == "local":  # on a cluster each host looks for the agents on its own node
+        require_agents(loaded)  # before anything is recorded: nothing to resume, half started
     overrides: dict[str, Any] = {}
     if redis_url:
         overrides["redis_url"] = redis_url
     if state_dir is not None:
         overrides["state_dir"] = state_dir
     settings = Settings(**overrides)
+    if chosen == "ray":  # the nodes write to the store too: not a local socket
+        from orchestrator.ray_executor import require_network_store
+
+        require_network_store(settings)
+    address = join_cluster(chosen, ray_address)
     root = settings.state_dir or loaded.repo_root / STATE_DIR_NAME
     layout = StateLayout(root.absolute()).ensure()
     options = engine_options(
@@ -332,6 +389,8 @@ def run(
         backoff=backoff,
         integrate_partial=integrate_partial,
         fail_fast=fail_fast,
+        executor=chosen,
+        ray_address=address,
     )
     out = Output(terminal_console(), max(3, *(len(t.id) for t in loaded.plan.teams)))
 
@@ -349,9 +408,14 @@ def run(
             on_started=on_started,
         )
 
-    result = out.run(
-        settings, layout, go, before=lambda store: _note_live_runs(store, loaded.plan.name)
-    )
+    async def before(store: Store) -> None:
+        if chosen == "ray":  # a team no node can take, no remote, a store nodes cannot reach
+            from orchestrator.ray_executor import prepare_cluster
+
+            await prepare_cluster(loaded, settings, address)
+        await _note_live_runs(store, loaded.plan.name)
+
+    result = out.run(settings, layout, go, before=before)
     for line in _summary(result, layout.report_file(result.run_id, "html")):
         _echo(line)
     raise typer.Exit(result.exit_code)

@@ -8,8 +8,8 @@ What you get:
     ``machine=mac-pro``, ``machine=lenovo``, ``machine=backend`` with 2
     ``agent_slots`` each, as separate processes on this machine; this process
     is connected to it as a driver. Each node's host actor gets its own
-    workspace root, ``.roots / <machine>`` (as if on its own disk): pass
-    ``.host_options`` wherever host actors are made. Failure detection is
+    workspace root, ``.roots / <machine>`` (as if on its own disk): the host
+    actors are made at start with ``.host_options`` (and found by name after). Failure detection is
     fast (a removed node is dead within ~2 s). Tests that need it are skipped
     when Ray is not installed (``pip install -e '.[dev]'`` installs it).
     ``.remove(machine)`` kills a node (its raylet and workers) as a lost
@@ -60,12 +60,22 @@ class RayTestCluster:
         )
         self.cluster.wait_for_nodes()
 
+    def ensure_hosts(self) -> None:
+        """Every live node's host actor, made now with its own root (an ``orchestrate``
+        process started by a test finds them by name)."""
+        from orchestrator.ray_cluster import host_actor, list_nodes
+
+        for node in list_nodes():
+            if node.alive and node.slots:
+                host_actor(node, self.host_options)
+
     def remove(self, machine: str) -> None:
         self.cluster.remove_node(self.nodes.pop(machine), allow_graceful=False)
 
     def restore(self, machine: str) -> None:
         if machine not in self.nodes:
             self.add(machine)
+            self.ensure_hosts()
 
     def kill_hosts(self) -> None:
         import ray
@@ -97,6 +107,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayTestClu
         for machine in MACHINES:
             test_cluster.add(machine)
         connect(cluster.address)
+        test_cluster.ensure_hosts()
         yield test_cluster
     finally:
         with contextlib.suppress(Exception):

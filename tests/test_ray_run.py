@@ -1,0 +1,250 @@
+"""``orchestrate run --executor ray`` as a user runs it: a real subprocess joining a real
+Ray cluster (head + 3 labelled nodes), a bare repository as the shared remote, a real
+Redis on loopback TCP with a password. Teams pinned to three machines run there, a
+downstream team sees its upstream teams' work fetched from the remote, the integration
+merges their branches here; killed -9 mid-run, ``resume`` re-attaches to the agents on
+the hosts; bad set-ups are refused in one line with exit 2 before anything starts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.support.agents import python_agent
+from tests.support.gitrepo import GitRepo
+from tests.support.ray import RayTestCluster
+from tests.support.redis import PasswordRedis
+
+pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[dev]')")
+pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(240)]
+
+ORCHESTRATE = [sys.executable, "-m", "orchestrator"]
+
+AGENT = """
+import json, os, sys, time
+from pathlib import Path
+team, marks = sys.argv[1], Path(sys.argv[2])
+with open(marks / f"{team}.starts", "a") as fh:
+    fh.write(f"{os.getpid()}\\n")
+print(f"{team} on {os.environ.get('ORCHESTRATE_HOST')}", flush=True)
+while os.environ.get("WAIT") and not (marks / f"{team}.go").exists():
+    time.sleep(0.05)
+Path(f"out-{team}.txt").write_text(json.dumps({
+    "host": os.environ.get("ORCHESTRATE_HOST"), "cwd": os.getcwd(),
+    "saw": sorted(p.name for p in Path(".").glob("out-*.txt")),
+}))
+"""
+
+PLAN = """version: 1
+name: rayrun
+executor: ray
+agents:
+  py: {{kind: command, command: {argv}}}
+defaults: {{agent: py, retries: 1}}
+env: {env}
+teams:
+  - {{id: mac, task: t, deliverables: [out-mac.txt], runs_on: {{machine: mac-pro}}}}
+  - {{id: len, task: t, deliverables: [out-len.txt], runs_on: {{machine: lenovo}}}}
+  - id: api
+    task: t
+    deliverables: [out-api.txt]
+    depends_on: [mac, len]
+    runs_on: {{machine: {api_on}}}
+integration:
+  test: "test -f out-api.txt && test -f out-mac.txt && test -f out-len.txt"
+"""
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout
+
+
+def _setup(
+    git_repo: GitRepo, tmp_path: Path, *, wait: bool = False, api_on: str = "backend"
+) -> tuple[Path, Path, Path]:
+    """A bare remote as the repository's origin, the plan, the agents' marks folder."""
+    remote = tmp_path / "remote.git"
+    _git("init", "-q", "--bare", str(remote))
+    git_repo.git("remote", "add", "origin", str(remote))
+    git_repo.git("push", "-q", "origin", "main")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    argv = [*python_agent(tmp_path / "agent.py", AGENT), "{team}", str(marks)]
+    env = {"WAIT": "1"} if wait else {}
+    plan = git_repo.path / "plan.yaml"
+    plan.write_text(PLAN.format(argv=json.dumps(argv), env=json.dumps(env), api_on=api_on))
+    return plan, remote, marks
+
+
+def _env(password_redis: PasswordRedis) -> dict[str, str]:
+    env = dict(os.environ)
+    env["ORCHESTRATE_REDIS_URL"] = password_redis.url
+    env["ORCHESTRATE_KEY_PREFIX"] = f"t{uuid.uuid4().hex[:8]}"
+    return env
+
+
+def _cmd(*args: str, env: dict[str, str], timeout: float = 150) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*ORCHESTRATE, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _runs(password_redis: PasswordRedis, env: dict[str, str]) -> list[bytes]:
+    client = redis.Redis.from_url(password_redis.url)
+    try:
+        return list(client.zrange(f"{env['ORCHESTRATE_KEY_PREFIX']}:runs", 0, -1))
+    finally:
+        client.close()
+
+
+def test_teams_pinned_to_three_machines_run_there_and_integrate_here(
+    ray_cluster: RayTestCluster, git_repo: GitRepo, password_redis: PasswordRedis, tmp_path: Path
+) -> None:
+    """Each agent ran on the node its ``runs_on`` names (its host and its cwd under that
+    node's workspace); ``api`` saw both upstream teams' files (fetched from the remote);
+    the integration merged the three branches here and its suite passed; the report
+    names each attempt's host; the Redis password is in no output."""
+    plan, _, _ = _setup(git_repo, tmp_path)
+    env = _env(password_redis)
+    proc = _cmd(
+        "run", str(plan), "--ray-address", ray_cluster.address, "--backoff", "0.05", env=env
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert password_redis.password not in out
+    run_id = next(
+        line.split()[1].rstrip(":") for line in proc.stdout.splitlines() if line.startswith("run ")
+    )
+    where = {"mac": "mac-pro", "len": "lenovo", "api": "backend"}
+    for team, machine in where.items():
+        data = json.loads(git_repo.git("show", f"orchestrate/{run_id}/{team}:out-{team}.txt"))
+        assert data["host"] == machine
+        assert Path(data["cwd"]).is_relative_to(ray_cluster.roots / machine)
+    api = json.loads(git_repo.git("show", f"orchestrate/{run_id}/api:out-api.txt"))
+    assert {"out-mac.txt", "out-len.txt"} <= set(api["saw"])
+    merged = git_repo.git("ls-tree", "--name-only", f"orchestrate/{run_id}/integration")
+    assert {"out-mac.txt", "out-len.txt", "out-api.txt"} <= set(merged.split())
+    report = (git_repo.path / ".orchestrate" / "runs" / run_id / "report.json").read_text()
+    hosts = {t["id"]: t.get("host") for t in json.loads(report)["teams"]}
+    assert hosts == where
+
+
+def test_orchestrator_killed_9_mid_run_resume_reattaches_on_the_hosts(
+    ray_cluster: RayTestCluster, git_repo: GitRepo, password_redis: PasswordRedis, tmp_path: Path
+) -> None:
+    """``kill -9`` of the orchestrator while two agents run on their hosts: they go on;
+    ``orchestrate resume`` (remembering the executor and the cluster) re-attaches to them
+    and finishes the run; no agent was started twice."""
+    plan, _, marks = _setup(git_repo, tmp_path, wait=True)
+    env = _env(password_redis)
+    proc = subprocess.Popen(
+        [*ORCHESTRATE, "run", str(plan), "--ray-address", ray_cluster.address, "--backoff", "0.05"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not all((marks / f"{t}.starts").exists() for t in ("mac", "len")):
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    pids = {t: int((marks / f"{t}.starts").read_text().split()[0]) for t in ("mac", "len")}
+    resume = subprocess.Popen(
+        [
+            *ORCHESTRATE,
+            "resume",
+            "--backoff",
+            "0.05",
+            "--state-dir",
+            str(git_repo.path / ".orchestrate"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        cwd=git_repo.path,
+    )
+    try:
+        time.sleep(3)  # let it attach, then let the agents finish
+        for team in ("mac", "len", "api"):
+            (marks / f"{team}.go").touch()
+        out, err = resume.communicate(timeout=150)
+    finally:
+        if resume.poll() is None:
+            resume.kill()
+            resume.communicate()
+    assert resume.returncode == 0, out + err
+    assert "attached" in out, out
+    for team, pid in pids.items():
+        assert (marks / f"{team}.starts").read_text().split() == [str(pid)], team
+
+
+def test_a_runs_on_no_node_matches_is_refused_before_anything_starts(
+    ray_cluster: RayTestCluster, git_repo: GitRepo, password_redis: PasswordRedis, tmp_path: Path
+) -> None:
+    """A team pinned to a machine the cluster lacks: exit 2, one line naming the labels
+    there are, and no run recorded."""
+    plan, _, marks = _setup(git_repo, tmp_path, api_on="gpu-box")
+    env = _env(password_redis)
+    proc = _cmd("run", str(plan), "--ray-address", ray_cluster.address, env=env)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "teams[2].runs_on: team api: no node of the cluster has machine=gpu-box" in proc.stderr
+    assert "(labels there: machine=backend, machine=lenovo, machine=mac-pro)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert _runs(password_redis, env) == []
+    assert not list(marks.iterdir())
+
+
+def test_no_cluster_no_ray_or_a_local_store_are_one_line_exit_2(
+    git_repo: GitRepo, password_redis: PasswordRedis, tmp_path: Path
+) -> None:
+    """No cluster at the address, Ray not installed, a store the nodes cannot reach (the
+    embedded server): each is one line on stderr, exit 2, nothing recorded."""
+    plan, _, _ = _setup(git_repo, tmp_path)
+    env = _env(password_redis)
+    proc = _cmd("run", str(plan), "--ray-address", "127.0.0.1:9", env=env, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("orchestrate: error: no Ray cluster at 127.0.0.1:9")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    fake = tmp_path / "noray"
+    (fake / "ray").mkdir(parents=True)
+    (fake / "ray" / "__init__.py").write_text("raise ImportError('no ray here')\n")
+    proc = _cmd("run", str(plan), env={**env, "PYTHONPATH": str(fake)}, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == (
+        "orchestrate: error: the ray executor needs Ray: pip install 'orchestrate[ray]' "
+        "(on every node too)"
+    )
+    assert _runs(password_redis, env) == []
+    local = {k: v for k, v in env.items() if k != "ORCHESTRATE_REDIS_URL"}
+    proc = _cmd("run", str(plan), "--ray-address", "127.0.0.1:9", env=local, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(
+        "orchestrate: error: the ray executor needs a Redis every node reaches"
+    )
+    assert not (git_repo.path / ".orchestrate" / "redis").exists()
