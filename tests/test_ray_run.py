@@ -147,9 +147,10 @@ def test_teams_pinned_to_three_machines_run_there_and_integrate_here(
 def test_orchestrator_killed_9_mid_run_resume_reattaches_on_the_hosts(
     ray_cluster: RayTestCluster, git_repo: GitRepo, password_redis: PasswordRedis, tmp_path: Path
 ) -> None:
-    """``kill -9`` of the orchestrator while two agents run on their hosts: they go on;
-    ``orchestrate resume`` (remembering the executor and the cluster) re-attaches to them
-    and finishes the run; no agent was started twice."""
+    """``kill -9`` of the orchestrator while two agents run on their hosts (``orchestrate
+    hosts`` shows them and the slots they take): they go on; ``orchestrate resume``
+    (remembering the executor and the cluster) re-attaches to them and finishes the run;
+    no agent was started twice."""
     plan, _, marks = _setup(git_repo, tmp_path, wait=True)
     env = _env(password_redis)
     proc = subprocess.Popen(
@@ -165,7 +166,19 @@ def test_orchestrator_killed_9_mid_run_resume_reattaches_on_the_hosts(
         while not all((marks / f"{t}.starts").exists() for t in ("mac", "len")):
             assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
             time.sleep(0.1)
-        time.sleep(0.5)
+        # `orchestrate hosts` meanwhile: each node's labels, slots taken, attempts running.
+        shown = _cmd("hosts", "--ray-address", ray_cluster.address, "--json", env=env)
+        assert shown.returncode == 0, shown.stderr
+        rows = {r["name"]: r for r in json.loads(shown.stdout)}
+        assert rows["head"]["agent_slots"] == 0 and rows["head"]["labels"] == {"machine": "head"}
+        for team, machine in (("mac", "mac-pro"), ("len", "lenovo")):
+            assert any(k.endswith(f"/{team}/1") for k in rows[machine]["running"]), rows
+            assert rows[machine]["free_slots"] == 1 and rows[machine]["agent_slots"] == 2
+        assert rows["backend"]["running"] == [] and rows["backend"]["free_slots"] == 2
+        table = _cmd("hosts", "--ray-address", ray_cluster.address, env=env).stdout
+        assert any(line.split()[:3] == ["lenovo", "alive", "1/2"] for line in table.splitlines()), (
+            table
+        )
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
     finally:

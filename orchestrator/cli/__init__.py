@@ -46,7 +46,7 @@ def _root(
 
 
 # Registration order is the order of `orchestrate --help`.
-from orchestrator.cli import _plan, _run, _resume, _watch, _report, _import, _server  # noqa: E402, F401, I001
+from orchestrator.cli import _plan, _run, _resume, _watch, _report, _import, _server, _hosts  # noqa: E402, F401, I001
 
 
 def main() -> None:
