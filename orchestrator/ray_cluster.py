@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+import structlog
+
 from orchestrator.errors import PlanError, Problem, UsageError
 from orchestrator.plan import Plan
 
@@ -42,6 +44,8 @@ HOST_ACTOR_PREFIX = "orchestrate-host-"
 PROBE_TIMEOUT = 5.0
 """Seconds to wait for the cluster's address to accept a connection before giving up."""
 _SYSTEM_LABEL_PREFIX = "ray.io/"
+
+log = structlog.get_logger("orchestrate.ray")
 
 
 def load_ray() -> ModuleType:
@@ -128,7 +132,21 @@ def connect(address: str = "auto") -> str:
     except (RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"cannot join the Ray cluster at {address}: {first}") from exc
+    _quiet_cluster_messages()
     return str(ray.get_runtime_context().gcs_address)
+
+
+def _quiet_cluster_messages() -> None:
+    """Ray prints the cluster's error messages (a raylet that died, with its last log
+    lines) on the driver's stdout, over the board and the summary. They go to the debug
+    log instead; what they mean for a run reaches the user as the attempt's reason
+    (``host NAME lost``)."""
+    import ray._private.worker as ray_worker
+
+    def to_log(data: Mapping[str, Any], ignore_prefix: bool = False) -> None:
+        log.debug("ray cluster message", lines=list(data.get("lines", ()))[:3])
+
+    ray_worker.print_to_stdstream = to_log
 
 
 def disconnect() -> None:

@@ -438,6 +438,14 @@ class RayExecutor:
             return outcome
         except HostLost as exc:
             self._lost.setdefault(request.team_id, []).append(exc.host)
+            if node is not None:  # the host cannot say it any more: the attempt's record does
+                await self.store.update_attempt(
+                    request.run_id,
+                    request.team_id,
+                    request.attempt,
+                    {"reason": str(exc), "host": exc.host},
+                    epoch=request.epoch,
+                )
             return self._failed(request, agent_id, str(exc), host=exc.host, lost=True)
         except BaseException:
             if node is not None and not hooks.leave_running():

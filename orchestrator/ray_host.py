@@ -61,6 +61,7 @@ from orchestrator.agentproc import AgentProcess, Launch, Outcome
 from orchestrator.agentrun import AgentJob, AgentRun, prepare, usage_of
 from orchestrator.agents import adapter_for
 from orchestrator.agents.base import AgentEvent, Verdict
+from orchestrator.attempt import checks_json
 from orchestrator.envs import work_env
 from orchestrator.errors import (
     AgentError,
@@ -377,7 +378,7 @@ class HostActor:
         plan = loaded.plan
         team = plan.team(r.team_id)
         worktree = self.root / "runs" / r.run_id / "worktrees" / r.team_id
-        if r.prepare:
+        if r.prepare or not worktree.is_dir():  # a retry may land on a node new to the team
             await self._worktree(req, worktree)
         base = self._attempts_dir(r.run_id) / f"{r.team_id}.{r.attempt}"
         config = plan.agent_config(plan.agent_name(team))
@@ -626,15 +627,34 @@ class HostActor:
         failed = [c for c in checks if not c.passed]
         ok = verdict.success and report.ok and not failed
         reason = "" if ok else _summarize(report.problems, failed, verdict)
+        final = verdict.result
+        if final is None:
+            final = "\n".join(line for line in tail[-10:] if line.strip()) or None
+        kept = _kept(final, req.secrets)
+        # On the attempt, as a local attempt records them: the checks, why it did not pass,
+        # the final message (before the commit: downstream prompts quote it).
+        fields = {"checks": checks_json(checks)} if verdict.success and team.checks else {}
+        if reason:
+            fields["reason"] = reason
+        if ok and kept:
+            fields["final_message"] = kept
         commit: str | None = None
+        from orchestrator.paths import StateLayout
+        from orchestrator.store import open_store
+
+        async with open_store(req.settings, StateLayout(self.root / "state")) as store:
+            if fields:
+                await self._write(
+                    req,
+                    lambda: store.update_attempt(
+                        r.run_id, r.team_id, r.attempt, fields, epoch=self._epochs[req.key]
+                    ),
+                )
         if ok:
             try:
                 commit = await self._commit_and_push(req, rec)
             except GitError as exc:
                 ok, reason = False, f"host {self.name}: {exc}"
-        final = verdict.result
-        if final is None:
-            final = "\n".join(line for line in tail[-10:] if line.strip()) or None
         result = AttemptOutcome(
             run_id=r.run_id,
             team_id=r.team_id,
@@ -665,7 +685,7 @@ class HostActor:
             ],
             usage=usage_of(verdict),
             session_id=verdict.session_id,
-            final_message=_kept(final, req.secrets),
+            final_message=kept,
             commit=commit,
             feedback=None
             if ok

@@ -7,6 +7,7 @@ the hosts; bad set-ups are refused in one line with exit 2 before anything start
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 import redis
 
@@ -34,7 +36,7 @@ import json, os, sys, time
 from pathlib import Path
 team, marks = sys.argv[1], Path(sys.argv[2])
 with open(marks / f"{team}.starts", "a") as fh:
-    fh.write(f"{os.getpid()}\\n")
+    fh.write(f"{os.getpid()} {os.environ.get('ORCHESTRATE_HOST')}\\n")
 print(f"{team} on {os.environ.get('ORCHESTRATE_HOST')}", flush=True)
 while os.environ.get("WAIT") and not (marks / f"{team}.go").exists():
     time.sleep(0.05)
@@ -185,7 +187,7 @@ def test_orchestrator_killed_9_mid_run_resume_reattaches_on_the_hosts(
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    pids = {t: int((marks / f"{t}.starts").read_text().split()[0]) for t in ("mac", "len")}
+    pids = {t: (marks / f"{t}.starts").read_text() for t in ("mac", "len")}
     resume = subprocess.Popen(
         [
             *ORCHESTRATE,
@@ -213,8 +215,8 @@ def test_orchestrator_killed_9_mid_run_resume_reattaches_on_the_hosts(
             resume.communicate()
     assert resume.returncode == 0, out + err
     assert "attached" in out, out
-    for team, pid in pids.items():
-        assert (marks / f"{team}.starts").read_text().split() == [str(pid)], team
+    for team, started in pids.items():  # one line: one agent start
+        assert (marks / f"{team}.starts").read_text() == started and started.count("\n") == 1
 
 
 def test_a_runs_on_no_node_matches_is_refused_before_anything_starts(
@@ -261,3 +263,73 @@ def test_no_cluster_no_ray_or_a_local_store_are_one_line_exit_2(
         "orchestrate: error: the ray executor needs a Redis every node reaches"
     )
     assert not (git_repo.path / ".orchestrate" / "redis").exists()
+
+
+LOST_PLAN = """version: 1
+name: raylost
+executor: ray
+agents:
+  py: {{kind: command, command: {argv}}}
+defaults: {{agent: py, retries: 1}}
+env: {{WAIT: "1"}}
+teams:
+  - {{id: x, task: t, deliverables: [out-x.txt], runs_on: {{machine: [backend, mac-pro]}}}}
+"""
+
+
+def test_a_node_lost_mid_attempt_is_retried_on_another_eligible_node(
+    ray_cluster: RayTestCluster, git_repo: GitRepo, password_redis: PasswordRedis, tmp_path: Path
+) -> None:
+    """The node running a team's attempt is lost: that attempt fails with ``host NAME
+    lost`` and the retry runs on the other node its ``runs_on`` allows; the run succeeds
+    and the report shows both attempts with their hosts."""
+    _, _, marks = _setup(git_repo, tmp_path)
+    argv = [*python_agent(tmp_path / "agent.py", AGENT), "{team}", str(marks)]
+    plan = git_repo.path / "lost.yaml"
+    plan.write_text(LOST_PLAN.format(argv=json.dumps(argv)))
+    env = _env(password_redis)
+    proc = subprocess.Popen(
+        [*ORCHESTRATE, "run", str(plan), "--ray-address", ray_cluster.address, "--backoff", "0.05"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    lost = None
+    try:
+        starts = marks / "x.starts"
+        deadline = time.monotonic() + 90
+        while not starts.exists() or not starts.read_text().strip():
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        pid, lost = starts.read_text().split()
+        ray_cluster.remove(lost)  # its raylet and workers die at once, as with a machine
+        gone = time.monotonic() + 20
+        while psutil.pid_exists(int(pid)) and time.monotonic() < gone:
+            time.sleep(0.1)  # its agent goes with it (or is killed below, as a machine would)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
+        (marks / "x.go").touch()  # the retry elsewhere may finish
+        out, err = proc.communicate(timeout=150)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        if lost is not None:
+            with contextlib.suppress(ProcessLookupError):  # a lost machine's agents are gone
+                os.kill(int(pid), signal.SIGKILL)
+            ray_cluster.restore(lost)
+    assert proc.returncode == 0, out + err[-3000:]
+    other = {"backend": "mac-pro", "mac-pro": "backend"}[lost]
+    run_id = next(
+        line.split()[1].rstrip(":") for line in out.splitlines() if line.startswith("run ")
+    )
+    report = json.loads(
+        (git_repo.path / ".orchestrate" / "runs" / run_id / "report.json").read_text()
+    )
+    (team,) = report["teams"]
+    first, second = team["attempts"]
+    assert first["host"] == lost and first["reason"] == f"host {lost} lost", first
+    assert second["host"] == other and second["outcome"] == "succeeded", second
+    assert f"host {lost} lost" in out
