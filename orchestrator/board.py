@@ -83,6 +83,9 @@ class TeamRow(_Model):
         description="pending, running, verifying, retrying, succeeded, failed, blocked, cancelled."
     )
     agent_id: str | None = Field(description="The agent id of the current (last) attempt.")
+    host: str | None = Field(
+        description="The node that runs (ran) the current attempt, with the ray executor."
+    )
     session_id: str | None = Field(
         description="The agent CLI's own session (thread) id, where it reports one."
     )
@@ -295,6 +298,7 @@ async def build_snapshot(
                 name=team.name if team is not None else None,
                 status=state.status,
                 agent_id=state.agent_id,
+                host=state.fields.get("host") or None,
                 session_id=state.session_id,
                 attempt=state.attempt,
                 max_attempts=max(max_attempts, state.attempt),
@@ -471,6 +475,8 @@ class Board:
                 detail = t.reason
             elif t.last_line:
                 detail = " ".join(t.last_line.split())
+            if t.host and t.status not in ("pending", "blocked"):  # where it runs (ray executor)
+                detail = f"on {t.host}" + (f": {detail}" if detail else "")
             if detail:
                 out.append(Text("  └ ", style="dim") + _cell(detail, width - 4, "dim", pad=False))
         return out
