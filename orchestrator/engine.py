@@ -52,7 +52,7 @@ from orchestrator.notify import Notifier
 from orchestrator.paths import SHARED_WORKTREE, StateLayout
 from orchestrator.plan import Team
 from orchestrator.planload import LoadedPlan
-from orchestrator.runs import RunInfo, create_run
+from orchestrator.runs import RunInfo, create_run, record_crash
 from orchestrator.runtypes import (
     Budget,
     EngineOptions,
@@ -507,7 +507,12 @@ async def start_run(
     try:
         return await engine.run()
     except BaseExceptionGroup as group:
-        raise first_error(group) from group
+        error = first_error(group)
+        await record_crash(store, info.run_id, error)
+        raise error from group
+    except Exception as exc:
+        await record_crash(store, info.run_id, exc)
+        raise
 
 
 def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -62,7 +62,7 @@ from orchestrator.plan import Team
 from orchestrator.planload import LoadedPlan, load_plan
 from orchestrator.preflight import require_agents
 from orchestrator.prompts import Feedback
-from orchestrator.runs import RunInfo, plan_of_run, write_plan_copy
+from orchestrator.runs import RunInfo, plan_of_run, record_crash, write_plan_copy
 from orchestrator.runtypes import (
     AttemptRecord,
     Budget,
@@ -456,7 +456,12 @@ async def resume_run(
     try:
         return await engine.run()
     except BaseExceptionGroup as group:
-        raise first_error(group) from group
+        error = first_error(group)
+        await record_crash(store, run_id, error)
+        raise error from group
+    except Exception as exc:
+        await record_crash(store, run_id, exc)
+        raise
 
 
 @dataclass(frozen=True)

@@ -42,9 +42,11 @@ def format_notice(notice: Notice, width: int) -> str:
     """``14:02:11 db        running    attempt 1/3  agent 3f9c2e1``."""
     import time
 
+    from orchestrator.logs import printable
+
     clock = time.strftime("%H:%M:%S", time.localtime(notice.at))
     who = (notice.team or "run").ljust(width)
-    line = f"{clock} {who}  {notice.status:<10} {notice.detail}"
+    line = f"{clock} {who}  {notice.status:<10} {printable(notice.detail)}"
     return line.rstrip()
 
 
@@ -133,10 +135,12 @@ class Output:
         """Open the store and :meth:`drive` ``go`` (after ``before``) to its end."""
         import anyio
 
+        from orchestrator.cli._common import warn_damage
         from orchestrator.store import open_store
 
         async def main() -> RunResult:
             async with open_store(settings, layout) as store:
+                warn_damage(settings, layout)
                 if before is not None:
                     await before(store)
                 return await self.drive(store, lambda on_started: go(store, on_started))
@@ -257,15 +261,31 @@ def _shown_path(path: Path) -> str:
         return str(path)
 
 
-def _summary(result: RunResult, report: Path | None = None) -> list[str]:
+def state_hint(layout: StateLayout) -> str:
+    """`` --state-dir DIR`` when a command typed here would not find ``layout`` by itself
+    (the plan's ``repo:`` is elsewhere), else ``""``: for the hints a summary prints."""
+    import shlex
+
+    from orchestrator.paths import find_state_dir
+
+    here = find_state_dir()
+    if here is not None and here.resolve() == layout.root.resolve():
+        return ""
+    return f" --state-dir {shlex.quote(_shown_path(layout.root))}"
+
+
+def _summary(result: RunResult, report: Path | None = None, hint: str = "") -> list[str]:
     """The end-of-run summary: the verdict, a row per team, where the branches and report are.
+    ``hint`` (:func:`state_hint`) goes after the commands it suggests.
 
     Branches are named once as a pattern (``orchestrate/<run>/<team>``); a row
     shows only its part after ``orchestrate/<run>/`` (a long run id would wrap
     every row otherwise).
     """
+    from orchestrator.logs import printable  # an agent's words: shown, never obeyed
+
     lines = [""]
-    reason = result.reason or ""
+    reason = printable(result.reason or "")
     if not reason:
         verdict = result.status
     elif reason.startswith(result.status):  # "interrupted; ..." says it already
@@ -279,7 +299,7 @@ def _summary(result: RunResult, report: Path | None = None) -> list[str]:
     for team, res in result.teams.items():
         tail = (res.branch or "").removeprefix(prefix)
         if res.status != "succeeded" and res.reason:
-            tail = res.reason
+            tail = printable(res.reason)
         row = f"  {team.ljust(width)}  {res.status:<10} {res.attempts:>8}  {tail}"
         lines.append(row.rstrip())
     lines.append("")
@@ -293,7 +313,11 @@ def _summary(result: RunResult, report: Path | None = None) -> list[str]:
     if result.base_commit:
         lines.append(f"base:     {result.base_ref} ({result.base_commit[:10]})")
     if result.status in ("interrupted", "cancelled"):
-        lines.append(f"resume:   orchestrate resume {result.run_id}")
+        lines.append(f"resume:   orchestrate resume {result.run_id}{hint}")
+    if result.status in ("succeeded", "failed") and result.teams:
+        lines.append(
+            f"clean:    orchestrate clean {result.run_id}{hint}  (worktrees, team branches)"
+        )
     return lines
 
 
@@ -360,23 +384,20 @@ def run(
     cancelled (continue it with `orchestrate resume`).
     """
 
+    from orchestrator.cli._common import load_settings
     from orchestrator.engine import start_run
     from orchestrator.paths import STATE_DIR_NAME, StateLayout
-    from orchestrator.settings import Settings
 
     _configure_logging(verbose)
     loaded = _load(plan_file)
-    from orchestrator.preflight import require_agents
+    from orchestrator.preflight import require_agents, unseen_files
 
+    for warning in unseen_files(loaded):
+        sys.stderr.write(f"warning: {warning}\n")
     chosen = executor_of(executor, loaded.plan.executor)
     if chosen == "local":  # on a cluster each host looks for the agents on its own node
         require_agents(loaded)  # before anything is recorded: nothing to resume, half started
-    overrides: dict[str, Any] = {}
-    if redis_url:
-        overrides["redis_url"] = redis_url
-    if state_dir is not None:
-        overrides["state_dir"] = state_dir
-    settings = Settings(**overrides)
+    settings = load_settings(state_dir=state_dir, redis_url=redis_url)
     if chosen == "ray":  # the nodes write to the store too: not a local socket
         from orchestrator.ray_executor import require_network_store
 
@@ -416,6 +437,6 @@ def run(
         await _note_live_runs(store, loaded.plan.name)
 
     result = out.run(settings, layout, go, before=before)
-    for line in _summary(result, layout.report_file(result.run_id, "html")):
+    for line in _summary(result, layout.report_file(result.run_id, "html"), state_hint(layout)):
         _echo(line)
     raise typer.Exit(result.exit_code)

@@ -169,9 +169,11 @@ def convert_with_agent(
         config = AgentConfig.model_validate({"kind": kind, "command": command})
     except ValidationError as exc:
         raise UsageError(f"--agent {kind}: not an agent kind") from exc
+    from orchestrator.planload import read_plan_file  # regular files only, size-limited
+
     try:
-        text = markdown.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_plan_file(markdown).decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
         raise UsageError(f"cannot read {markdown}: {exc}") from exc
     return anyio.run(
         lambda: convert_async(text, source=markdown.name, config=config, output=output)
