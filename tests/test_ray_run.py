@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -333,3 +335,43 @@ def test_a_node_lost_mid_attempt_is_retried_on_another_eligible_node(
     assert first["host"] == lost and first["reason"] == f"host {lost} lost", first
     assert second["host"] == other and second["outcome"] == "succeeded", second
     assert f"host {lost} lost" in out
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_a_run_through_the_embedded_server_listening_with_tls(
+    ray_cluster: RayTestCluster, git_repo: GitRepo, tmp_path: Path
+) -> None:
+    """`orchestrate server start --listen ... --tls-cert ... --tls-key ...` in one state
+    folder, its `rediss://` URL given to `run --executor ray`: the orchestrator and every
+    host use it, the run succeeds, the password shows in no output but the start's."""
+    plan, _, _ = _setup(git_repo, tmp_path)
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server_state = tmp_path / "server-state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATE_")}
+    state_args = ["--state-dir", str(server_state)]
+    started = _cmd(
+        "server", "start", "--listen", f"127.0.0.1:{port}", "--tls-cert", str(cert),
+        "--tls-key", str(key), *state_args, env=env,
+    )  # fmt: skip
+    try:
+        assert started.returncode == 0, started.stderr
+        url = started.stdout.strip().splitlines()[-1] + f"?ssl_ca_certs={cert}"
+        assert url.startswith("rediss://")
+        password = (server_state / "redis" / "password").read_text().strip()
+        proc = _cmd(
+            "run", str(plan), "--ray-address", ray_cluster.address, "--redis-url", url,
+            "--backoff", "0.05", env=env,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert password not in proc.stdout + proc.stderr
+    finally:
+        _cmd("server", "stop", *state_args, env=env)
