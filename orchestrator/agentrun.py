@@ -27,7 +27,6 @@ decided in one place:
 from __future__ import annotations
 
 import contextlib
-import os
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from orchestrator.agents import adapter_for
 from orchestrator.agents.base import AgentAdapter, AgentContext, AgentEvent, Verdict
 from orchestrator.plan import AgentConfig
 from orchestrator.prompts import write_prompt
-from orchestrator.redact import Redactor
+from orchestrator.redact import Redactor, secret_values
 from orchestrator.state import Usage
 
 TAIL_LINES = 40
@@ -111,7 +110,8 @@ class AgentJob:
     orchestrate: Mapping[str, str] = field(default_factory=dict)
     """The ``ORCHESTRATE_*`` variables this agent is told (run, team, attempt, ...)."""
     secrets: tuple[str, ...] = ()
-    """Values to redact beyond the secret-looking variables (the Redis password)."""
+    """Values to redact beyond the agent's secret-looking variables: :func:`run_secrets`
+    (orchestrate's own secret-looking variables, the Redis password)."""
     run_id: str | None = None
     model: str | None = None
     resume_session_id: str | None = None
@@ -131,10 +131,17 @@ class Prepared:
         return list(self.launch.argv)
 
 
+def run_secrets(extra: Sequence[str] = ()) -> tuple[str, ...]:
+    """The values of orchestrate's own secret-looking variables plus ``extra`` (the Redis
+    password): what a run's :attr:`AgentJob.secrets` holds. Read once per run: the
+    environment is not scanned again for every agent."""
+    return tuple(secret_values(extra=extra))
+
+
 def redactor_for(env: Mapping[str, str], secrets: Sequence[str] = ()) -> Redactor:
-    """The redactor of whatever one agent's work may show: secret-looking variables of
-    orchestrate's environment and of the agent's, plus ``secrets``."""
-    return Redactor.from_env({**os.environ, **env}, extra=secrets)
+    """The redactor of whatever one agent's work may show: the agent's secret-looking
+    variables plus ``secrets`` (:func:`run_secrets`: orchestrate's own)."""
+    return Redactor.from_env(env, extra=secrets)
 
 
 def prepare(job: AgentJob) -> Prepared:

@@ -21,6 +21,11 @@ What a local executor (:mod:`orchestrator.local_executor`) runs for each
    team branch.
 
 It writes attempt records and log lines only, never a team transition.
+
+Everything it uses is in its :class:`RunSite` and the request: an executor on
+another machine builds its own site (its workspace's state layout and clone,
+its own store connection, the plan from the run's meta via
+:func:`orchestrator.runs.plan_of_run`) and runs the same :class:`Attempt`.
 """
 
 from __future__ import annotations
@@ -94,6 +99,9 @@ class RunSite:
     shared_worktree: Path | None = None
     shared_branch: str | None = None
     commit_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    secrets: tuple[str, ...] = ()
+    """What every prompt, log and summary masks beyond an agent's own secret variables
+    (:func:`orchestrator.agentrun.run_secrets`: orchestrate's, the Redis password)."""
 
     @property
     def plan(self) -> Plan:
@@ -296,7 +304,7 @@ class Attempt:
                     "ORCHESTRATE_ATTEMPT": str(self.attempt),
                     "ORCHESTRATE_PROMPT_FILE": str(prompt_file),
                 },
-                secrets=site.store.secrets,
+                secrets=site.secrets,
                 run_id=site.run_id,
                 model=team.model,
                 resume_session_id=resume,
@@ -506,7 +514,7 @@ class Attempt:
         text = (text or "").strip()
         if not text:
             return None
-        text = Redactor.from_env(extra=self.site.store.secrets).redact(text)
+        text = Redactor(self.site.secrets).redact(text)
         if len(text) > FINAL_MESSAGE_CHARS:
             text = text[: FINAL_MESSAGE_CHARS - 1].rstrip() + "…"
         return text

@@ -46,7 +46,7 @@ from anyio.abc import TaskGroup
 
 from orchestrator import graph
 from orchestrator.errors import OrchestrateError, StoreError
-from orchestrator.executor import open_executor
+from orchestrator.executor import check_executor, open_executor
 from orchestrator.gitops import Git, shared_branch
 from orchestrator.notify import Notifier
 from orchestrator.paths import SHARED_WORKTREE, StateLayout
@@ -490,6 +490,7 @@ async def start_run(
     ``on_created`` is called once the run is recorded, ``on_started`` (with
     its id) once it holds its lease and is ``running``.
     """
+    check_executor((options or EngineOptions()).executor)  # before anything is recorded
     git = Git(loaded.repo_root)
     layout.ensure()
     info = await create_run(store, layout, loaded, git)

@@ -242,8 +242,15 @@ class Executor(Protocol):
         ...
 
 
+def check_executor(name: str) -> None:
+    """Refuse an executor name nobody provides (a :class:`UsageError`, exit 2)."""
+    if name not in EXECUTORS:
+        raise UsageError(f"unknown executor {name!r} (known: {', '.join(EXECUTORS)})")
+
+
 async def open_executor(name: str, ctx: RunContext) -> Executor:
     """The executor ``name`` for the run of ``ctx`` (the scheduler never knows which)."""
+    check_executor(name)
     if name == "local":
         from orchestrator.local_executor import LocalExecutor
 

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.agentproc import AgentProcess, Launch, Outcome
-from orchestrator.agentrun import AgentJob, LiveAgents, run_agent
+from orchestrator.agentrun import AgentJob, LiveAgents, run_agent, run_secrets
 from orchestrator.agents.base import exit_reason
 from orchestrator.envs import work_env
 from orchestrator.errors import OrchestrateError
@@ -327,7 +327,7 @@ class ProcessRunner:
                 "ORCHESTRATE_AGENT_ID": agent_id, "ORCHESTRATE_ATTEMPT": str(n),
                 "ORCHESTRATE_PROMPT_FILE": str(prompt_file), "ORCHESTRATE_ROLE": role,
             },
-            secrets=self.store.secrets, run_id=self.run_id,
+            secrets=run_secrets(self.store.secrets), run_id=self.run_id,
         )  # fmt: skip
 
         async def launched(proc: AgentProcess) -> None:

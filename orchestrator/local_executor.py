@@ -11,6 +11,10 @@ Idempotent per key ``(run, team, attempt)``: a request for a key that is
 running waits for it and gets the same outcome (no second agent); a request
 for a key that ended gets its outcome again. A key whose attempt was
 abandoned (cancelled, or failed with an error) may be asked for again.
+Across orchestrator processes the scheduler never asks for an attempt that
+was started before without its ``attach`` record: a resume reconciles each
+team from the store first (:mod:`orchestrator.resume`), so a crashed
+orchestrator's agent is followed, never started again.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from orchestrator.agentrun import run_secrets
 from orchestrator.attempt import Attempt, RunSite
 from orchestrator.errors import AgentError
 from orchestrator.executor import AttemptHooks, AttemptKey, AttemptOutcome, AttemptRequest
@@ -58,6 +63,7 @@ class LocalExecutor:
             live=ctx.live,
             shared_worktree=ctx.shared_worktree,
             shared_branch=ctx.shared_branch,
+            secrets=run_secrets(ctx.store.secrets),
         )
         if site.shared_worktree is not None and site.shared_branch is not None:
             await site.git.add_worktree(site.shared_worktree, site.shared_branch, ctx.base_commit)

@@ -56,6 +56,7 @@ from orchestrator.errors import (
     StaleEpochError,
     UsageError,
 )
+from orchestrator.executor import check_executor
 from orchestrator.gitops import Git
 from orchestrator.paths import StateLayout
 from orchestrator.plan import Team
@@ -428,6 +429,7 @@ async def resume_run(
     reconciled (a live board may follow it from there).
     """
     say = notify or _quiet
+    check_executor((options or EngineOptions()).executor)
     run_id = await resolve_run(store, run_id)
     run = await store.get_run(run_id)
     if run.status == "succeeded":

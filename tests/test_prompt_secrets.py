@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.agentrun import AgentJob, prepare
+from orchestrator.agentrun import AgentJob, prepare, run_secrets
 from orchestrator.engine import EngineOptions, start_run
 from orchestrator.plan import AgentConfig
 from orchestrator.planload import load_plan
@@ -120,7 +120,7 @@ async def test_every_prompt_is_written_redacted(
         log=tmp_path / "log",
         status=tmp_path / "status",
         env={"OTHER_SECRET": "s3cret-value"},
-        secrets=("pw-abcdef",),
+        secrets=run_secrets(["pw-abcdef"]),
     )
     prepared = prepare(job)
     written = job.prompt_file.read_text()

@@ -86,7 +86,7 @@ async def _one_try(
     user's environment without orchestrate's own (no ``ORCHESTRATE_*``, so no
     Redis URL), its ``env:`` on top, the prompt redacted and never on argv.
     """
-    from orchestrator.agentrun import AgentJob, run_agent
+    from orchestrator.agentrun import AgentJob, run_agent, run_secrets
     from orchestrator.envs import work_env
 
     kind = config.kind or "command"
@@ -101,6 +101,7 @@ async def _one_try(
         log=workdir / f"agent.{attempt}.log",
         status=workdir / f"agent.{attempt}.status",
         env=work_env(allow=None, layers=[config.env]),
+        secrets=run_secrets(),
     )
     lines: list[str] = []
 
