@@ -203,7 +203,7 @@ async def test_an_unknown_executor_is_refused_before_the_run_is_recorded(
            "agents": {"fake": {"kind": "command", "command": ["true"]}},
            "defaults": {"agent": "fake"}, "teams": [{"id": "db", "task": "x"}]}  # fmt: skip
     plan_file.write_text(yaml.safe_dump(doc))
-    with pytest.raises(UsageError, match="unknown executor 'nope' \\(known: local\\)") as err:
+    with pytest.raises(UsageError, match="unknown executor 'nope' \\(known: local, ray\\)") as err:
         await start_run(
             load_plan(plan_file),
             store=store,
