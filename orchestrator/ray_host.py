@@ -31,9 +31,9 @@ Ray restarted (its worker killed) re-adopts the agents it had started (still
 running under their supervisors) when the executor calls again.
 
 Ray kills an actor worker's direct children when the actor is killed, so the
-supervisor is started through a short-lived spawner process (``python -m
-orchestrator.ray_host``) that starts it in a session of its own, records its
-pid and exits: the supervisor and its agent outlive the host actor.
+supervisor is started through a short-lived spawner (:mod:`orchestrator.ray_spawn`,
+a bare interpreter) that starts it in a session of its own, records its pid
+and exits: the supervisor and its agent outlive the host actor.
 
 This module does not import Ray (Ray imports it on the node).
 """
@@ -215,10 +215,7 @@ class HostActor:
 
     async def info(self) -> dict[str, Any]:
         """What ``orchestrate hosts`` shows: the attempts here and the agent CLIs found."""
-        running = []
-        for key, rec in self._unfinished().items():
-            if rec.end is None:
-                running.append(key)
+        running = [key for key, rec in self._unfinished().items() if _agent_runs(rec)]
         return {
             "name": self.name,
             "node_id": self.node_id,
@@ -342,7 +339,8 @@ class HostActor:
             return self._setup_failed(req, f"host {self.name}: {exc}")
 
     def _busy(self) -> int:
-        return sum(1 for rec in self._unfinished().values() if rec.end is None) + sum(
+        """Slots taken: agents running here (their supervisor alive), attempts beginning."""
+        return sum(1 for rec in self._unfinished().values() if _agent_runs(rec)) + sum(
             1 for (_, phase), t in self._tasks.items() if phase == "begin" and not t.done()
         )
 
@@ -764,6 +762,22 @@ def _agent_end(rec: _Record, judged: tuple[Outcome, Verdict, list[str]]) -> Agen
     )
 
 
+def _agent_runs(rec: _Record) -> bool:
+    """The attempt's supervisor is alive (not ended, not a reused pid): it holds a slot.
+    An agent stopped while nobody followed it (a cancel, a crash) frees its slot."""
+    import psutil
+
+    if rec.end is not None or rec.pid is None or Path(rec.status).exists():
+        return False
+    try:
+        proc = psutil.Process(rec.pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return rec.create_time is None or abs(proc.create_time() - rec.create_time) < 1.0
+    except psutil.Error:
+        return False
+
+
 def _save_record(path: Path, rec: _Record) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
@@ -792,71 +806,56 @@ def _read_head(log: Path, offset: int) -> list[str]:
 # -- starting a supervisor that outlives the host actor ---------------------------------
 
 
+_SPAWNER = (
+    sys.executable,
+    "-I",
+    "-S",
+    "-c",
+    "import sys; sys.path.insert(0, sys.argv[1]); from orchestrator.ray_spawn import main; main()",
+    str(Path(__file__).resolve().parent.parent),  # where the ``orchestrator`` package is
+)
+
+
 def spawn_detached(launch: Launch, pid_file: Path) -> tuple[int, float | None]:
     """Start ``launch`` under a supervisor that is not our child; its (pid, start time).
 
-    A short-lived spawner (``python -m orchestrator.ray_host``) starts the
-    supervisor in its own session, writes its pid to ``pid_file`` (write +
-    rename) and exits: the supervisor is re-parented, so Ray's killing of an
-    actor worker's children never reaches it. The launch (secrets included)
-    goes to the spawner on its stdin, never argv or environment.
+    Through :mod:`orchestrator.ray_spawn` (a bare interpreter that starts the
+    supervisor in its own session, records its pid in ``pid_file`` and exits):
+    Ray's killing of an actor worker's children never reaches the supervisor.
+    The launch, secrets included, goes to the spawner on its stdin.
     """
+    import psutil
+
+    from orchestrator.agentproc import _SUPERVISOR
+
+    if not launch.argv:
+        raise AgentError("the agent's command line is empty")
+    launch.log.parent.mkdir(parents=True, exist_ok=True)
+    launch.status.unlink(missing_ok=True)
+    head = [*_SUPERVISOR, "--log", str(launch.log), "--status", str(launch.status)]
+    if launch.stdin is not None:
+        head += ["--stdin", str(launch.stdin)]
     payload = json.dumps(
         {
-            "argv": list(launch.argv),
+            "head": head,
+            "tail": ["--", *launch.argv],
             "cwd": str(launch.cwd),
             "env": dict(launch.env),
             "log": str(launch.log),
-            "status": str(launch.status),
             "secrets": list(launch.secrets),
-            "stdin": None if launch.stdin is None else str(launch.stdin),
             "pid_file": str(pid_file),
         }
     ).encode()
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "orchestrator.ray_host"],
-            input=payload,
-            capture_output=True,
-            check=False,
-            timeout=60,
-        )
+        done = subprocess.run(_SPAWNER, input=payload, capture_output=True, check=False, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise AgentError(f"cannot start the agent's supervisor: {exc}") from exc
     if done.returncode != 0:
         said = done.stderr.decode(errors="replace").strip().splitlines()
         raise AgentError(said[-1] if said else f"the spawner failed (exit {done.returncode})")
-    data = json.loads(done.stdout)
-    return int(data["pid"]), data.get("create_time")
-
-
-def _spawn_main() -> None:
-    """The spawner: read a launch on stdin, start its supervisor, print and record its pid."""
-    data = json.loads(sys.stdin.buffer.read())
-    launch = Launch(
-        argv=data["argv"],
-        cwd=Path(data["cwd"]),
-        env=data["env"],
-        log=Path(data["log"]),
-        status=Path(data["status"]),
-        secrets=tuple(data["secrets"]),
-        stdin=None if data["stdin"] is None else Path(data["stdin"]),
-    )
+    pid = int(json.loads(done.stdout)["pid"])
     try:
-        proc = AgentProcess._start_sync(launch)
-    except OrchestrateError as exc:
-        sys.stderr.write(f"{exc}\n")
-        sys.stderr.flush()
-        os._exit(1)
-    out = json.dumps({"pid": proc.pid, "create_time": proc.create_time})
-    pid_file = Path(data["pid_file"])
-    tmp = pid_file.with_suffix(".pid.tmp")
-    tmp.write_text(out)
-    tmp.replace(pid_file)
-    sys.stdout.write(out)
-    sys.stdout.flush()
-    os._exit(0)  # do not wait for the supervisor: it is re-parented and runs on
-
-
-if __name__ == "__main__":
-    _spawn_main()
+        create_time: float | None = psutil.Process(pid).create_time()
+    except psutil.Error:
+        create_time = None
+    return pid, create_time
