@@ -22,6 +22,7 @@ re-adopts the agent, which kept running, and nothing starts twice).
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -396,6 +397,7 @@ class RayExecutor:
         base_branch = await self._push_base(request.run_id, request.base_commit)
         agent_id = request.attach.agent_id if request.attach else new_agent_id()
         node: Node | None = None
+        began = time.monotonic()
         try:
             while True:
                 try:
@@ -426,15 +428,28 @@ class RayExecutor:
                 break
             if isinstance(begun, AttemptOutcome):
                 return begun
+            marks = [("begin", time.monotonic())]
             if request.attach is not None:
                 await hooks.attached(request.attach, running=True)
             else:
                 await hooks.starting(begun)
+            marks.append(("starting", time.monotonic()))
             end: AgentEnd = await self.cluster.call(node, "follow", req)
+            marks.append(("follow", time.monotonic()))
             await hooks.ended(end)
+            marks.append(("ended", time.monotonic()))
             outcome: AttemptOutcome = await self.cluster.call(node, "finish", req)
+            marks.append(("finish", time.monotonic()))
             if outcome.ok:
                 await self._fetch_branch(req.branch)
+            marks.append(("fetch", time.monotonic()))
+            log.debug(
+                "attempt on host",
+                host=node.name,
+                team=request.team_id,
+                ms={b[0]: round((b[1] - a[1]) * 1000, 1) for a, b in itertools.pairwise(marks)},
+                begin_ms=round((marks[0][1] - began) * 1000, 1),
+            )
             return outcome
         except HostLost as exc:
             self._lost.setdefault(request.team_id, []).append(exc.host)
