@@ -134,7 +134,8 @@ def test_teams_pinned_to_three_machines_run_there_and_integrate_here(
     """Each agent ran on the node its ``runs_on`` names (its host and its cwd under that
     node's workspace); ``api`` saw both upstream teams' files (fetched from the remote);
     the integration merged the three branches here and its suite passed; the report
-    names each attempt's host; the Redis password is in no output."""
+    names each attempt's host, so do ``status --json`` and the board; ``logs`` shows each
+    agent's lines; the Redis password is in no output."""
     plan, _, _ = _setup(git_repo, tmp_path)
     env = _env(password_redis)
     proc = _cmd(
@@ -158,6 +159,12 @@ def test_teams_pinned_to_three_machines_run_there_and_integrate_here(
     report = (git_repo.path / ".orchestrate" / "runs" / run_id / "report.json").read_text()
     hosts = {t["id"]: t.get("host") for t in json.loads(report)["teams"]}
     assert hosts == where
+    # `logs` and `status` work as with the local executor (the lines came through Redis).
+    state = ["--state-dir", str(git_repo.path / ".orchestrate")]
+    logs = _cmd("logs", run_id, "mac", *state, env=env)
+    assert logs.returncode == 0 and "mac on mac-pro" in logs.stdout, logs.stdout + logs.stderr
+    status = json.loads(_cmd("status", run_id, "--json", *state, env=env).stdout)
+    assert {t["id"]: t["host"] for t in status["teams"]} == where
 
 
 def test_orchestrator_killed_9_mid_run_resume_reattaches_on_the_hosts(
