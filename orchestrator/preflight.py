@@ -170,7 +170,8 @@ def unseen_files(loaded: LoadedPlan) -> list[str]:
     files = {
         path: state
         for path, state in changed.items()
-        if not path.startswith(f"{STATE_DIR_NAME}/")
+        if path != STATE_DIR_NAME  # the state folder, or a file in its place (damaged)
+        and not path.startswith(f"{STATE_DIR_NAME}/")
         and (loaded.repo_root / path).absolute() not in skip
     }
     if not files:
