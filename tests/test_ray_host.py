@@ -219,12 +219,14 @@ async def test_each_attempt_runs_on_its_node_and_pushes_its_branch(
 
 
 @pytest.mark.parametrize("wait", [True])
+@pytest.mark.parametrize("how", ["ray.kill", "kill -9"])
 async def test_a_killed_host_actor_leaves_the_agent_running_and_re_adopts_it(
-    setup: Setup,
+    setup: Setup, how: str
 ) -> None:
-    """``ray.kill`` of a host actor mid-attempt (Ray kills the worker's direct children):
-    the agent, started through the spawner, keeps running; the restarted host re-adopts
-    it when the executor asks again; the attempt ends well and the agent started once."""
+    """A host actor killed mid-attempt, through Ray (which kills the worker's direct
+    children) or with SIGKILL of its worker: the agent, started through the spawner,
+    keeps running; the host Ray restarted re-adopts it when the executor asks again; the
+    attempt ends well and the agent was started once."""
     import ray
 
     s = setup
@@ -241,7 +243,10 @@ async def test_a_killed_host_actor_leaves_the_agent_running_and_re_adopts_it(
         (node,) = [n for n in cluster.nodes() if n.name == "lenovo" and n.alive]
         before = await cluster.host_info(node)
         assert before is not None
-        ray.kill(cluster.actor(node), no_restart=False)
+        if how == "ray.kill":
+            ray.kill(cluster.actor(node), no_restart=False)
+        else:
+            os.kill(before["pid"], signal.SIGKILL)
         with anyio.fail_after(60):
             while True:
                 info = await cluster.host_info(node, timeout=2)
