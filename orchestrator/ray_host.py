@@ -401,16 +401,16 @@ class HostActor:
             agent_id=req.agent_id,
             workdir=worktree,
             prompt=prompt,
-            prompt_file=base.with_suffix(".prompt.md"),
-            log=base.with_suffix(".log"),
-            status=base.with_suffix(".status"),
+            prompt_file=_beside(base, ".prompt.md"),
+            log=_beside(base, ".log"),
+            status=_beside(base, ".status"),
             env=work_env(allow=plan.env_allow, layers=[plan.env, config.env, team.env]),
             orchestrate={
                 "ORCHESTRATE_RUN": r.run_id,
                 "ORCHESTRATE_TEAM": r.team_id,
                 "ORCHESTRATE_AGENT_ID": req.agent_id,
                 "ORCHESTRATE_ATTEMPT": str(r.attempt),
-                "ORCHESTRATE_PROMPT_FILE": str(base.with_suffix(".prompt.md")),
+                "ORCHESTRATE_PROMPT_FILE": str(_beside(base, ".prompt.md")),
                 "ORCHESTRATE_HOST": self.name,
             },
             secrets=req.secrets,
@@ -721,6 +721,11 @@ class HostActor:
 
 
 # -- helpers --------------------------------------------------------------------------------
+
+
+def _beside(base: Path, suffix: str) -> Path:
+    """``<team>.<n>`` + ``suffix``: one attempt's file (``with_suffix`` would drop ``.<n>``)."""
+    return base.with_name(base.name + suffix)
 
 
 def _on_node(plan_path: Path, repo_root: Path, worktree: Path) -> Path | None:

@@ -49,6 +49,9 @@ team, marks = sys.argv[1], Path(sys.argv[2])
 with open(marks / f"{team}.starts", "a") as fh:
     fh.write(f"{os.getpid()}\\n")
 print(f"hello from {os.environ.get('ORCHESTRATE_HOST')}", flush=True)
+if os.environ.get("FAIL_FIRST") and os.environ.get("ORCHESTRATE_ATTEMPT") == "1":
+    print("failing attempt 1", flush=True)
+    sys.exit(3)
 go = marks / f"{team}.go"
 while os.environ.get("WAIT") and not go.exists():
     time.sleep(0.05)
@@ -138,19 +141,25 @@ def wait() -> bool:
 
 
 @pytest.fixture
+def agent_env() -> dict[str, str]:
+    return {}
+
+
+@pytest.fixture
 async def setup(
     ray_cluster: RayTestCluster,
     git_repo: GitRepo,
     password_redis: PasswordRedis,
     tmp_path: Path,
     wait: bool,
+    agent_env: dict[str, str],
 ) -> AsyncIterator[Setup]:
     remote = tmp_path / "remote.git"
     _git("init", "-q", "--bare", str(remote))
     marks = tmp_path / "marks"
     marks.mkdir()
     argv = [*python_agent(tmp_path / "agent.py", AGENT), "{team}", str(marks)]
-    env = {"WAIT": "1"} if wait else {}
+    env = {**({"WAIT": "1"} if wait else {}), **agent_env}
     (git_repo.path / "plan.yaml").write_text(
         PLAN.format(argv=json.dumps(argv), env=json.dumps(env))
     )
@@ -329,3 +338,121 @@ async def test_a_remote_or_redis_the_node_cannot_reach_fails_the_attempt_in_its_
     assert out.setup_error.startswith("Redis not reachable from host mac-pro"), out
     assert s.password not in out.setup_error
     assert not (s.marks / "mac-pro.starts").exists()
+
+
+async def test_redis_away_mid_attempt_loses_no_line_and_no_exit_status(
+    ray_cluster: RayTestCluster, git_repo: GitRepo, redis_server_path: str, tmp_path: Path
+) -> None:
+    """Redis goes away while an agent runs on its host and the agent ends meanwhile: its
+    exit status is on the node's disk, the host keeps retrying its writes, and once Redis
+    is back the attempt ends well with every line in the log stream."""
+    port, password = _free_port(), f"pw-{uuid.uuid4().hex}"
+    data = tmp_path / "redis-data"
+    data.mkdir()
+    argv = [
+        redis_server_path, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", password,
+        "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--dir", str(data),
+    ]  # fmt: skip
+    server = _start_redis(argv, port, password)
+    try:
+        remote = tmp_path / "remote.git"
+        _git("init", "-q", "--bare", str(remote))
+        marks = tmp_path / "marks"
+        marks.mkdir()
+        agent = [*python_agent(tmp_path / "agent.py", AGENT), "{team}", str(marks)]
+        plan = PLAN.format(argv=json.dumps(agent), env=json.dumps({"WAIT": "1"}))
+        (git_repo.path / "plan.yaml").write_text(plan)
+        loaded = load_plan(git_repo.path / "plan.yaml")
+        settings = Settings(
+            redis_url=f"redis://:{password}@127.0.0.1:{port}/0",  # type: ignore[arg-type]
+            key_prefix=f"t{uuid.uuid4().hex[:10]}",
+            retry_attempts=2,
+            retry_max_delay=0.2,
+        )
+        async with open_store(settings, git_repo.state_layout()) as store:
+            info = await create_run(store, git_repo.state_layout(), loaded, Git(git_repo.path))
+            async with store.lease(info.run_id, cancel_on_loss=False) as lease:
+                cluster = RayCluster(ray_cluster.address, ray_cluster.host_options)
+                executor = RayExecutor(cluster, store=store, loaded=loaded, remote=str(remote))
+                s = Setup(executor, store, info.run_id, lease.epoch, info.base_commit, remote,
+                          marks, password)  # fmt: skip
+                result: dict[str, AttemptOutcome] = {}
+
+                async def run() -> None:
+                    result["out"] = await executor.run_attempt(
+                        s.request("mac-pro"), Hooks(s, "mac-pro")
+                    )
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(run)
+                    await _running(s, "mac-pro")
+                    server.terminate()  # Redis is away...
+                    server.wait(10)
+                    (marks / "mac-pro.go").touch()  # ... when the agent ends
+                    status = next((ray_cluster.roots / "mac-pro").glob(
+                        f"runs/{info.run_id}/attempts/mac-pro.1.status"
+                    ), None)  # fmt: skip
+                    with anyio.fail_after(30):
+                        while status is None or not status.exists():
+                            await anyio.sleep(0.1)
+                            status = next((ray_cluster.roots / "mac-pro").glob(
+                                f"runs/{info.run_id}/attempts/mac-pro.1.status"
+                            ), None)  # fmt: skip
+                    await anyio.sleep(1.0)
+                    assert "out" not in result  # waiting for Redis, not giving up
+                    server = _start_redis(argv, port, password)  # back, same data
+                out = result["out"]
+                assert out.ok and out.exit_code == 0, out
+                lines = [e.line for e in await store.read_log(info.run_id, "mac-pro")]
+                assert "hello from mac-pro" in lines and "done" in lines
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_redis(argv: list[str], port: int, password: str) -> subprocess.Popen[bytes]:
+    import redis
+
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(host="127.0.0.1", port=port, password=password, socket_timeout=1)
+    deadline = time.monotonic() + 10
+    try:
+        while time.monotonic() < deadline:
+            try:
+                if client.ping():
+                    return proc
+            except (redis.RedisError, OSError):
+                time.sleep(0.05)
+    finally:
+        client.close()
+    proc.kill()
+    raise RuntimeError("redis-server did not start")
+
+
+@pytest.mark.parametrize("agent_env", [{"FAIL_FIRST": "1"}])
+async def test_a_second_attempt_on_the_same_node_has_its_own_files(
+    setup: Setup, ray_cluster: RayTestCluster
+) -> None:
+    """Attempt 1 fails and attempt 2 runs on the same node: each has its own log and status
+    file there, so attempt 2's stream holds its own lines only and its verdict is its own."""
+    s = setup
+    first = await s.executor.run_attempt(s.request("backend"), Hooks(s, "backend"))
+    assert not first.ok and first.exit_code == 3, first
+    await s.store.team_transition(s.run_id, "backend", "retrying", epoch=s.epoch, attempt=2)
+    second_request = s.request("backend", 2).model_copy(update={"prepare": False})
+    second = await s.executor.run_attempt(second_request, Hooks(s, "backend", 2))
+    assert second.ok and second.host == "backend", second
+    entries = await s.store.read_log(s.run_id, "backend")
+    by_attempt = {a: [e.line for e in entries if e.attempt == a] for a in (1, 2)}
+    assert "failing attempt 1" in by_attempt[1] and "failing attempt 1" not in by_attempt[2]
+    assert by_attempt[2].count("hello from backend") == 1
+    attempts = ray_cluster.roots / "backend" / "runs" / s.run_id / "attempts"
+    assert {p.name for p in attempts.glob("backend.*.log")} == {"backend.1.log", "backend.2.log"}
