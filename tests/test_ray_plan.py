@@ -1,5 +1,6 @@
 """The plan fields of the ray executor (``runs_on``, ``remote``, ``executor``) and the
-placement check that refuses a ``runs_on`` no node matches. No cluster needed."""
+placement check that refuses a ``runs_on`` no node matches; the host an attempt ran on in
+the board, ``status --json`` and the report. No cluster needed."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from orchestrator.errors import PlanError
 from orchestrator.plan import Plan
 from orchestrator.planload import load_plan_text
 from orchestrator.ray_cluster import check_placement, eligible, nodes_from
+from orchestrator.store import Store
 
 
 def _plan(**extra: object) -> Plan:
@@ -122,3 +124,51 @@ def test_importing_the_cli_and_the_plan_does_not_import_ray() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+PLAN_TEXT = """\
+version: 1
+name: shop
+agents:
+  fake: {kind: command, command: [echo, hi]}
+defaults: {agent: fake}
+teams:
+  - {id: db, task: the database, runs_on: {machine: lenovo}}
+  - {id: web, task: the site}
+"""
+
+
+@pytest.mark.anyio
+async def test_board_status_and_report_say_which_host_ran_an_attempt(store: Store) -> None:
+    """A team whose attempt ran on a host of the ray executor: the board's line under it
+    starts with ``on lenovo``, ``status --json`` has ``host``, and the report's attempt row
+    says ``<agent> on lenovo``; a team without a host shows none."""
+    import io
+
+    from rich.console import Console
+
+    from orchestrator.board import build_snapshot, render_board, snapshot_json
+    from orchestrator.report import build_report, render_markdown
+
+    meta = {"plan_text": PLAN_TEXT, "plan_path": "/nowhere/plan.yaml", "plan_name": "shop"}
+    await store.create_run("shop-1", meta=meta, team_ids=["db", "web"])
+    async with store.lease("shop-1") as lease:
+        await store.team_transition(
+            "shop-1", "db", "running", epoch=lease.epoch, attempt=1,
+            fields={"agent_id": "a1b2c3d", "started": "1.0"},
+        )  # fmt: skip
+        await store.update_attempt(
+            "shop-1", "db", 1, {"host": "lenovo", "pid": "42"}, epoch=lease.epoch
+        )
+        await store.append_log("shop-1", "db", 1, ["writing the schema"])
+        snap = await build_snapshot(store, "shop-1")
+    console = Console(record=True, width=100, color_system=None, file=io.StringIO())
+    console.print(render_board(snap))
+    lines = console.export_text().splitlines()
+    assert any("└ on lenovo: writing the schema" in line for line in lines), lines
+    hosts = {t["id"]: t["host"] for t in snapshot_json(snap)["teams"]}
+    assert hosts == {"db": "lenovo", "web": None}
+    report = await build_report(store, "shop-1")
+    (db,) = [t for t in report["teams"] if t["id"] == "db"]
+    assert db["host"] == "lenovo" and db["attempts"][0]["host"] == "lenovo"
+    assert "| a1b2c3d on lenovo |" in render_markdown(report)
