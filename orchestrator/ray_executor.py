@@ -205,14 +205,15 @@ class RayCluster:
                 await anyio.sleep(0.3)
         return False
 
-    async def cancel(self, node: Node, run_id: str, team: str, attempt: int) -> None:
+    async def cancel(self, node: Node, run_id: str, team: str, attempt: int) -> bool:
         """Stop that attempt's agent on its node (best effort: a lost node has none)."""
         ray = load_ray()
         try:
             with anyio.fail_after(15):
-                await self.actor(node).cancel.remote(run_id, team, attempt)
+                return bool(await self.actor(node).cancel.remote(run_id, team, attempt))
         except (TimeoutError, ray.exceptions.RayError) as exc:
             log.info("could not cancel on host", host=node.name, error=type(exc).__name__)
+            return False
 
     async def host_info(self, node: Node, timeout: float = 10.0) -> dict[str, Any] | None:  # noqa: ASYNC109
         """What the node's host says about itself (None: it does not answer)."""
@@ -222,6 +223,28 @@ class RayCluster:
                 return await self.actor(node).info.remote()  # type: ignore[no-any-return]
         except (TimeoutError, ray.exceptions.RayError):
             return None
+
+
+async def running_on_hosts(store: Store, run_id: str) -> list[tuple[str, str, int]]:
+    """(host, team, attempt) of each attempt of ``run_id`` that runs on a host now."""
+    found = []
+    for tid, st in (await store.get_teams(run_id)).items():
+        if st.status in ("running", "verifying") and st.attempt and st.fields.get("host"):
+            found.append((st.fields.get("node_id") or st.fields["host"], tid, st.attempt))
+    return found
+
+
+async def stop_on_hosts(address: str, attempts: Sequence[tuple[str, str, int]], run_id: str) -> int:
+    """Stop those attempts' agents on their hosts (``orchestrate cancel`` of a ray run
+    with no orchestrator alive to do it); how many were stopped. Lost hosts are skipped."""
+    cluster = RayCluster.connect(address)
+    nodes = {key: n for n in await cluster.nodes_async() if n.alive for key in (n.node_id, n.name)}
+    stopped = 0
+    for host, team, attempt in attempts:
+        node = nodes.get(host)
+        if node is not None and await cluster.cancel(node, run_id, team, attempt):
+            stopped += 1
+    return stopped
 
 
 def connect_cluster(address: str) -> str:

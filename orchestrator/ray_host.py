@@ -248,7 +248,7 @@ class HostActor:
     async def cancel(self, run_id: str, team: str, attempt: int, grace: float = 5.0) -> bool:
         """Stop that attempt's agent (its process group); False if none runs here."""
         rec = _load_record(self._attempts_dir(run_id) / f"{team}.{attempt}.json")
-        if rec is None or rec.pid is None or rec.end is not None:
+        if rec is None or rec.pid is None or not _agent_runs(rec):
             return False
         proc = await AgentProcess.attach(
             rec.pid, Path(rec.log), Path(rec.status), rec.offset, create_time=rec.create_time

@@ -394,3 +394,43 @@ def test_a_run_through_the_embedded_server_listening_with_tls(
         assert password not in proc.stdout + proc.stderr
     finally:
         _cmd("server", "stop", *state_args, env=env)
+
+
+def test_cancel_stops_the_agents_on_their_hosts_when_no_orchestrator_runs(
+    ray_cluster: RayTestCluster, git_repo: GitRepo, password_redis: PasswordRedis, tmp_path: Path
+) -> None:
+    """The orchestrator of a ray run is killed -9 with two agents running on their hosts;
+    `orchestrate cancel` (finding the run's cluster in its record) stops them there and
+    marks the run cancelled."""
+    plan, _, marks = _setup(git_repo, tmp_path, wait=True)
+    env = _env(password_redis)
+    proc = subprocess.Popen(
+        [*ORCHESTRATE, "run", str(plan), "--ray-address", ray_cluster.address],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not all((marks / f"{t}.starts").exists() for t in ("mac", "len")):
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        time.sleep(1.0)  # the hosts have recorded the agents' pids
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    pids = [int((marks / f"{t}.starts").read_text().split()[0]) for t in ("mac", "len")]
+    assert all(psutil.pid_exists(p) for p in pids)
+    state = ["--state-dir", str(git_repo.path / ".orchestrate")]
+    done = _cmd("cancel", "--grace", "2", *state, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 agent(s) stopped on their hosts" in done.stdout and "cancelled" in done.stdout
+    gone = time.monotonic() + 15
+    while any(psutil.pid_exists(p) for p in pids) and time.monotonic() < gone:
+        time.sleep(0.1)
+    assert not any(psutil.pid_exists(p) for p in pids), "an agent still runs on its host"

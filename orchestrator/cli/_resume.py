@@ -137,16 +137,19 @@ def cancel(
         float,
         typer.Option("--grace", min=0.0, max=300.0, help="Seconds between SIGTERM and SIGKILL."),
     ] = 5.0,
+    ray_address: RayAddressOpt = None,
     state_dir: StateDirOpt = None,
     redis_url: RedisUrlOpt = None,
 ) -> None:
     """Cancel a run: stop its agents (whole process groups) and mark it cancelled.
 
     A live orchestrator of the run notices and stops. `orchestrate resume`
-    continues a cancelled run.
+    continues a cancelled run. A run of the ray executor has its agents stopped
+    on their hosts (its cluster, or --ray-address).
     """
     import anyio
 
+    from orchestrator.board import live_holder
     from orchestrator.cli._run import _echo
     from orchestrator.resume import Cancelled, cancel_run
     from orchestrator.store import open_store
@@ -154,13 +157,33 @@ def cancel(
     settings, layout = _where(state_dir, redis_url)
 
     async def main() -> Cancelled:
-        async with open_store(settings, layout) as store:
-            return await cancel_run(run_id, store=store, grace=grace)
+        from orchestrator.resume import resolve_run
 
+        async with open_store(settings, layout) as store:
+            rid = await resolve_run(store, run_id)
+            meta = (await store.get_run(rid)).meta
+            if meta.get("executor") == "ray" and await live_holder(store, rid) is None:
+                # Its agents run on the cluster's hosts and no orchestrator is there to stop
+                # them (a live one stops them itself once the run is marked): stop them there.
+                from orchestrator.ray_executor import (
+                    connect_cluster,
+                    running_on_hosts,
+                    stop_on_hosts,
+                )
+
+                address = connect_cluster(ray_address or meta.get("ray_address") or "auto")
+                on_hosts[:] = [
+                    await stop_on_hosts(address, await running_on_hosts(store, rid), rid)
+                ]
+            return await cancel_run(rid, store=store, grace=grace)
+
+    on_hosts: list[int] = []
     done = anyio.run(main)
     if done.status == "succeeded":
         _echo(f"run {done.run_id} already succeeded; nothing to cancel")
         return
+    if on_hosts:
+        _echo(f"{on_hosts[0]} agent(s) stopped on their hosts")
     teams = f"; teams cancelled: {', '.join(done.teams)}" if done.teams else ""
     _echo(
         f"run {done.run_id} cancelled: {done.stopped} process(es) stopped{teams}; "
