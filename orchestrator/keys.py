@@ -17,6 +17,8 @@ touches keys of one Redis Cluster slot::
     orch:{RUN}:deliverables:TEAM           hash: path -> content hash ("" when missing)
     orch:{RUN}:events                      stream: every state transition (capped)
     orch:{RUN}:log:TEAM                    stream: agent output lines (capped)
+    orch:{RUN}:requests                    stream: requests to the live orchestrator
+                                           (cancel or retry one team; capped)
 
 The prefix (``orch``) is a setting so that tests and several installations can
 share one server.
@@ -86,6 +88,9 @@ class Keys:
 
     def log(self, run_id: str, team: str) -> str:
         return f"{self._run(run_id)}:log:{check_name('team', team)}"
+
+    def requests(self, run_id: str) -> str:
+        return f"{self._run(run_id)}:requests"
 
     def run_pattern(self, run_id: str) -> str:
         """A SCAN pattern matching every key of one run (for deleting a run)."""
