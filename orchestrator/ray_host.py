@@ -58,7 +58,7 @@ from typing import Any, TypeVar
 import anyio
 
 from orchestrator.agentproc import AgentProcess, Launch, Outcome
-from orchestrator.agentrun import AgentJob, AgentRun, prepare, usage_of
+from orchestrator.agentrun import AgentJob, AgentRun, prepare, run_secrets, usage_of
 from orchestrator.agents import adapter_for
 from orchestrator.agents.base import AgentEvent, Verdict
 from orchestrator.attempt import checks_json
@@ -413,7 +413,7 @@ class HostActor:
                 "ORCHESTRATE_PROMPT_FILE": str(_beside(base, ".prompt.md")),
                 "ORCHESTRATE_HOST": self.name,
             },
-            secrets=req.secrets,
+            secrets=run_secrets(req.secrets),  # the node's own secret values, the password
             run_id=r.run_id,
             model=team.model,
             resume_session_id=resume,
@@ -631,7 +631,10 @@ class HostActor:
         kept = _kept(final, req.secrets)
         # On the attempt, as a local attempt records them: the checks, why it did not pass,
         # the final message (before the commit: downstream prompts quote it).
-        fields = {"checks": checks_json(checks)} if verdict.success and team.checks else {}
+        redactor = Redactor(run_secrets(req.secrets))
+        fields = (
+            {"checks": checks_json(checks, redactor)} if verdict.success and team.checks else {}
+        )
         if reason:
             fields["reason"] = reason
         if ok and kept:
