@@ -164,7 +164,7 @@ class RayCluster:
         load_ray()
         from ray.exceptions import ActorUnschedulableError, RayActorError, RayTaskError
 
-        from orchestrator.ray_host import HostBusy
+        from orchestrator.ray_records import HostBusy
 
         actor = self.actor(node)
         while True:
@@ -413,7 +413,7 @@ class RayExecutor:
         return None
 
     async def run_attempt(self, request: AttemptRequest, hooks: AttemptHooks) -> AttemptOutcome:
-        from orchestrator.ray_host import HostBusy, HostRequest
+        from orchestrator.ray_records import HostBusy, HostRequest
 
         team = self.plan.team(request.team_id)
         runs_on = self.plan.runs_on(team)

@@ -42,16 +42,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -73,7 +70,6 @@ from orchestrator.errors import (
 from orchestrator.executor import (
     AgentEnd,
     AttemptOutcome,
-    AttemptRequest,
     AttemptStart,
     CheckOutcome,
 )
@@ -82,8 +78,18 @@ from orchestrator.gitops import _run as run_git
 from orchestrator.plan import Plan
 from orchestrator.planload import LoadedPlan
 from orchestrator.prompts import Feedback, PromptInput, load_role, render_feedback, render_prompt
+from orchestrator.ray_records import (
+    HostBusy,
+    HostRequest,
+    NodeRecord,
+    agent_runs,
+    beside,
+    load_record,
+    read_head,
+    save_record,
+)
+from orchestrator.ray_spawn import spawn_detached
 from orchestrator.redact import Redactor
-from orchestrator.settings import Settings
 from orchestrator.verify import CheckResult, find_deliverables, run_checks
 
 T = TypeVar("T")
@@ -102,62 +108,6 @@ _DEFAULT_COMMANDS = {
     "gemini": "gemini",
     "opencode": "opencode",
 }
-
-
-@dataclass(frozen=True)
-class HostRequest:
-    """An :class:`AttemptRequest` plus what a node needs that the scheduler knows."""
-
-    request: AttemptRequest
-    agent_id: str
-    """Chosen once by the executor: the same in every call for this attempt."""
-    settings: Settings
-    """The store: a TCP Redis every node reaches (its password never reaches the agent)."""
-    remote: str
-    """The git URL the node fetches from and pushes to."""
-    base_branch: str
-    branch: str
-    upstream_branches: tuple[str, ...]
-    """The direct upstream teams' branches, merged into a fresh worktree in this order."""
-    slots: int
-    secrets: tuple[str, ...] = ()
-    kill_grace: float = 5.0
-
-    @property
-    def key(self) -> str:
-        r = self.request
-        return attempt_key(r.run_id, r.team_id, r.attempt)
-
-
-def attempt_key(run_id: str, team: str, attempt: int) -> str:
-    return f"{run_id}/{team}/{attempt}"
-
-
-@dataclass
-class _Record:
-    """An attempt's record on the node's disk (``<team>.<n>.json``)."""
-
-    key: str
-    agent_id: str
-    branch: str
-    worktree: str
-    prompt_file: str
-    log: str
-    status: str
-    session_id: str | None = None
-    """The agent session the attempt continues (a retry)."""
-    started: float | None = None
-    pid: int | None = None
-    create_time: float | None = None
-    offset: int = 0
-    end: dict[str, Any] | None = None
-    """The agent's end: the outcome, the events kept, the last lines."""
-    outcome: str | None = None
-    """The attempt's :class:`AttemptOutcome` as JSON, once finished."""
-
-
-class HostBusy(Exception):
-    """Every agent slot of the node is taken (nothing was started)."""
 
 
 def resolve_root(root: str | None) -> Path:
@@ -201,11 +151,11 @@ class HostActor:
 
     # -- what the node has ---------------------------------------------------------------
 
-    def _unfinished(self) -> dict[str, _Record]:
+    def _unfinished(self) -> dict[str, NodeRecord]:
         """Attempts started here (by this or an earlier incarnation) and not finished."""
-        found: dict[str, _Record] = {}
+        found: dict[str, NodeRecord] = {}
         for path in self.root.glob("runs/*/attempts/*.json"):
-            rec = _load_record(path)
+            rec = load_record(path)
             if rec is not None and rec.outcome is None and rec.pid is not None:
                 found[rec.key] = rec
         return found
@@ -215,7 +165,7 @@ class HostActor:
 
     async def info(self) -> dict[str, Any]:
         """What ``orchestrate hosts`` shows: the attempts here and the agent CLIs found."""
-        running = [key for key, rec in self._unfinished().items() if _agent_runs(rec)]
+        running = [key for key, rec in self._unfinished().items() if agent_runs(rec)]
         return {
             "name": self.name,
             "node_id": self.node_id,
@@ -247,8 +197,8 @@ class HostActor:
 
     async def cancel(self, run_id: str, team: str, attempt: int, grace: float = 5.0) -> bool:
         """Stop that attempt's agent (its process group); False if none runs here."""
-        rec = _load_record(self._attempts_dir(run_id) / f"{team}.{attempt}.json")
-        if rec is None or rec.pid is None or not _agent_runs(rec):
+        rec = load_record(self._attempts_dir(run_id) / f"{team}.{attempt}.json")
+        if rec is None or rec.pid is None or not agent_runs(rec):
             return False
         proc = await AgentProcess.attach(
             rec.pid, Path(rec.log), Path(rec.status), rec.offset, create_time=rec.create_time
@@ -286,13 +236,13 @@ class HostActor:
         r = req.request
         return self._attempts_dir(r.run_id) / f"{r.team_id}.{r.attempt}.json"
 
-    def _record(self, req: HostRequest) -> _Record | None:
-        return _load_record(self._record_path(req))
+    def _record(self, req: HostRequest) -> NodeRecord | None:
+        return load_record(self._record_path(req))
 
-    def _save(self, req: HostRequest, rec: _Record) -> None:
-        _save_record(self._record_path(req), rec)
+    def _save(self, req: HostRequest, rec: NodeRecord) -> None:
+        save_record(self._record_path(req), rec)
 
-    def _start_of(self, rec: _Record) -> AttemptStart:
+    def _start_of(self, rec: NodeRecord) -> AttemptStart:
         return AttemptStart(
             agent_id=rec.agent_id,
             branch=rec.branch,
@@ -313,7 +263,7 @@ class HostActor:
         r = req.request
         if r.attach is not None:  # a resume: the agent another host incarnation started
             a = r.attach
-            rec = _Record(
+            rec = NodeRecord(
                 key=req.key,
                 agent_id=a.agent_id,
                 branch=req.branch,
@@ -340,7 +290,7 @@ class HostActor:
 
     def _busy(self) -> int:
         """Slots taken: agents running here (their supervisor alive), attempts beginning."""
-        return sum(1 for rec in self._unfinished().values() if _agent_runs(rec)) + sum(
+        return sum(1 for rec in self._unfinished().values() if agent_runs(rec)) + sum(
             1 for (_, phase), t in self._tasks.items() if phase == "begin" and not t.done()
         )
 
@@ -401,16 +351,16 @@ class HostActor:
             agent_id=req.agent_id,
             workdir=worktree,
             prompt=prompt,
-            prompt_file=_beside(base, ".prompt.md"),
-            log=_beside(base, ".log"),
-            status=_beside(base, ".status"),
+            prompt_file=beside(base, ".prompt.md"),
+            log=beside(base, ".log"),
+            status=beside(base, ".status"),
             env=work_env(allow=plan.env_allow, layers=[plan.env, config.env, team.env]),
             orchestrate={
                 "ORCHESTRATE_RUN": r.run_id,
                 "ORCHESTRATE_TEAM": r.team_id,
                 "ORCHESTRATE_AGENT_ID": req.agent_id,
                 "ORCHESTRATE_ATTEMPT": str(r.attempt),
-                "ORCHESTRATE_PROMPT_FILE": str(_beside(base, ".prompt.md")),
+                "ORCHESTRATE_PROMPT_FILE": str(beside(base, ".prompt.md")),
                 "ORCHESTRATE_HOST": self.name,
             },
             secrets=run_secrets(req.secrets),  # the node's own secret values, the password
@@ -423,7 +373,7 @@ class HostActor:
         prepared = prepare(job)  # writes the prompt file, redacted
         self._launches[req.key] = prepared.launch
         self._runs[req.key] = AgentRun(prepared.adapter)
-        rec = _Record(
+        rec = NodeRecord(
             key=req.key,
             agent_id=req.agent_id,
             branch=req.branch,
@@ -517,7 +467,7 @@ class HostActor:
         self._save(req, rec)
         return _agent_end(rec, self._verdict(req, rec))
 
-    def _recover_pid(self, rec: _Record) -> bool:
+    def _recover_pid(self, rec: NodeRecord) -> bool:
         """A record saved before the spawner answered: its pid file, if it got that far."""
         with contextlib.suppress(OSError, ValueError, KeyError):
             data = json.loads(Path(rec.log).with_suffix(".pid").read_text())
@@ -533,15 +483,15 @@ class HostActor:
     def _plan(self, req: HostRequest) -> Plan:
         return self._plans[req.request.run_id].plan
 
-    def _replay(self, req: HostRequest, rec: _Record) -> AgentRun:
+    def _replay(self, req: HostRequest, rec: NodeRecord) -> AgentRun:
         """An :class:`AgentRun` fed with what the agent printed before ``rec.offset``."""
         run = AgentRun(self._adapter(req))
-        run.feed(_read_head(Path(rec.log), rec.offset))
+        run.feed(read_head(Path(rec.log), rec.offset))
         self._runs[req.key] = run
         return run
 
     async def _follow_to_end(
-        self, req: HostRequest, store: Any, rec: _Record, run: AgentRun
+        self, req: HostRequest, store: Any, rec: NodeRecord, run: AgentRun
     ) -> Outcome:
         r = req.request
         proc = await AgentProcess.attach(
@@ -593,7 +543,7 @@ class HostActor:
             await anyio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    def _verdict(self, req: HostRequest, rec: _Record) -> tuple[Outcome, Verdict, list[str]]:
+    def _verdict(self, req: HostRequest, rec: NodeRecord) -> tuple[Outcome, Verdict, list[str]]:
         end = rec.end or {}
         outcome = Outcome(**end["outcome"])
         events = [AgentEvent(**e) for e in end.get("events", ())]
@@ -707,7 +657,7 @@ class HostActor:
         self._save(req, rec)
         return result
 
-    async def _commit_and_push(self, req: HostRequest, rec: _Record) -> str:
+    async def _commit_and_push(self, req: HostRequest, rec: NodeRecord) -> str:
         r = req.request
         git = Git(await self._clone(req.remote))
         worktree = Path(rec.worktree)
@@ -724,11 +674,6 @@ class HostActor:
 
 
 # -- helpers --------------------------------------------------------------------------------
-
-
-def _beside(base: Path, suffix: str) -> Path:
-    """``<team>.<n>`` + ``suffix``: one attempt's file (``with_suffix`` would drop ``.<n>``)."""
-    return base.with_name(base.name + suffix)
 
 
 def _on_node(plan_path: Path, repo_root: Path, worktree: Path) -> Path | None:
@@ -759,7 +704,7 @@ def _kept(text: str | None, secrets: tuple[str, ...]) -> str | None:
     return text
 
 
-def _agent_end(rec: _Record, judged: tuple[Outcome, Verdict, list[str]]) -> AgentEnd:
+def _agent_end(rec: NodeRecord, judged: tuple[Outcome, Verdict, list[str]]) -> AgentEnd:
     outcome, verdict, _ = judged
     return AgentEnd(
         ok=outcome.ok,
@@ -768,102 +713,3 @@ def _agent_end(rec: _Record, judged: tuple[Outcome, Verdict, list[str]]) -> Agen
         session_id=verdict.session_id,
         usage=usage_of(verdict),
     )
-
-
-def _agent_runs(rec: _Record) -> bool:
-    """The attempt's supervisor is alive (not ended, not a reused pid): it holds a slot.
-    An agent stopped while nobody followed it (a cancel, a crash) frees its slot."""
-    import psutil
-
-    if rec.end is not None or rec.pid is None or Path(rec.status).exists():
-        return False
-    try:
-        proc = psutil.Process(rec.pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return rec.create_time is None or abs(proc.create_time() - rec.create_time) < 1.0
-    except psutil.Error:
-        return False
-
-
-def _save_record(path: Path, rec: _Record) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(asdict(rec)))
-    tmp.replace(path)
-
-
-def _load_record(path: Path) -> _Record | None:
-    try:
-        data = json.loads(path.read_text())
-        names = {f.name for f in dataclasses.fields(_Record)}
-        return _Record(**{k: v for k, v in data.items() if k in names})
-    except (OSError, ValueError, TypeError):
-        return None
-
-
-def _read_head(log: Path, offset: int) -> list[str]:
-    try:
-        with log.open("rb") as fh:
-            data = fh.read(offset)
-    except OSError:
-        return []
-    return [line.removesuffix("\r") for line in data.decode("utf-8", "replace").split("\n") if line]
-
-
-# -- starting a supervisor that outlives the host actor ---------------------------------
-
-
-_SPAWNER = (
-    sys.executable,
-    "-I",
-    "-S",
-    "-c",
-    "import sys; sys.path.insert(0, sys.argv[1]); from orchestrator.ray_spawn import main; main()",
-    str(Path(__file__).resolve().parent.parent),  # where the ``orchestrator`` package is
-)
-
-
-def spawn_detached(launch: Launch, pid_file: Path) -> tuple[int, float | None]:
-    """Start ``launch`` under a supervisor that is not our child; its (pid, start time).
-
-    Through :mod:`orchestrator.ray_spawn` (a bare interpreter that starts the
-    supervisor in its own session, records its pid in ``pid_file`` and exits):
-    Ray's killing of an actor worker's children never reaches the supervisor.
-    The launch, secrets included, goes to the spawner on its stdin.
-    """
-    import psutil
-
-    from orchestrator.agentproc import _SUPERVISOR
-
-    if not launch.argv:
-        raise AgentError("the agent's command line is empty")
-    launch.log.parent.mkdir(parents=True, exist_ok=True)
-    launch.status.unlink(missing_ok=True)
-    head = [*_SUPERVISOR, "--log", str(launch.log), "--status", str(launch.status)]
-    if launch.stdin is not None:
-        head += ["--stdin", str(launch.stdin)]
-    payload = json.dumps(
-        {
-            "head": head,
-            "tail": ["--", *launch.argv],
-            "cwd": str(launch.cwd),
-            "env": dict(launch.env),
-            "log": str(launch.log),
-            "secrets": list(launch.secrets),
-            "pid_file": str(pid_file),
-        }
-    ).encode()
-    try:
-        done = subprocess.run(_SPAWNER, input=payload, capture_output=True, check=False, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise AgentError(f"cannot start the agent's supervisor: {exc}") from exc
-    if done.returncode != 0:
-        said = done.stderr.decode(errors="replace").strip().splitlines()
-        raise AgentError(said[-1] if said else f"the spawner failed (exit {done.returncode})")
-    pid = int(json.loads(done.stdout)["pid"])
-    try:
-        create_time: float | None = psutil.Process(pid).create_time()
-    except psutil.Error:
-        create_time = None
-    return pid, create_time

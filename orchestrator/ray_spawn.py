@@ -8,7 +8,8 @@ hands it the secrets to redact through an inherited pipe, records its pid
 (write + rename) and exits at once. The supervisor is re-parented and
 outlives the host actor.
 
-It reads one JSON object on stdin (secrets included: never argv or the
+:func:`spawn_detached` is the host's side; :func:`main` the spawner's. It
+reads one JSON object on stdin (secrets included: never argv or the
 environment)::
 
     {"head": [supervisor argv up to its options], "tail": ["--", agent argv...],
@@ -25,7 +26,66 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from orchestrator.agentproc import Launch
+
+
+_SPAWNER = (
+    sys.executable,
+    "-I",
+    "-S",
+    "-c",
+    "import sys; sys.path.insert(0, sys.argv[1]); from orchestrator.ray_spawn import main; main()",
+    str(Path(__file__).resolve().parent.parent),  # where the ``orchestrator`` package is
+)
+
+
+def spawn_detached(launch: Launch, pid_file: Path) -> tuple[int, float | None]:
+    """Start ``launch`` under a supervisor that is not our child; its (pid, start time).
+
+    Through :mod:`orchestrator.ray_spawn` (a bare interpreter that starts the
+    supervisor in its own session, records its pid in ``pid_file`` and exits):
+    Ray's killing of an actor worker's children never reaches the supervisor.
+    The launch, secrets included, goes to the spawner on its stdin.
+    """
+    import psutil
+
+    from orchestrator.agentproc import _SUPERVISOR
+    from orchestrator.errors import AgentError
+
+    if not launch.argv:
+        raise AgentError("the agent's command line is empty")
+    launch.log.parent.mkdir(parents=True, exist_ok=True)
+    launch.status.unlink(missing_ok=True)
+    head = [*_SUPERVISOR, "--log", str(launch.log), "--status", str(launch.status)]
+    if launch.stdin is not None:
+        head += ["--stdin", str(launch.stdin)]
+    payload = json.dumps(
+        {
+            "head": head,
+            "tail": ["--", *launch.argv],
+            "cwd": str(launch.cwd),
+            "env": dict(launch.env),
+            "log": str(launch.log),
+            "secrets": list(launch.secrets),
+            "pid_file": str(pid_file),
+        }
+    ).encode()
+    try:
+        done = subprocess.run(_SPAWNER, input=payload, capture_output=True, check=False, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise AgentError(f"cannot start the agent's supervisor: {exc}") from exc
+    if done.returncode != 0:
+        said = done.stderr.decode(errors="replace").strip().splitlines()
+        raise AgentError(said[-1] if said else f"the spawner failed (exit {done.returncode})")
+    pid = int(json.loads(done.stdout)["pid"])
+    try:
+        create_time: float | None = psutil.Process(pid).create_time()
+    except psutil.Error:
+        create_time = None
+    return pid, create_time
 
 
 def spawn(data: dict[str, Any]) -> int:

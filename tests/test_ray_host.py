@@ -310,7 +310,7 @@ async def test_a_remote_or_redis_the_node_cannot_reach_fails_the_attempt_in_its_
     """A remote the node cannot fetch: the attempt cannot begin, with git's own message
     and the host's name; a Redis the node cannot reach: it cannot begin either, saying so
     with the password hidden. Neither starts an agent nor calls a hook."""
-    from orchestrator.ray_host import HostRequest
+    from orchestrator.ray_records import HostRequest
 
     s = setup
     ex = s.executor

@@ -189,10 +189,15 @@ def test_orchestrator_killed_9_mid_run_resume_reattaches_on_the_hosts(
         while not all((marks / f"{t}.starts").exists() for t in ("mac", "len")):
             assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
             time.sleep(0.1)
-        # `orchestrate hosts` meanwhile: each node's labels, slots taken, attempts running.
-        shown = _cmd("hosts", "--ray-address", ray_cluster.address, "--json", env=env)
-        assert shown.returncode == 0, shown.stderr
-        rows = {r["name"]: r for r in json.loads(shown.stdout) if r["alive"]}
+        # `orchestrate hosts` meanwhile: each node's labels, slots taken, attempts running
+        # (once the hosts have recorded the agents' pids, a moment after they start).
+        for _ in range(10):
+            shown = _cmd("hosts", "--ray-address", ray_cluster.address, "--json", env=env)
+            assert shown.returncode == 0, shown.stderr
+            rows = {r["name"]: r for r in json.loads(shown.stdout) if r["alive"]}
+            if rows["mac-pro"]["running"] and rows["lenovo"]["running"]:
+                break
+            time.sleep(0.5)
         assert rows["head"]["agent_slots"] == 0 and rows["head"]["labels"] == {"machine": "head"}
         for team, machine in (("mac", "mac-pro"), ("len", "lenovo")):
             assert any(k.endswith(f"/{team}/1") for k in rows[machine]["running"]), rows
