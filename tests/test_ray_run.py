@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -249,7 +250,7 @@ def test_a_runs_on_no_node_matches_is_refused_before_anything_starts(
     ray_cluster: RayTestCluster, git_repo: GitRepo, password_redis: PasswordRedis, tmp_path: Path
 ) -> None:
     """A team pinned to a machine the cluster lacks: exit 2, one line naming the labels
-    there are, and no run recorded."""
+    there are, and no run recorded; the same for an agent CLI missing on the nodes."""
     plan, _, marks = _setup(git_repo, tmp_path, api_on="gpu-box")
     env = _env(password_redis)
     proc = _cmd("run", str(plan), "--ray-address", ray_cluster.address, env=env)
@@ -259,6 +260,18 @@ def test_a_runs_on_no_node_matches_is_refused_before_anything_starts(
     assert "Traceback" not in proc.stderr
     assert _runs(password_redis, env) == []
     assert not list(marks.iterdir())
+    # An agent CLI no node it may run on has: refused too, naming the nodes looked at
+    # (this machine's PATH does not count: agents run on the nodes).
+    text = re.sub(
+        r"  py: \{kind: command, command: .*\}\n",
+        "  py: {kind: command, command: [no-such-cli-x]}\n",
+        plan.read_text().replace("gpu-box", "backend"),
+    )
+    plan.write_text(text)
+    proc = _cmd("run", str(plan), "--ray-address", ray_cluster.address, env=env)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "teams[0].agent: team mac: agent 'py' is not installed on mac-pro" in proc.stderr
+    assert _runs(password_redis, env) == []
 
 
 def test_no_cluster_no_ray_or_a_local_store_are_one_line_exit_2(
