@@ -300,6 +300,10 @@ async def prepare_cluster(
     check_placement(loaded.plan, nodes, str(loaded.path))
     await cluster.check_programs(loaded.plan, nodes, str(loaded.path))
     remote = await resolve_remote(loaded)
+    try:  # this machine pushes the run's base there and fetches the teams' branches back
+        await run_git(["ls-remote", "--heads", remote], cwd=loaded.repo_root)
+    except GitError as exc:
+        raise UsageError(f"the git remote {remote} cannot be reached from here: {exc}") from exc
     return cluster, remote
 
 

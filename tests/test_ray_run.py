@@ -250,7 +250,8 @@ def test_a_runs_on_no_node_matches_is_refused_before_anything_starts(
     ray_cluster: RayTestCluster, git_repo: GitRepo, password_redis: PasswordRedis, tmp_path: Path
 ) -> None:
     """A team pinned to a machine the cluster lacks: exit 2, one line naming the labels
-    there are, and no run recorded; the same for an agent CLI missing on the nodes."""
+    there are, and no run recorded; the same for an agent CLI missing on the nodes and for
+    a remote this machine cannot reach."""
     plan, _, marks = _setup(git_repo, tmp_path, api_on="gpu-box")
     env = _env(password_redis)
     proc = _cmd("run", str(plan), "--ray-address", ray_cluster.address, env=env)
@@ -272,6 +273,13 @@ def test_a_runs_on_no_node_matches_is_refused_before_anything_starts(
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "teams[0].agent: team mac: agent 'py' is not installed on mac-pro" in proc.stderr
     assert _runs(password_redis, env) == []
+    # A remote this machine cannot reach (it pushes the run's base there first).
+    text = plan.read_text().replace("[no-such-cli-x]", '["true"]')
+    plan.write_text(text + "remote: ../gone.git\n")
+    proc = _cmd("run", str(plan), "--ray-address", ray_cluster.address, env=env)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "the git remote" in proc.stderr and "gone.git cannot be reached from here" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and _runs(password_redis, env) == []
 
 
 def test_no_cluster_no_ray_or_a_local_store_are_one_line_exit_2(
