@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_TEXT",
     "Decision",
+    "GateAction",
     "GateError",
     "GateState",
     "GateStatus",
@@ -45,6 +46,7 @@ __all__ = [
     "decider",
     "get_gate",
     "get_gates",
+    "rejection_feedback",
     "request_gate",
 ]
 
@@ -258,6 +260,38 @@ def _refusal(run_id: str, team: str, said: str) -> GateError | StoreError:
     if words[0] == "ATTEMPT" and len(words) >= 2:
         return GateError(f"team {team} is waiting for approval of attempt {words[1]}, not that one")
     return StoreError(said)
+
+
+class GateAction(StrEnum):
+    """What the scheduler does about a team whose work waits at its gate."""
+
+    WAIT = "wait"
+    """No decision yet: the team stays ``awaiting_approval``, its dependents wait."""
+    RELEASE = "release"
+    """Approved: the team has succeeded, its dependents may start."""
+    RETRY = "retry"
+    """Rejected with attempts left: another attempt, the reason as its feedback."""
+    FAIL = "fail"
+    """Rejected with the retries spent: the team fails with the reason."""
+
+
+def gate_action(gate: GateState | None, *, attempt: int, max_attempts: int) -> GateAction:
+    """The scheduler's move for a team's gate at ``attempt`` (of at most ``max_attempts``).
+
+    A gate of another attempt than the team's current one (or none at all) is
+    no decision about this attempt's work: wait.
+    """
+    if gate is None or gate.attempt != attempt or gate.status is GateStatus.AWAITING:
+        return GateAction.WAIT
+    if gate.status is GateStatus.APPROVED:
+        return GateAction.RELEASE
+    return GateAction.RETRY if attempt < max_attempts else GateAction.FAIL
+
+
+def rejection_feedback(gate: GateState) -> str:
+    """The rejection as the next attempt's feedback (and the failure's reason)."""
+    who = gate.by or "a reviewer"
+    return f"attempt {gate.attempt} was rejected at review by {who}: {gate.reason or ''}".rstrip()
 
 
 def gate_json(gate: GateState) -> str:

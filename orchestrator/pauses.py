@@ -26,7 +26,21 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 if TYPE_CHECKING:
     from orchestrator.store import Store
 
-__all__ = ["Pause", "active_pauses", "clear_pause", "pause_provider"]
+__all__ = [
+    "MIN_PAUSE",
+    "Pause",
+    "active_pauses",
+    "clear_pause",
+    "pause_provider",
+    "pause_until",
+    "seconds_left",
+]
+
+MIN_PAUSE = 10.0
+"""Seconds a pause lasts at least: a reset already past (a clock a little ahead, a
+time printed to the minute) must not start the next agent into the same limit at once."""
+MAX_PAUSE = 7 * 24 * 3600.0
+"""A reset further away than this is not believed (a misread date): pause this long."""
 
 
 class Pause(BaseModel):
@@ -68,6 +82,25 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*',
   'type', 'pause', 'team', ARGV[4], 'from', '', 'to', 'paused', 'reason', ARGV[7], 'ts', ARGV[5])
 return 1
 """
+
+
+def pause_until(resets_at: float | None, *, now: float | None = None) -> float | None:
+    """When a pause for a limit lifting at ``resets_at`` ends (None: no reset said, no pause)."""
+    if resets_at is None:
+        return None
+    now = time.time() if now is None else now
+    return min(max(resets_at, now + MIN_PAUSE), now + MAX_PAUSE)
+
+
+def seconds_left(
+    provider: str, pauses: dict[str, Pause], *, now: float | None = None
+) -> float | None:
+    """Seconds until ``provider`` may start agents again; None when it is not paused."""
+    pause = pauses.get(provider)
+    now = time.time() if now is None else now
+    if pause is None or not pause.active(now):
+        return None
+    return pause.until - now
 
 
 async def pause_provider(

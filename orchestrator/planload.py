@@ -512,7 +512,6 @@ class _Checker:
             if isinstance(value, str) and not (self.plan_dir / value).is_file():
                 self.add(loc, f"no such template file {value!r} (relative to the plan)")
 
-
     def _check_copies(self, data: dict[str, Any]) -> None:
         """``copy:`` (top level and per team): paths of the user's checkout, inside the repo."""
         places: list[tuple[Loc, Any]] = [(("copy",), data.get("copy"))]

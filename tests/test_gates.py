@@ -166,3 +166,40 @@ async def test_a_decision_survives_a_repeated_request_and_a_new_attempt_reopens(
         await decide(store, run, "db", Decision.APPROVE, by="a@h", attempt=1)
     gates = await get_gates(store, run, ["db", "auth"])
     assert list(gates) == ["db"]
+
+
+@pytest.mark.parametrize(
+    ("status", "gate_attempt", "attempt", "max_attempts", "action"),
+    [
+        (None, 1, 1, 3, "wait"),
+        ("awaiting", 1, 1, 3, "wait"),
+        ("approved", 1, 1, 3, "release"),
+        ("rejected", 1, 1, 3, "retry"),
+        ("rejected", 3, 3, 3, "fail"),
+        ("approved", 1, 2, 3, "wait"),  # a decision on an earlier attempt says nothing of this one
+    ],
+)
+def test_gate_action(
+    status: str | None, gate_attempt: int, attempt: int, max_attempts: int, action: str
+) -> None:
+    """Approve releases the dependents; reject retries while attempts are left, then fails."""
+    from orchestrator.gates import GateState, gate_action
+
+    gate = (
+        None
+        if status is None
+        else GateState(
+            team="db", status=GateStatus(status), attempt=gate_attempt, requested=1.0, reason="x"
+        )
+    )
+    assert gate_action(gate, attempt=attempt, max_attempts=max_attempts).value == action
+
+
+def test_rejection_feedback_names_the_reviewer_and_reason() -> None:
+    """The next attempt's prompt is told who rejected which attempt, and why."""
+    from orchestrator.gates import GateState, rejection_feedback
+
+    gate = GateState(
+        team="db", status=GateStatus.REJECTED, attempt=2, requested=1.0, by="ana@h", reason="no"
+    )
+    assert rejection_feedback(gate) == "attempt 2 was rejected at review by ana@h: no"

@@ -75,3 +75,25 @@ def test_until_text_is_the_wall_clock_and_a_date_on_another_day() -> None:
     assert same.until_text(now) == "14:05"
     later = Pause(provider="p", until=now + 3 * 86400, team="t")
     assert later.until_text(now) == "Dec 04 10:00"
+
+
+def test_a_pause_never_ends_at_once_nor_after_a_week() -> None:
+    """A reset already past still pauses a little; an absurd one is capped; none: no pause."""
+    from orchestrator.pauses import MAX_PAUSE, MIN_PAUSE, pause_until
+
+    now = 1_800_000_000.0
+    assert pause_until(now - 30, now=now) == now + MIN_PAUSE
+    assert pause_until(now + 3600, now=now) == now + 3600
+    assert pause_until(now + 90 * 86400, now=now) == now + MAX_PAUSE
+    assert pause_until(None, now=now) is None
+
+
+def test_seconds_left_for_a_provider() -> None:
+    """Only the paused provider waits, and only until its reset."""
+    from orchestrator.pauses import seconds_left
+
+    now = 1_800_000_000.0
+    pauses = {"anthropic": Pause(provider="anthropic", until=now + 60, team="db")}
+    assert seconds_left("anthropic", pauses, now=now) == 60
+    assert seconds_left("openai", pauses, now=now) is None
+    assert seconds_left("anthropic", pauses, now=now + 61) is None
