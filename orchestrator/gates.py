@@ -42,10 +42,12 @@ __all__ = [
     "GateError",
     "GateState",
     "GateStatus",
+    "approve_command",
     "decide",
     "decider",
     "get_gate",
     "get_gates",
+    "reject_command",
     "rejection_feedback",
     "request_gate",
 ]
@@ -292,6 +294,16 @@ def rejection_feedback(gate: GateState) -> str:
     """The rejection as the next attempt's feedback (and the failure's reason)."""
     who = gate.by or "a reviewer"
     return f"attempt {gate.attempt} was rejected at review by {who}: {gate.reason or ''}".rstrip()
+
+
+def approve_command(run_id: str, team: str) -> str:
+    """What a person runs to approve (shown by the board, `run`, webhooks)."""
+    return f"orchestrate approve {run_id} {team}"
+
+
+def reject_command(run_id: str, team: str) -> str:
+    """What a person runs to reject, with the reason to fill in."""
+    return f'orchestrate reject {run_id} {team} --reason "..."'
 
 
 def gate_json(gate: GateState) -> str:

@@ -112,8 +112,8 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{hidden}"
 
 
-NotifyEvent = Literal["team_failed", "run_finished"]
-NOTIFY_EVENTS: tuple[NotifyEvent, ...] = ("team_failed", "run_finished")
+NotifyEvent = Literal["team_failed", "run_finished", "awaiting_approval"]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = ("team_failed", "run_finished", "awaiting_approval")
 
 
 class Webhook(_Model):
@@ -127,7 +127,8 @@ class Webhook(_Model):
         description="generic: orchestrate's JSON; slack: an incoming-webhook body.",
     )
     events: tuple[NotifyEvent, ...] = Field(
-        default=NOTIFY_EVENTS, description="Which events are posted: team_failed, run_finished."
+        default=NOTIFY_EVENTS,
+        description="Which events are posted: team_failed, run_finished, awaiting_approval.",
     )
 
     @field_validator("url")
