@@ -26,12 +26,29 @@ def lines_of(name: str) -> list[str]:
     return (FIXTURES / f"{name}.jsonl").read_text().splitlines()
 
 
+MODELS = {"opencode": "scripted/scripted-1"}
+PROVIDERS = {
+    "claude-code": "anthropic",
+    "codex": "openai",
+    "gemini": "google",
+    "opencode": "scripted",
+}
+
+
 def detect_recorded(name: str) -> tuple[UsageLimit, datetime]:
     """The limit read from recording ``name`` as it was printed, and the endpoint's reset."""
     facts = FACTS[name]
+    kind = name.split("/")[0]
     recorded_at = datetime.fromtimestamp(float(str(facts["recorded_at"])), UTC)
-    limit = detect_limit(lines_of(name), now=recorded_at, tz=ZoneInfo(str(facts["tz"])))
+    limit = detect_limit(
+        lines_of(name),
+        now=recorded_at,
+        tz=ZoneInfo(str(facts["tz"])),
+        kind=kind,
+        model=MODELS.get(kind),
+    )
     assert limit is not None, name
+    assert limit.provider == PROVIDERS[kind]  # whose quota it is
     return limit, datetime.fromtimestamp(int(str(facts["resets_at"])), UTC)
 
 

@@ -36,7 +36,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -77,6 +77,8 @@ class UsageLimit:
     """When the limit lifts (aware, UTC); None when the agent did not say."""
     structured: bool = False
     """The reset was read from a field made for it (an epoch, a header), not from prose."""
+    provider: str | None = None
+    """Whose quota: :func:`provider_of` the agent's kind and model, when the reader knew them."""
 
     def seconds_left(self, now: datetime | None = None) -> float | None:
         """Seconds until the reset from ``now`` (never negative); None when unknown."""
@@ -380,29 +382,40 @@ class LimitWatcher:
     report beats an earlier one that is trusted as much.
     """
 
-    def __init__(self, *, tz: tzinfo | None = None) -> None:
+    def __init__(
+        self, *, tz: tzinfo | None = None, kind: str | None = None, model: str | None = None
+    ) -> None:
         self._zone = tz or _local_zone()
         self._rank = -1
+        self._provider = provider_of(kind, model) if kind else None
         self.limit: UsageLimit | None = None
 
     def feed(self, line: str, *, now: datetime | None = None) -> UsageLimit | None:
         """Read one line (said at ``now``, default the present); returns what it reported."""
         found, rank = _parse_line(line, now=now or datetime.now(UTC), zone=self._zone)
+        if found is not None and self._provider is not None:
+            found = replace(found, provider=self._provider)
         if found is not None and rank >= self._rank:
             self.limit, self._rank = found, rank
         return found
 
 
 def detect_limit(
-    lines: Iterable[str], *, now: datetime | None = None, tz: tzinfo | None = None
+    lines: Iterable[str],
+    *,
+    now: datetime | None = None,
+    tz: tzinfo | None = None,
+    kind: str | None = None,
+    model: str | None = None,
 ) -> UsageLimit | None:
     """The usage or rate limit ``lines`` report, or None.
 
     ``now``: when the lines were printed (relative resets and times without a
     date count from it); ``tz``: the zone the agent ran in, for the CLIs that
-    print a bare wall-clock time (default: ``$TZ``, else this machine's zone).
+    print a bare wall-clock time (default: ``$TZ``, else this machine's zone);
+    ``kind`` and ``model``: the agent's, to name the provider in the result.
     """
-    watcher = LimitWatcher(tz=tz)
+    watcher = LimitWatcher(tz=tz, kind=kind, model=model)
     for line in lines:
         watcher.feed(line, now=now)
     return watcher.limit
