@@ -75,6 +75,8 @@ class Launch:
     log: Path
     status: Path
     secrets: tuple[str, ...] = ()
+    stdin: Path | None = None
+    """A file the agent reads as its stdin (its prompt); None: ``/dev/null``."""
 
 
 @dataclass(frozen=True)
@@ -307,6 +309,8 @@ class AgentProcess:
             try:
                 offset = os.fstat(fd).st_size
                 secrets_args = ["--secrets-fd", str(secrets_r)] if launch.secrets else []
+                if launch.stdin is not None:
+                    secrets_args += ["--stdin", str(launch.stdin)]
                 popen = subprocess.Popen(
                     [
                         *_SUPERVISOR,
@@ -510,6 +514,13 @@ class AgentProcess:
             if not await _wait_until(lambda: not self._group_alive(), grace):
                 _killpg(self.pid, signal.SIGKILL)
                 await _wait_until(lambda: not self._group_alive(), _EXIT_WAIT)
+
+    def kill(self) -> None:
+        """SIGKILL the agent's process group now, without a grace period (a second Ctrl-C).
+
+        A :meth:`terminate` under way sees the group gone and returns."""
+        if self._group_alive():
+            _killpg(self.pid, signal.SIGKILL)
 
     def _group_alive(self) -> bool:
         _reap_released()

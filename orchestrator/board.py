@@ -10,6 +10,11 @@ every event of the run (at most :data:`MAX_REFRESH` times a second) and
 :func:`plain_events` prints timestamped event lines where there is no
 terminal.
 
+Every text an agent or a plan may have written (last lines, reasons) is made
+safe for a terminal (:func:`~orchestrator.logs.printable`) before it reaches
+the board, ``status --json`` or an event line: an escape sequence in an agent's
+output is shown, never obeyed.
+
 Deliverables progress is live when the board runs on the orchestrator's
 machine: the team's worktree is looked at directly (a ``stat`` per path, the
 first match per glob); otherwise the counts recorded at the end of each attempt
@@ -31,7 +36,7 @@ from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.text import Text
 
 from orchestrator.errors import OrchestrateError
-from orchestrator.logs import RUN_DONE, last_line
+from orchestrator.logs import RUN_DONE, last_line, printable
 from orchestrator.plan import Plan, format_duration
 from orchestrator.redact import Redactor
 
@@ -306,14 +311,14 @@ async def build_snapshot(
                 input_tokens=state.usage.input_tokens,
                 output_tokens=state.usage.output_tokens,
                 cost_usd=max(0.0, state.usage.cost_usd),
-                last_line=redactor.redact(line) if line is not None else None,
+                last_line=printable(redactor.redact(line)) if line is not None else None,
                 waiting_for=waiting,
-                reason=redactor.redact(state.error or state.reason or "") or None
+                reason=printable(redactor.redact(state.error or state.reason or "")) or None
                 if state.status not in ("running", "succeeded", "pending")
                 else None,
             )
         )
-    reason = redactor.redact(run.meta.get("reason") or "") or None
+    reason = printable(redactor.redact(run.meta.get("reason") or "")) or None
     if run.status not in RUN_DONE and await orchestrator_gone(store, run_id):
         reason = f"no orchestrator is running it (killed?): `orchestrate resume {run_id}`"
     created = run.created or _epoch(run.meta.get("created"))
@@ -549,7 +554,7 @@ async def plain_events(
                 return
             events = await store.read_events(run_id, after=after, block_ms=IDLE_REFRESH_MS)
         for event in events:
-            out.write(redactor.redact(format_event(event, width)) + "\n")
+            out.write(printable(redactor.redact(format_event(event, width))) + "\n")
         if events:
             after = events[-1].id
             out.flush()

@@ -15,7 +15,10 @@ the first failure; a spent ``budget`` stops starting teams and attempts.
 
 With ``handle_signals`` (the CLI), SIGINT/SIGTERM stop the run: nothing new
 starts, the agents' process groups are terminated, the running teams become
-``cancelled`` and the run ``interrupted`` (resumable). SIGHUP (a closed terminal,
+``cancelled`` and the run ``interrupted`` (resumable). The handlers stay for
+the whole stop: a further SIGINT/SIGTERM meanwhile SIGKILLs every agent group
+at once instead of waiting out the grace period, and the run still ends
+recorded (each team ``cancelled`` once its agent is gone). SIGHUP (a closed terminal,
 a dropped ssh session) detaches instead: the agents go on under their
 supervisors, their teams stay ``running``, the run is ``interrupted`` and a
 resume re-attaches them. ``orchestrate cancel``
@@ -40,21 +43,41 @@ from typing import TYPE_CHECKING
 import anyio
 import structlog
 from anyio.abc import TaskGroup
-from tenacity import RetryCallState, wait_exponential_jitter
 
 from orchestrator import graph
 from orchestrator.errors import OrchestrateError, StoreError
+from orchestrator.executor import open_executor
 from orchestrator.gitops import Git, shared_branch
 from orchestrator.notify import Notifier
 from orchestrator.paths import SHARED_WORKTREE, StateLayout
-from orchestrator.plan import Plan, Team
+from orchestrator.plan import Team
 from orchestrator.planload import LoadedPlan
-from orchestrator.runs import RunInfo, create_run
-from orchestrator.store import Store, Usage
-from orchestrator.teamrun import Notice, Notify, Recovery, RunContext, TeamResult, TeamRunner
+from orchestrator.runs import RunInfo, create_run, record_crash
+from orchestrator.runtypes import (
+    Budget,
+    EngineOptions,
+    Notice,
+    Notify,
+    Recovery,
+    RunContext,
+    TeamResult,
+)
+from orchestrator.store import Store
+from orchestrator.teamrun import TeamRunner
 
 if TYPE_CHECKING:
     from orchestrator.integration import IntegrationResult
+
+__all__ = [  # the run-wide types are defined in runtypes; older callers import them from here
+    "Budget",
+    "Engine",
+    "EngineOptions",
+    "RunResult",
+    "StartState",
+    "first_error",
+    "start_run",
+    "write_report",
+]
 
 log = structlog.get_logger("orchestrate.engine")
 
@@ -73,69 +96,6 @@ class StartState:
 
 
 Setup = Callable[[RunContext], Awaitable[StartState]]
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    """How a run is driven (the plan says what; these say how).
-
-    ``backoff_*`` shape the pause before a retry: tenacity's exponential
-    backoff with jitter, ``initial * 2**(n-1)`` plus up to ``jitter`` seconds,
-    at most ``max`` (tests make them tiny).
-    """
-
-    max_parallel: int | None = None
-    fail_fast: bool = False
-    backoff_initial: float = 2.0
-    backoff_max: float = 60.0
-    backoff_jitter: float = 2.0
-    kill_grace: float = 5.0
-    handle_signals: bool = False
-    integrate_partial: bool = False
-    """Integrate the teams that succeeded even when others did not (``--integrate-partial``)."""
-
-    def backoff(self, retry_number: int) -> float:
-        """Seconds to wait before retry ``retry_number`` (1 for the first retry)."""
-        wait = wait_exponential_jitter(
-            multiplier=self.backoff_initial, max=self.backoff_max, jitter=self.backoff_jitter
-        )
-        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-        state.attempt_number = max(1, retry_number)
-        return float(wait(state))
-
-
-class Budget:
-    """Spending so far against the plan's budgets (run and team level)."""
-
-    def __init__(self, plan: Plan, run_usage: Usage | None = None) -> None:
-        self.plan = plan
-        self.tokens = run_usage.tokens if run_usage else 0
-        self.usd = run_usage.cost_usd if run_usage else 0.0
-        self.team_tokens: dict[str, int] = {}
-        self.team_usd: dict[str, float] = {}
-
-    def add(self, team: str, usage: Usage) -> None:
-        self.tokens += usage.tokens
-        self.usd += usage.cost_usd
-        self.team_tokens[team] = self.team_tokens.get(team, 0) + usage.tokens
-        self.team_usd[team] = self.team_usd.get(team, 0.0) + usage.cost_usd
-
-    def exhausted(self, team: Team | None) -> str | None:
-        """Why nothing more may start (for ``team``, or the run as a whole), or None."""
-        limit = self.plan.budget
-        if limit is not None:
-            if limit.tokens is not None and self.tokens >= limit.tokens:
-                return f"the run's budget is spent: {self.tokens} of {limit.tokens} tokens"
-            if limit.usd is not None and self.usd >= limit.usd:
-                return f"the run's budget is spent: ${self.usd:.2f} of ${limit.usd:.2f}"
-        if team is not None and team.budget is not None:
-            tokens = self.team_tokens.get(team.id, 0)
-            usd = self.team_usd.get(team.id, 0.0)
-            if team.budget.tokens is not None and tokens >= team.budget.tokens:
-                return f"the team's budget is spent: {tokens} of {team.budget.tokens} tokens"
-            if team.budget.usd is not None and usd >= team.budget.usd:
-                return f"the team's budget is spent: ${usd:.2f} of ${team.budget.usd:.2f}"
-        return None
 
 
 @dataclass
@@ -189,6 +149,10 @@ class Engine:
         self.integration: IntegrationResult | None = None
         self.notifier = Notifier.for_plan(self.plan)
         self._posts: TaskGroup | None = None
+        self._ctx: RunContext | None = None
+        self._tg: TaskGroup | None = None
+        self._stopping = False
+        """A signal asked the run to stop (its task group is cancelled as soon as it exists)."""
 
     def _say(self, status: str, detail: str = "", team: str | None = None) -> None:
         self.notify(Notice(time.time(), team, status, detail))
@@ -202,18 +166,24 @@ class Engine:
         """
         run_id = self.info.run_id
         structlog.contextvars.bind_contextvars(run=run_id)
-        async with anyio.create_task_group() as posts:
-            self._posts = posts
-            result = await self._run(run_id)
-            with anyio.CancelScope(shield=True):
-                await write_report(self.store, self.layout, run_id)
-                await self.notifier.run_finished(
-                    run_id,
-                    status=result.status,
-                    failed=[t for t, r in result.teams.items() if r.status == "failed"],
-                    reason=result.reason,
-                    report=self.layout.report_file(run_id, "html"),
-                )
+        async with anyio.create_task_group() as guard:
+            if self.options.handle_signals:  # until the run is recorded and reported
+                await guard.start(self._watch_signals)
+            try:
+                async with anyio.create_task_group() as posts:
+                    self._posts = posts
+                    result = await self._run(run_id)
+                    with anyio.CancelScope(shield=True):
+                        await write_report(self.store, self.layout, run_id)
+                        await self.notifier.run_finished(
+                            run_id,
+                            status=result.status,
+                            failed=[t for t, r in result.teams.items() if r.status == "failed"],
+                            reason=result.reason,
+                            report=self.layout.report_file(run_id, "html"),
+                        )
+            finally:
+                guard.cancel_scope.cancel()
         return result
 
     async def _run(self, run_id: str) -> RunResult:
@@ -231,7 +201,9 @@ class Engine:
                 notify=self.notify,
                 results=self.results,
                 lease=lease,
+                detached=self.detached,
             )
+            self._ctx = ctx
             if self.setup is not None:
                 start = await self.setup(ctx)
             else:
@@ -242,21 +214,28 @@ class Engine:
             if self.plan.isolation == "shared":
                 ctx.shared_worktree = self.layout.worktree(run_id, SHARED_WORKTREE)
                 ctx.shared_branch = shared_branch(run_id)
-                await self.git.add_worktree(
-                    ctx.shared_worktree, ctx.shared_branch, self.info.base_commit
-                )
-            async with anyio.create_task_group() as tg:
-                if self.options.handle_signals:
-                    tg.start_soon(self._watch_signals, ctx, tg)
-                tg.start_soon(self._watch_cancel, ctx, tg)
-                await self._schedule(ctx, tg, start)
-                if self._integration_due():
-                    await self._integrate(ctx)
-                tg.cancel_scope.cancel()
+            executor = ctx.executor = await open_executor(self.options.executor, ctx)
+            try:
+                await self._drive(ctx, start)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await executor.aclose()
             self.cancelled = self.cancelled or ctx.cancel_requested.is_set()
             with anyio.CancelScope(shield=True):
                 result = await self._finish(ctx)
         return result
+
+    async def _drive(self, ctx: RunContext, start: StartState) -> None:
+        """Schedule the teams, then integrate; until done or stopped."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            if self._stopping:  # a signal came during the setup
+                tg.cancel_scope.cancel()
+            tg.start_soon(self._watch_cancel, ctx, tg)
+            await self._schedule(ctx, tg, start)
+            if self._integration_due():
+                await self._integrate(ctx)
+            tg.cancel_scope.cancel()
 
     def _integration_due(self) -> bool:
         return not (self.interrupted or self.cancelled)
@@ -285,24 +264,45 @@ class Engine:
         self._say("cancelled", "`orchestrate cancel`: stopping the agents")
         tg.cancel_scope.cancel()
 
-    async def _watch_signals(self, ctx: RunContext, tg: TaskGroup) -> None:
+    async def _watch_signals(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """SIGINT/SIGTERM: stop the agents. SIGHUP (the terminal closed, ssh dropped): leave
-        them running under their supervisors, to be re-attached by ``orchestrate resume``."""
-        hung_up = False
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
-            async for signum in signals:
-                self.interrupted = True
-                name = signal.Signals(signum).name
-                if signum == signal.SIGHUP:
-                    hung_up = ctx.detached = True
-                    self.detached = True
-                    self._say("interrupted", f"{name}: leaving the agents running")
-                else:
-                    self._say("interrupted", f"{name}: stopping the agents")
-                tg.cancel_scope.cancel()
-                break
-        if hung_up:  # a closing terminal may hang up twice: finish recording the run
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        them running under their supervisors, to be re-attached by ``orchestrate resume``.
+
+        The handlers stay installed until the run is recorded: a further SIGINT/SIGTERM
+        while stopping SIGKILLs the agent groups (never an exit that leaves them behind);
+        after a SIGHUP further signals are ignored (the agents are left running).
+        """
+        first: int | None = None
+        try:
+            with anyio.open_signal_receiver(
+                signal.SIGINT, signal.SIGTERM, signal.SIGHUP
+            ) as signals:
+                task_status.started()
+                async for signum in signals:
+                    name = signal.Signals(signum).name
+                    if first is None:
+                        first = signum
+                        self.interrupted = True
+                        if signum == signal.SIGHUP:
+                            self.detached = True
+                            if self._ctx is not None:
+                                self._ctx.detached = True
+                            self._say("interrupted", f"{name}: leaving the agents running")
+                        else:
+                            self._say("interrupted", f"{name}: stopping the agents")
+                        self._stopping = True
+                        if self._tg is not None:
+                            self._tg.cancel_scope.cancel()
+                    elif first != signal.SIGHUP and self._ctx is not None:
+                        live = self._ctx.live
+                        if not live.killing:
+                            self._say("interrupted", f"{name} again: killing {len(live)} agent(s)")
+                        live.kill_all()
+        finally:
+            if first == signal.SIGHUP:  # a closing terminal may hang up again: stay to the end
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     async def _schedule(self, ctx: RunContext, tg: TaskGroup, start: StartState) -> None:
         plan = self.plan
@@ -505,7 +505,12 @@ async def start_run(
     try:
         return await engine.run()
     except BaseExceptionGroup as group:
-        raise first_error(group) from group
+        error = first_error(group)
+        await record_crash(store, info.run_id, error)
+        raise error from group
+    except Exception as exc:
+        await record_crash(store, info.run_id, exc)
+        raise
 
 
 def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

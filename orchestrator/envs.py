@@ -12,6 +12,11 @@ own values are always added. Layers, later wins::
 
     inherited (filtered) < plan env < agent env < team env
     < ORCHESTRATE_RUN / _TEAM / _AGENT_ID / _ATTEMPT / _PROMPT_FILE
+
+A team's checks and the integration's test suite run in the same environment
+as the agent, without the ``ORCHESTRATE_*`` layer (:func:`work_env`): what a
+check prints can reach the next prompt, so it must never see what the agent
+may not.
 """
 
 from __future__ import annotations
@@ -35,6 +40,20 @@ def inherited(
     return kept
 
 
+def work_env(
+    *,
+    allow: Sequence[str] | None,
+    layers: Sequence[Mapping[str, str]],
+    source: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment of a team's checks and the test suite: the inherited part
+    (``env_allow``, no ``ORCHESTRATE_*``) under the plan's layers."""
+    env = inherited(source, allow=allow)
+    for layer in layers:
+        env.update(layer)
+    return env
+
+
 def agent_env(
     *,
     allow: Sequence[str] | None,
@@ -43,8 +62,6 @@ def agent_env(
     source: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The whole environment of one agent attempt (see the module docstring)."""
-    env = inherited(source, allow=allow)
-    for layer in layers:
-        env.update(layer)
+    env = work_env(allow=allow, layers=layers, source=source)
     env.update(orchestrate)
     return env

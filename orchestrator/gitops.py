@@ -359,8 +359,15 @@ class Git:
         worktree), False when it reused what was there. Resume-safe: a worktree
         already there on ``branch`` is reused; a branch whose worktree was
         deleted is re-attached as it is (``start`` ignored). A path holding
-        something else raises GitError.
+        something else, or a file where a folder on the way should be (a damaged
+        state folder), raises GitError.
         """
+        try:
+            return await self._add_worktree(path, branch, start)
+        except OSError as exc:
+            raise GitError(f"cannot make a worktree at {path}: {exc.strerror or exc}") from exc
+
+    async def _add_worktree(self, path: Path, branch: str, start: str) -> bool:
         path = await _resolve(path)
         folder = anyio.Path(path)
         _check_ref(branch)
@@ -403,8 +410,19 @@ class Git:
             self._linked.add(path)
             return created
 
+    async def worktrees_under(self, folder: Path) -> list[Path]:
+        """The registered worktrees inside ``folder`` (resolved paths), sorted."""
+        root = await _resolve(folder)
+        return sorted(p for p in await self._worktrees() if p != root and p.is_relative_to(root))
+
     async def remove_worktree(self, path: Path) -> None:
         """Remove the worktree at ``path`` (its branch stays). Safe to call twice."""
+        try:
+            await self._remove_worktree(path)
+        except OSError as exc:
+            raise GitError(f"cannot remove the worktree {path}: {exc.strerror or exc}") from exc
+
+    async def _remove_worktree(self, path: Path) -> None:
         path = await _resolve(path)
         async with self._lock:
             if path in await self._worktrees() and await anyio.Path(path).is_dir():

@@ -8,8 +8,9 @@ Plan order breaks every tie, so the same plan always gives the same answer.
 
 from __future__ import annotations
 
+import bisect
 import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from orchestrator.plan import Plan
@@ -18,8 +19,8 @@ DEFAULT_ESTIMATE = 15 * 60.0
 """Seconds assumed for a team without an ``estimate`` (critical path, timeline)."""
 
 
-def _deps(plan: Plan) -> dict[str, tuple[str, ...]]:
-    return {t.id: t.depends_on for t in plan.teams}
+def _deps(plan: Plan) -> Mapping[str, tuple[str, ...]]:
+    return plan.dependencies()
 
 
 def find_cycle(deps: Mapping[str, Sequence[str]]) -> list[str] | None:
@@ -34,26 +35,27 @@ def find_cycle(deps: Mapping[str, Sequence[str]]) -> list[str] | None:
     for root in deps:
         if colour[root] != white:
             continue
-        stack: list[tuple[str, int]] = [(root, 0)]
+        # Each node's children are listed once, when it is entered: a team with thousands
+        # of upstream teams costs its edges, not their square.
+        stack: list[tuple[str, Iterator[str]]] = [(root, iter(deps[root]))]
         path: list[str] = [root]
         colour[root] = grey
         while stack:
-            node, i = stack[-1]
-            children = [d for d in deps[node] if d in colour]
-            if i < len(children):
-                stack[-1] = (node, i + 1)
-                child = children[i]
-                if colour[child] == grey:
-                    start = path.index(child)
-                    return [*path[start:], child]
-                if colour[child] == white:
-                    colour[child] = grey
-                    stack.append((child, 0))
-                    path.append(child)
-            else:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
                 colour[node] = black
                 stack.pop()
                 path.pop()
+                continue
+            state = colour.get(child)
+            if state == grey:
+                start = path.index(child)
+                return [*path[start:], child]
+            if state == white:
+                colour[child] = grey
+                stack.append((child, iter(deps[child])))
+                path.append(child)
     return None
 
 
@@ -179,27 +181,37 @@ def simulate(plan: Plan, default_estimate: float = DEFAULT_ESTIMATE) -> list[Slo
     """
     deps = _deps(plan)
     index = {tid: i for i, tid in enumerate(deps)}
-    done: dict[str, float] = {}
-    running: list[tuple[float, int, str]] = []  # (finish, index, team)
+    children: dict[str, list[str]] = {tid: [] for tid in deps}
+    missing = dict.fromkeys(deps, 0)
+    for tid, ups in deps.items():
+        for up in set(ups):
+            children[up].append(tid)
+            missing[tid] += 1
+    ready = [(index[t], t) for t, n in missing.items() if n == 0]  # (plan index, team)
+    heapq.heapify(ready)
+    running: list[tuple[float, int, str]] = []  # (finish, plan index, team)
     started: dict[str, float] = {}
+    done: dict[str, float] = {}
     now = 0.0
+
+    def finish(tid: str) -> None:
+        done[tid] = now
+        for child in children[tid]:
+            missing[child] -= 1
+            if missing[child] == 0:
+                heapq.heappush(ready, (index[child], child))
+
     while len(done) < len(deps):
-        ready = sorted(
-            (t for t in deps if t not in started and all(d in done for d in deps[t])),
-            key=index.__getitem__,
-        )
-        for tid in ready:
-            if len(running) >= plan.max_parallel:
-                break
+        while ready and len(running) < plan.max_parallel:
+            _, tid = heapq.heappop(ready)
             started[tid] = now
             heapq.heappush(running, (now + _estimate(plan, tid, default_estimate), index[tid], tid))
         if not running:  # only a cycle could get us here; the loader refuses those
             raise ValueError("the plan's dependencies contain a cycle")
         now, _, tid = heapq.heappop(running)
-        done[tid] = now
+        finish(tid)
         while running and running[0][0] == now:
-            _, _, other = heapq.heappop(running)
-            done[other] = now
+            finish(heapq.heappop(running)[2])
     return sorted(
         (Slot(t, started[t], done[t]) for t in deps), key=lambda s: (s.start, index[s.team])
     )
@@ -208,6 +220,7 @@ def simulate(plan: Plan, default_estimate: float = DEFAULT_ESTIMATE) -> list[Slo
 # --- deliverable overlap ----------------------------------------------------
 
 _ANY, _STAR, _DSTAR = "\x00?", "\x00*", "\x00**"
+_SPECIAL = frozenset({_ANY, _STAR, _DSTAR})
 
 
 def _tokens(pattern: str) -> tuple[str, ...]:
@@ -243,38 +256,38 @@ def globs_overlap(a: str, b: str) -> bool:
     ``*`` and ``?`` stay within one folder, ``**`` crosses folders. Character
     classes count as any character, so the answer errs on the side of "yes".
     """
-    p, q = _tokens(a), _tokens(b)
-    memo: dict[tuple[int, int], bool] = {}
+    return _tokens_overlap(_tokens(a), _tokens(b))
 
-    def single_ok(x: str, y: str) -> bool:
-        if x == _ANY:
-            return y != "/"
-        if y == _ANY:
-            return x != "/"
-        return x == y
 
-    def f(i: int, j: int) -> bool:
-        key = (i, j)
-        if key in memo:
-            return memo[key]
-        memo[key] = False
-        result = False
-        if i == len(p) and j == len(q):
-            result = True
-        elif i < len(p) and p[i] in (_STAR, _DSTAR):
-            result = f(i + 1, j) or (
-                j < len(q)
-                and (q[j] in (_STAR, _DSTAR) or p[i] == _DSTAR or q[j] != "/")
-                and f(i, j + 1)
-            )
-        elif j < len(q) and q[j] in (_STAR, _DSTAR):
-            result = f(i, j + 1) or (i < len(p) and (q[j] == _DSTAR or p[i] != "/") and f(i + 1, j))
-        elif i < len(p) and j < len(q):
-            result = single_ok(p[i], q[j]) and f(i + 1, j + 1)
-        memo[key] = result
-        return result
-
-    return f(0, 0)
+def _tokens_overlap(p: tuple[str, ...], q: tuple[str, ...]) -> bool:
+    """:func:`globs_overlap` on tokens: ``f(i, j)`` (can ``p[i:]`` and ``q[j:]`` match one
+    path?) filled in from the ends, one row at a time: no recursion, so any length works."""
+    lp, lq = len(p), len(q)
+    if not any(t in _SPECIAL for t in p) and not any(t in _SPECIAL for t in q):
+        return p == q
+    wild = (_STAR, _DSTAR)
+    below = [False] * (lq + 1)  # row i + 1
+    below[lq] = False
+    for i in range(lp, -1, -1):
+        row = [False] * (lq + 1)
+        for j in range(lq, -1, -1):
+            if i == lp and j == lq:
+                ok = True
+            elif i < lp and p[i] in wild:
+                ok = below[j] or (
+                    j < lq and (q[j] in wild or p[i] == _DSTAR or q[j] != "/") and row[j + 1]
+                )
+            elif j < lq and q[j] in wild:
+                ok = row[j + 1] or (i < lp and (q[j] == _DSTAR or p[i] != "/") and below[j])
+            elif i < lp and j < lq:
+                x, y = p[i], q[j]
+                same = y != "/" if x == _ANY else x != "/" if y == _ANY else x == y
+                ok = same and below[j + 1]
+            else:
+                ok = False
+            row[j] = ok
+        below = row
+    return below[0]
 
 
 @dataclass(frozen=True)
@@ -288,17 +301,100 @@ class Overlap:
 
 
 def deliverable_overlaps(plan: Plan) -> list[Overlap]:
-    """Pairs of teams, neither upstream of the other, whose deliverables may name one file."""
-    ups = {t.id: set(upstream(plan, t.id)) for t in plan.teams}
+    """Pairs of teams, neither upstream of the other, whose deliverables may name one file.
+
+    In plan order (``team_a`` before ``team_b``), each pair once with its first overlapping
+    deliverables. Near-linear in the plan's size: deliverables are compared only with those
+    whose fixed prefix agrees, and "neither upstream of the other" is a bit test against
+    each team's set of upstream teams (an integer used as a bit set, indexed by dependency
+    order, dropped once every downstream team has taken it over).
+    """
+    order = topo_order(plan)
+    pos = {tid: i for i, tid in enumerate(order)}
+    deps = _deps(plan)
+    owners: dict[tuple[str, ...], int] = {}  # deliverable tokens -> bit set of teams
+    for team in plan.teams:
+        for item in team.deliverables:
+            tokens = _tokens(item)
+            owners[tokens] = owners.get(tokens, 0) | (1 << pos[team.id])
+    index = _PrefixIndex(owners)
+    partners: dict[tuple[str, ...], int] = {}  # tokens -> teams with an overlapping deliverable
+    pending = dict.fromkeys(deps, 0)  # downstream teams yet to take over a team's bit set
+    for direct in deps.values():
+        for up in set(direct):
+            pending[up] += 1
+    above: dict[str, int] = {}  # team -> bit set of its upstream teams (while still needed)
+    pairs: list[tuple[str, str]] = []
+    for i, tid in enumerate(order):
+        ups = 0
+        for up in set(deps[tid]):
+            ups |= above[up] | (1 << pos[up])
+            pending[up] -= 1
+            if pending[up] == 0:
+                del above[up]
+        if pending[tid]:
+            above[tid] = ups
+        mask = 0
+        for item in plan.team(tid).deliverables:
+            tokens = _tokens(item)
+            if tokens not in partners:
+                partners[tokens] = index.overlapping(tokens)
+            mask |= partners[tokens]
+        mask &= ((1 << i) - 1) & ~ups  # earlier in dependency order and not upstream
+        while mask:
+            low = mask & -mask
+            pairs.append((order[low.bit_length() - 1], tid))
+            mask ^= low
+    plan_index = {t.id: n for n, t in enumerate(plan.teams)}
     out: list[Overlap] = []
-    teams = list(plan.teams)
-    for i, a in enumerate(teams):
-        for b in teams[i + 1 :]:
-            if a.id in ups[b.id] or b.id in ups[a.id]:
-                continue
-            for da in a.deliverables:
-                hit = next((db for db in b.deliverables if globs_overlap(da, db)), None)
-                if hit is not None:
-                    out.append(Overlap(a.id, da, b.id, hit))
-                    break
+    for x, y in sorted(
+        (tuple(sorted(pair, key=plan_index.__getitem__)) for pair in pairs),
+        key=lambda pair: (plan_index[pair[0]], plan_index[pair[1]]),
+    ):
+        a, b = plan.team(x), plan.team(y)
+        for da in a.deliverables:
+            hit = next((db for db in b.deliverables if globs_overlap(da, db)), None)
+            if hit is not None:
+                out.append(Overlap(a.id, da, b.id, hit))
+                break
     return out
+
+
+class _PrefixIndex:
+    """Deliverables (as tokens, each with its bit set of teams) looked up by overlap.
+
+    Two deliverables can only overlap if their fixed prefixes (the characters before the
+    first wildcard) agree as far as the shorter goes: so one is a prefix of the other.
+    Those with a longer prefix are a range of the sorted prefixes; those with a shorter
+    one are found by looking up each prefix of the asked one.
+    """
+
+    def __init__(self, owners: dict[tuple[str, ...], int]) -> None:
+        self.by_prefix: dict[str, list[tuple[tuple[str, ...], int]]] = {}
+        for tokens, teams in owners.items():
+            self.by_prefix.setdefault(_prefix(tokens), []).append((tokens, teams))
+        self.sorted = sorted(self.by_prefix)
+
+    def overlapping(self, tokens: tuple[str, ...]) -> int:
+        """The bit set of every team with a deliverable that may overlap ``tokens``."""
+        prefix = _prefix(tokens)
+        keys: list[str] = [prefix[:k] for k in range(len(prefix)) if prefix[:k] in self.by_prefix]
+        at = bisect.bisect_left(self.sorted, prefix)
+        while at < len(self.sorted) and self.sorted[at].startswith(prefix):
+            keys.append(self.sorted[at])
+            at += 1
+        found = 0
+        for key in keys:
+            for other, teams in self.by_prefix[key]:
+                if other == tokens or _tokens_overlap(tokens, other):
+                    found |= teams
+        return found
+
+
+def _prefix(tokens: tuple[str, ...]) -> str:
+    out: list[str] = []
+    for token in tokens:
+        if token in _SPECIAL:
+            break
+        out.append(token)
+    return "".join(out)

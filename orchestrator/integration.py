@@ -46,6 +46,7 @@ import anyio
 import structlog
 
 from orchestrator import graph
+from orchestrator.agentrun import LiveAgents
 from orchestrator.errors import OrchestrateError
 from orchestrator.gitops import Git, integration_branch, shared_branch, team_branch
 from orchestrator.integration_procs import (
@@ -61,12 +62,12 @@ from orchestrator.integration_procs import (
 )
 from orchestrator.paths import INTEGRATION, SHARED_WORKTREE, StateLayout
 from orchestrator.planload import LoadedPlan
+from orchestrator.runtypes import Notice, Notify
 from orchestrator.store import Store
-from orchestrator.teamrun import Notice, Notify
 from orchestrator.verify import command_text
 
 if TYPE_CHECKING:
-    from orchestrator.teamrun import RunContext
+    from orchestrator.runtypes import RunContext
 
 __all__ = [
     "INTEGRATION",
@@ -112,6 +113,7 @@ async def integrate_run(ctx: RunContext, *, partial: bool | None = None) -> Inte
         partial=partial,
         notify=ctx.notify,
         kill_grace=ctx.options.kill_grace,
+        live=ctx.live,
     )
 
 
@@ -128,6 +130,7 @@ async def integrate(
     partial: bool | None = None,
     notify: Notify | None = None,
     kill_grace: float = 5.0,
+    live: LiveAgents | None = None,
 ) -> IntegrationResult:
     """Integrate the run's team branches (see the module docstring); never raises for a
     merge, test or agent failure: those are in the result. Store errors propagate."""
@@ -141,6 +144,7 @@ async def integrate(
         git=git or Git(loaded.repo_root),
         notify=notify,
         kill_grace=kill_grace,
+        live=live,
     )
     return await phase.run(succeeded, partial)
 
@@ -158,6 +162,7 @@ class _Integration:
         git: Git,
         notify: Notify | None,
         kill_grace: float,
+        live: LiveAgents | None = None,
     ) -> None:
         self.loaded = loaded
         self.plan = loaded.plan
@@ -175,7 +180,13 @@ class _Integration:
             self.worktree = layout.worktree(run_id, INTEGRATION)
             self.branch = integration_branch(run_id)
         self.procs = ProcessRunner(
-            loaded, store=store, layout=layout, run_id=run_id, epoch=epoch, kill_grace=kill_grace
+            loaded,
+            store=store,
+            layout=layout,
+            run_id=run_id,
+            epoch=epoch,
+            kill_grace=kill_grace,
+            live=live,
         )
         self.result = IntegrationResult(
             status="running",

@@ -10,6 +10,7 @@ resolver/fixer agents under the supervisor, numbered ``_integration.<n>``
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -17,23 +18,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.agentproc import AgentProcess, Launch, Outcome
-from orchestrator.agents import adapter_for
-from orchestrator.agents.base import AgentContext, AgentEvent, exit_reason
-from orchestrator.envs import agent_env
+from orchestrator.agentrun import AgentJob, LiveAgents, run_agent, run_secrets
+from orchestrator.agents.base import exit_reason
+from orchestrator.envs import work_env
 from orchestrator.errors import OrchestrateError
 from orchestrator.keys import check_name
 from orchestrator.paths import INTEGRATION, StateLayout
 from orchestrator.planload import LoadedPlan
-from orchestrator.store import Store, Usage, new_agent_id
+from orchestrator.store import Store, new_agent_id
 from orchestrator.verify import command_text
 
 TAIL_LINES = 80
 """Lines of a failing suite's output kept for the fixer and the report."""
-
 
 
 STORE_NAME = check_name("team", INTEGRATION)
@@ -187,7 +186,9 @@ class ProcessRunner:
         run_id: str,
         epoch: int,
         kill_grace: float,
+        live: LiveAgents | None = None,
     ) -> None:
+        self.live = live
         self.loaded = loaded
         self.plan = loaded.plan
         self.store = store
@@ -237,21 +238,22 @@ class ProcessRunner:
             shown = [s for line in lines for s in on_line(line)]
             await self.store.append_log(self.run_id, STORE_NAME, n, shown)
 
-        async with await AgentProcess.start(launch) as proc:
-            await self._record(n, {"pid": str(proc.pid)})
-            return await proc.run(
-                timeout=limit,
-                stall_timeout=stall_timeout,
-                on_lines=on_lines,
-                grace=self.kill_grace,
-            )
+        proc = await AgentProcess.start(launch)
+        with contextlib.ExitStack() as stack:
+            if self.live is not None:
+                stack.enter_context(self.live.track(proc))
+            async with proc:
+                await self._record(n, {"pid": str(proc.pid)})
+                return await proc.run(
+                    timeout=limit,
+                    stall_timeout=stall_timeout,
+                    on_lines=on_lines,
+                    grace=self.kill_grace,
+                )
 
-    def _env(self, extra: Mapping[str, str], layers: Sequence[Mapping[str, str]]) -> dict[str, str]:
-        return agent_env(
-            allow=self.plan.env_allow,
-            layers=[self.plan.env, *layers],
-            orchestrate={"ORCHESTRATE_RUN": self.run_id, "ORCHESTRATE_TEAM": INTEGRATION, **extra},
-        )
+    def _env(self, layers: Sequence[Mapping[str, str]] = ()) -> dict[str, str]:
+        """The work environment (the agents' without ``ORCHESTRATE_*``): the suite's."""
+        return work_env(allow=self.plan.env_allow, layers=[self.plan.env, *layers])
 
     async def command(
         self, command: str | tuple[str, ...], workdir: Path, *, limit: float, tail: deque[str]
@@ -275,7 +277,7 @@ class ProcessRunner:
                 n,
                 argv,
                 workdir,
-                self._env({}, []),
+                self._env(),
                 limit=limit,
                 stall_timeout=None,
                 on_line=keep,
@@ -315,43 +317,32 @@ class ProcessRunner:
             {"role": role, "agent": agent_name, "agent_id": agent_id, "started": repr(started),
              "log": str(log_path), "prompt_file": str(prompt_file)},
         )  # fmt: skip
+        job = AgentJob(
+            config=config, team_id=INTEGRATION, attempt=n, agent_id=agent_id, workdir=workdir,
+            prompt=prompt, prompt_file=prompt_file, log=log_path,
+            status=self.layout.status_file(self.run_id, INTEGRATION, n),
+            env=self._env([config.env]),
+            orchestrate={
+                "ORCHESTRATE_RUN": self.run_id, "ORCHESTRATE_TEAM": INTEGRATION,
+                "ORCHESTRATE_AGENT_ID": agent_id, "ORCHESTRATE_ATTEMPT": str(n),
+                "ORCHESTRATE_PROMPT_FILE": str(prompt_file), "ORCHESTRATE_ROLE": role,
+            },
+            secrets=run_secrets(self.store.secrets), run_id=self.run_id,
+        )  # fmt: skip
+
+        async def launched(proc: AgentProcess) -> None:
+            await self._record(n, {"pid": str(proc.pid)})
+
+        async def lines(shown: list[str], _session: str | None) -> None:
+            await self.store.append_log(self.run_id, STORE_NAME, n, shown)
+
         try:
-            adapter = adapter_for(config.kind or "")
-            await anyio.Path(prompt_file.parent).mkdir(mode=0o700, parents=True, exist_ok=True)
-            await anyio.Path(prompt_file).write_text(prompt)
-            env = self._env(
-                {
-                    "ORCHESTRATE_AGENT_ID": agent_id,
-                    "ORCHESTRATE_ATTEMPT": str(n),
-                    "ORCHESTRATE_PROMPT_FILE": str(prompt_file),
-                    "ORCHESTRATE_ROLE": role,
-                },
-                [config.env],
-            )
-            ctx = AgentContext(
-                config=config, kind=config.kind or "", team_id=INTEGRATION, attempt=n,
-                agent_id=agent_id, workdir=workdir, prompt_file=prompt_file, prompt_text=prompt,
-                model=config.model, env=env, run_id=self.run_id,
+            ran = await run_agent(
+                job, timeout=self.plan.defaults.timeout,
+                stall_timeout=self.plan.defaults.stall_timeout, grace=self.kill_grace,
+                on_started=launched, on_lines=lines, tail_lines=TAIL_LINES, live=self.live,
             )  # fmt: skip
-            argv = adapter.argv(ctx)
-            env.update(adapter.env(ctx))
-            events: list[AgentEvent] = []
-            tail: deque[str] = deque(maxlen=TAIL_LINES)
-
-            def parse(line: str) -> list[str]:
-                shown = []
-                for event in adapter.parse(line):
-                    shown.append(event.display())
-                    if event.type in ("session", "usage", "result", "error"):
-                        events.append(event)
-                tail.extend(shown)
-                return shown
-
-            outcome = await self._supervise(
-                n, argv, workdir, env, limit=self.plan.defaults.timeout,
-                stall_timeout=self.plan.defaults.stall_timeout, on_line=parse,
-            )  # fmt: skip
-            verdict = adapter.judge(outcome, events)
+            outcome, verdict = ran.outcome, ran.verdict
         except OrchestrateError as exc:
             record = record.model_copy(update={"finished": time.time(), "reason": str(exc)})
             await self._record(
@@ -378,11 +369,7 @@ class ProcessRunner:
                 "status": "succeeded" if verdict.success else "failed",
             },
         )
-        usage = Usage(
-            input_tokens=verdict.input_tokens,
-            output_tokens=verdict.output_tokens,
-            cost_usd=verdict.cost_usd or 0.0,
-        )
+        usage = ran.usage
         if usage.tokens or usage.cost_usd:
             await self.store.add_usage(self.run_id, STORE_NAME, usage, epoch=self.epoch, attempt=n)
         return record

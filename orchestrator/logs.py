@@ -18,6 +18,12 @@ Ordering: one team's lines are in the order the agent printed them; several
 teams are interleaved by stream id (the time each line was stored). Lines
 rebuilt from a file sort just before the team's oldest kept entry.
 
+Agents' output is shown, never obeyed: :func:`printable` removes colour codes
+and writes every other control character (escape sequences such as an OSC 52
+clipboard write or a window-title change, carriage returns, bells) as visible
+``\\xNN`` text, in ``orchestrate logs`` and on the board. ``--raw`` prints the
+files exactly as the agent wrote them.
+
 Following (:func:`follow`) waits on blocking ``XREAD`` s (one per team, and one
 on the run's events to see it end), so a line shows a few milliseconds after
 the engine stored it; it returns once the run's status is terminal and every
@@ -53,6 +59,21 @@ FOLLOW_BLOCK_MS = 1_000
 """One blocking read waits at most this long (then checks again)."""
 _PAGE = 1_000
 _LOG_NAME = re.compile(r"^(?P<team>.+)\.(?P<attempt>\d+)\.log$")
+
+_SGR = re.compile(r"\x1b\[[0-9;:]*m")
+"""A colour / style sequence: harmless, dropped."""
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+"""C0 (but tab and newline), DEL and C1 control characters: what a terminal acts on."""
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on a terminal: colour codes removed, every other control
+    character (ESC of an OSC 52 clipboard write or a title change, CR, BEL, ...) shown
+    as ``\\xNN``. Tabs and newlines stay."""
+    if text.isprintable():
+        return text
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", _SGR.sub("", text))
+
 
 _COLORS = (36, 33, 35, 32, 34, 91, 96, 93, 95, 92, 94)
 """ANSI foreground colours given to teams in turn."""
@@ -489,7 +510,8 @@ def use_color(stream: Any) -> bool:
 
 
 class LineFormatter:
-    """``team | text`` lines, the team padded and coloured; secrets redacted on the way out."""
+    """``team | text`` lines, the team padded and coloured; secrets redacted on the way out,
+    control characters made visible (:func:`printable`) unless ``raw``."""
 
     def __init__(
         self,
@@ -500,6 +522,7 @@ class LineFormatter:
         redactor: Redactor | None = None,
         show_attempt: bool = False,
         mark_attempts: bool = True,
+        raw: bool = False,
     ) -> None:
         self._width = max((len(t) for t in teams), default=0)
         self._color = {t: color_for(i) for i, t in enumerate(teams)} if color else {}
@@ -507,12 +530,15 @@ class LineFormatter:
         self._redactor = redactor or Redactor()
         self._show_attempt = show_attempt
         self._mark = mark_attempts
+        self._raw = raw
+        """Print the agent's bytes as they are (``--raw``); else :func:`printable`."""
         self._last_attempt: dict[str, int] = {}
 
     def __call__(self, line: LogLine) -> str:
         """The line as shown; a team's first line of a new attempt comes after a
         ``── attempt N ──`` line (with ``mark_attempts``; not for the integration phase)."""
-        out = self._one(line, self._redactor.redact(line.text))
+        text = self._redactor.redact(line.text)
+        out = self._one(line, text if self._raw else printable(text))
         before = self._last_attempt.get(line.team)
         self._last_attempt[line.team] = line.attempt
         new = before is not None and before != line.attempt

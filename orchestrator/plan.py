@@ -10,16 +10,20 @@ Models are frozen and refuse unknown keys. Durations are written ``90s``,
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
+    PrivateAttr,
     WithJsonSchema,
     field_validator,
 )
@@ -59,6 +63,8 @@ def parse_duration(value: Any) -> float:
             seconds = h * 3600 + mi * 60 + s
     else:
         raise ValueError("expected a duration such as 90s, 30m or 2h")
+    if not math.isfinite(seconds):  # .nan would pass every comparison below and disable a limit
+        raise ValueError("a duration must be a finite number")
     if seconds <= 0:
         raise ValueError("a duration must be greater than zero")
     if seconds > _MAX_DURATION:
@@ -90,14 +96,34 @@ Duration = Annotated[
     ),
 ]
 Identifier = Annotated[str, Field(pattern=ID_PATTERN, max_length=64)]
+
+
+def _argv(value: tuple[str, ...]) -> tuple[str, ...]:
+    if not value or not value[0]:
+        raise ValueError("an argv list needs a program as its first item")
+    return value
+
+
+def _env_name(value: str) -> str:
+    if not value or "=" in value:
+        raise ValueError(
+            f"{value!r} is not an environment variable name (it must be non-empty, without '=')"
+        )
+    return value
+
+
 Command = Annotated[
-    str | tuple[str, ...],
+    str | Annotated[tuple[str, ...], AfterValidator(_argv)],
     Field(description="A shell command as a string, or an argv list run without a shell."),
 ]
+EnvName = Annotated[str, AfterValidator(_env_name)]
+"""A key of ``env:``; ``=`` in it would end the name early in the agent's environment."""
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, allow_inf_nan=False
+    )
 
 
 def redact_url(url: str) -> str:
@@ -184,7 +210,9 @@ class AgentConfig(_Model):
     )
     args: tuple[str, ...] = Field(default=(), description="Extra arguments appended to the argv.")
     model: str | None = Field(default=None, description="Model name passed to the agent CLI.")
-    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
+    env: dict[EnvName, str] = Field(
+        default_factory=dict, description="Extra environment variables."
+    )
     resume_session: bool = Field(
         default=True, description="On a retry, continue the agent's own session where the CLI can."
     )
@@ -230,7 +258,7 @@ class Team(_Model):
     stall_timeout: Duration | None = None
     retries: int | None = Field(default=None, ge=0, le=20)
     budget: Budget | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[EnvName, str] = Field(default_factory=dict)
     prompt_template: str | None = Field(
         default=None,
         description="A Jinja2 template file (relative to the plan) for this team's prompt.",
@@ -291,7 +319,7 @@ class Plan(_Model):
     budget: Budget | None = None
     defaults: Defaults = Field(default_factory=Defaults)
     agents: dict[Identifier, AgentConfig] = Field(default_factory=dict)
-    env: dict[str, str] = Field(
+    env: dict[EnvName, str] = Field(
         default_factory=dict, description="Environment added for every agent."
     )
     env_allow: tuple[str, ...] | None = Field(
@@ -319,11 +347,24 @@ class Plan(_Model):
         default=(), description="Webhooks posted on a team failure and at the end of the run."
     )
 
+    # Built once per teams tuple (a model_copy that replaces the teams gets fresh ones):
+    # graph functions and the CLI ask for them once per team on a large plan.
+    _by_id: tuple[tuple[Team, ...], dict[str, Team]] | None = PrivateAttr(default=None)
+    _deps: tuple[tuple[Team, ...], dict[str, tuple[str, ...]]] | None = PrivateAttr(default=None)
+
+    def dependencies(self) -> Mapping[str, tuple[str, ...]]:
+        """Each team id, in plan order, with its ``depends_on``."""
+        if self._deps is None or self._deps[0] is not self.teams:
+            self._deps = (self.teams, {t.id: t.depends_on for t in self.teams})
+        return self._deps[1]
+
     def team(self, team_id: str) -> Team:
-        for t in self.teams:
-            if t.id == team_id:
-                return t
-        raise KeyError(team_id)
+        if self._by_id is None or self._by_id[0] is not self.teams:
+            by_id: dict[str, Team] = {}
+            for t in self.teams:
+                by_id.setdefault(t.id, t)
+            self._by_id = (self.teams, by_id)
+        return self._by_id[1][team_id]
 
     def agent_name(self, team: Team) -> str:
         return team.agent or self.defaults.agent

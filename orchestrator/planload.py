@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import os
 import re
 import shutil
+import stat
 import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -31,8 +33,13 @@ from orchestrator.plan import BUILTIN_AGENT_KINDS, ID_PATTERN, Plan
 
 MAX_PLAN_BYTES = 2 * 1024 * 1024
 """Plans larger than this are refused unread (2 MiB is thousands of teams)."""
-MAX_NODES = 200_000
-"""Refuse YAML whose aliases expand to more nodes than this (a 'billion laughs' plan)."""
+MAX_NODES = 1 << 20
+"""Refuse YAML whose aliases expand to more nodes than this (a 'billion laughs' plan).
+A plan without aliases cannot reach it within :data:`MAX_PLAN_BYTES` (a node takes at
+least two bytes), so it bounds what aliases add, never a large plain plan."""
+RESERVED_TEAM_IDS = frozenset({"integration", "run"})
+"""Team ids taken by orchestrate's own branches ``orchestrate/<run>/integration`` and
+``orchestrate/<run>/run`` (shared isolation); compared without case."""
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _ID_RE = re.compile(ID_PATTERN)
 Loc = tuple[str | int, ...]
@@ -52,29 +59,67 @@ class LoadedPlan:
 
 def load_plan(path: Path, *, check_repo: bool = True) -> LoadedPlan:
     """Read and validate the plan at ``path``; :class:`PlanError` lists every problem."""
-    shown = str(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_PLAN_BYTES:
-            raise PlanError(
-                [Problem(shown, "", f"the plan is {size} bytes; at most {MAX_PLAN_BYTES}")]
-            )
-        data = path.read_bytes()
-    except IsADirectoryError as exc:
-        raise PlanError([Problem(shown, "", "is a directory, not a plan file")]) from exc
-    except FileNotFoundError as exc:
-        raise PlanError([Problem(shown, "", "no such file")]) from exc
-    except OSError as exc:
-        raise PlanError(
-            [Problem(shown, "", f"cannot read the plan: {exc.strerror or exc}")]
-        ) from exc
+    data = read_plan_file(path)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PlanError(
-            [Problem(shown, "", f"not UTF-8 text (bad byte at offset {exc.start})")]
+            [Problem(str(path), "", f"not UTF-8 text (bad byte at offset {exc.start})")]
         ) from exc
     return load_plan_text(text, path=path, check_repo=check_repo)
+
+
+def read_plan_file(path: Path, limit: int = MAX_PLAN_BYTES) -> bytes:
+    """The bytes of the plan file at ``path`` (YAML or Markdown), at most ``limit`` of them.
+
+    Only a regular file is read, and never more than ``limit + 1`` bytes: a FIFO would
+    block forever and ``/dev/zero`` never ends. The file is opened without blocking so
+    that even a FIFO with no writer is refused at once.
+    """
+    shown = str(path)
+
+    def refuse(message: str) -> PlanError:
+        return PlanError([Problem(shown, "", message)])
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except IsADirectoryError as exc:
+        raise refuse("is a directory, not a plan file") from exc
+    except FileNotFoundError as exc:
+        raise refuse("no such file") from exc
+    except OSError as exc:
+        raise refuse(f"cannot read the plan: {exc.strerror or exc}") from exc
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise refuse("is a directory, not a plan file")
+        if not stat.S_ISREG(mode):
+            kind = (
+                "a FIFO"
+                if stat.S_ISFIFO(mode)
+                else "a device"
+                if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "a socket"
+                if stat.S_ISSOCK(mode)
+                else "a special file"
+            )
+            raise refuse(f"is {kind}, not a regular file: a plan is read from a file")
+        os.set_blocking(fd, True)
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise refuse(f"cannot read the plan: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise refuse(f"the plan is larger than {limit} bytes")
+    return b"".join(chunks)
 
 
 def load_plan_text(text: str, *, path: Path, check_repo: bool = True) -> LoadedPlan:
@@ -112,7 +157,7 @@ def _parse_yaml(text: str, shown: str) -> tuple[yaml.Node, Any]:
                 raise PlanError([Problem(shown, "", "the plan is empty", 1, 1)])
             problems = list(_structure_problems(node, shown))
             if problems:
-                raise PlanError(problems)
+                raise PlanError(sorted(problems, key=lambda p: (p.line or 0, p.column or 0)))
             data = loader.construct_document(node)
         finally:
             loader.dispose()
@@ -138,8 +183,14 @@ def _parse_yaml(text: str, shown: str) -> tuple[yaml.Node, Any]:
 
 
 def _structure_problems(root: yaml.Node, shown: str) -> Iterator[Problem]:
-    """Duplicate mapping keys (YAML keeps the last silently) and alias bombs."""
+    """Duplicate mapping keys (YAML keeps the last silently), alias bombs, recursive aliases
+    and NUL bytes written as escapes (``"\\0"``: no command, environment or path takes one)."""
+
+    def at(node: yaml.Node, message: str) -> Problem:
+        return Problem(shown, "", message, node.start_mark.line + 1, node.start_mark.column + 1)
+
     sizes: dict[int, int] = {}
+    open_: set[int] = set()  # nodes whose children are being sized: meeting one again is a loop
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:  # post-order, iterative: a deep plan cannot exhaust the recursion limit
         node, expanded = stack.pop()
@@ -147,6 +198,8 @@ def _structure_problems(root: yaml.Node, shown: str) -> Iterator[Problem]:
             continue
         if isinstance(node, yaml.ScalarNode):
             sizes[id(node)] = 1
+            if "\x00" in node.value:
+                yield at(node, "a NUL byte ('\\0') is not allowed in a plan")
             continue
         children: list[yaml.Node] = (
             [n for pair in node.value for n in pair]
@@ -154,31 +207,28 @@ def _structure_problems(root: yaml.Node, shown: str) -> Iterator[Problem]:
             else list(node.value)
         )
         if not expanded:
+            open_.add(id(node))
             stack.append((node, True))
-            stack.extend((c, False) for c in children if id(c) not in sizes)
+            for c in children:
+                if id(c) in open_:
+                    yield at(
+                        c, "a YAML alias refers to a node that contains it (a recursive alias)"
+                    )
+                    return
+                if id(c) not in sizes:
+                    stack.append((c, False))
             continue
+        open_.discard(id(node))
         sizes[id(node)] = 1 + sum(sizes.get(id(c), 1) for c in children)
         if sizes[id(node)] > MAX_NODES:
-            yield Problem(
-                shown,
-                "",
-                f"the plan expands to more than {MAX_NODES} YAML nodes (aliases?)",
-                node.start_mark.line + 1,
-                node.start_mark.column + 1,
-            )
+            yield at(node, f"the plan expands to more than {MAX_NODES} YAML nodes (aliases?)")
             return
         if isinstance(node, yaml.MappingNode):
             seen: set[str] = set()
             for key, _ in node.value:
                 if isinstance(key, yaml.ScalarNode):
                     if key.value in seen:
-                        yield Problem(
-                            shown,
-                            "",
-                            f"duplicate key {key.value!r}",
-                            key.start_mark.line + 1,
-                            key.start_mark.column + 1,
-                        )
+                        yield at(key, f"duplicate key {key.value!r}")
                     seen.add(key.value)
 
 
@@ -240,6 +290,7 @@ class _Checker:
         self._seen: set[tuple[str, int | None, int | None]] = set()
         self.repo_root = plan_dir
         self._roles: dict[str, str | None] = {}
+        self._resolved_root: Path | None = None
 
     def add(self, loc: Loc, message: str, *, key: bool = False, where: Loc | None = None) -> None:
         """Record a problem at the YAML node of ``loc`` (its key node if ``key``)."""
@@ -287,6 +338,9 @@ class _Checker:
             return Plan.model_validate(data)
         except ValidationError as exc:
             errors = [(self._real_loc(tuple(e["loc"])), e) for e in exc.errors(include_url=False)]
+            # Our own messages first: one problem is kept per place, and for a union (a command
+            # is a string or an argv) "an argv list needs a program" beats "not a string".
+            errors.sort(key=lambda le: le[1]["type"] != "value_error")
             locs = {loc for loc, _ in errors}
             for loc, err in errors:
                 if err["type"] == "too_short" and err.get("input"):
@@ -370,6 +424,15 @@ class _Checker:
             self.add(("repo",), f"{repo!r} is not a git repository ({target})")
             return
         self.repo_root = Path(top).resolve()
+        blocker = _blocking_ref(self.repo_root)
+        if blocker is not None:
+            self.add(
+                ("repo",),
+                f"the repository has a ref {blocker!r}: it blocks the branches "
+                f"{blocker.removeprefix('refs/heads/')}/<run>/<team> that every run makes; "
+                "rename or delete it "
+                f"(git branch -m {blocker.removeprefix('refs/heads/')} NEW-NAME)",
+            )
         base = data.get("base")
         if base is None:
             if _git(self.repo_root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}") is None:
@@ -385,6 +448,7 @@ class _Checker:
 
     def _check_teams(self, teams: list[Any]) -> None:
         ids: dict[str, int] = {}
+        folded: dict[str, int] = {}
         for i, team in enumerate(teams):
             if isinstance(team, dict) and isinstance(team.get("id"), str):
                 tid = team["id"]
@@ -392,8 +456,23 @@ class _Checker:
                     self.add(
                         ("teams", i, "id"), f"duplicate team id {tid!r} (also teams[{ids[tid]}])"
                     )
-                else:
-                    ids[tid] = i
+                    continue
+                ids[tid] = i
+                if tid.casefold() in RESERVED_TEAM_IDS:
+                    self.add(
+                        ("teams", i, "id"),
+                        f"team id {tid!r} is reserved: orchestrate names its own branch "
+                        f"orchestrate/<run>/{tid.casefold()}; choose another id",
+                    )
+                elif tid.casefold() in folded:
+                    other = folded[tid.casefold()]
+                    self.add(
+                        ("teams", i, "id"),
+                        f"team id {tid!r} differs from teams[{other}] ({teams[other]['id']!r}) "
+                        "only in case: their branches and folders collide on a "
+                        "case-insensitive file system",
+                    )
+                folded.setdefault(tid.casefold(), i)
         deps: dict[str, list[str]] = {}
         for i, team in enumerate(teams):
             if not isinstance(team, dict):
@@ -452,7 +531,9 @@ class _Checker:
     def _check_deliverables(self, i: int, deliverables: Any) -> None:
         if not isinstance(deliverables, list):
             return
-        root = self.repo_root
+        if self._resolved_root is None:  # once: a plan may have thousands of deliverables
+            self._resolved_root = self.repo_root.resolve()
+        root = self._resolved_root
         for j, item in enumerate(deliverables):
             if not isinstance(item, str):
                 continue
@@ -547,7 +628,7 @@ def _deliverable_problem(item: str, root: Path, check_fs: bool) -> str | None:
         if _GLOB_CHARS.search(part):
             break
         literal.append(part)
-    base = root.resolve()
+    base = root  # resolved already (the repository's top level)
     try:
         resolved = root.joinpath(*literal).resolve()
     except (OSError, RuntimeError):
@@ -555,6 +636,16 @@ def _deliverable_problem(item: str, root: Path, check_fs: bool) -> str | None:
     if not resolved.is_relative_to(base):
         return f"{_short(item)} leads outside the repository through a symlink ({resolved})"
     return None
+
+
+def _blocking_ref(repo: Path) -> str | None:
+    """A ref named ``refs/heads/orchestrate`` (a branch or packed ref), which makes git refuse
+    to create any ``orchestrate/...`` branch, or ``None``."""
+    from orchestrator.gitops import BRANCH_PREFIX
+
+    ref = f"refs/heads/{BRANCH_PREFIX}"
+    found = _git(repo, "for-each-ref", "--format=%(refname)", ref)
+    return ref if found and ref in found.splitlines() else None
 
 
 def _git(cwd: Path, *args: str) -> str | None:

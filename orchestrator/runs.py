@@ -8,6 +8,10 @@ sortable. Creating a run records, in Redis and on disk, everything a later
   and its sha256;
 * the base ref and the base commit every team starts from;
 * the repository root and the plan file's path.
+
+A finished run's git leftovers (its worktrees and team branches) stay until
+:func:`clean_run` (``orchestrate clean``) removes them; the run's record, logs
+and reports stay.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import UsageError
-from orchestrator.gitops import Git
+from orchestrator.gitops import BRANCH_PREFIX, Git, integration_branch, shared_branch
 from orchestrator.paths import StateLayout
 from orchestrator.planload import LoadedPlan, load_plan_text
 
@@ -94,3 +98,102 @@ def plan_of_run(meta: Mapping[str, str], *, run_id: str) -> LoadedPlan:
     loaded = load_plan_text(text, path=Path(path), check_repo=False)
     root = meta.get("repo_root")
     return dataclasses.replace(loaded, repo_root=Path(root)) if root else loaded
+
+
+async def record_crash(store: Any, run_id: str, error: BaseException) -> None:
+    """A run stopped by an unexpected error (a damaged state folder, an error no team could
+    catch) must not stay ``running`` forever: mark it ``failed`` with the error as its
+    reason; ``orchestrate resume`` can go on once the cause is fixed.
+
+    Nothing for an interruption or a cancellation (they record their own end), nor when
+    another orchestrator took the run over; errors while recording are swallowed (the
+    original error is what the user must see).
+    """
+    import time
+
+    import anyio
+
+    from orchestrator.errors import LeaseHeldError, OrchestrateError, StaleEpochError
+
+    if not isinstance(error, Exception) or isinstance(error, LeaseHeldError | StaleEpochError):
+        return
+    with anyio.CancelScope(shield=True):
+        try:
+            run = await store.get_run(run_id)
+            if run.status not in ("pending", "running", "integrating"):
+                return
+            await store.run_transition(
+                run_id,
+                "failed",
+                epoch=run.epoch,
+                reason=f"stopped by an error: {error}",
+                fields={"finished": repr(time.time())},
+            )
+        except OrchestrateError:
+            pass
+
+
+FINISHED = ("succeeded", "failed", "cancelled")
+"""Run statuses ``clean`` accepts: nothing runs, and nothing is left to resume by accident."""
+
+
+@dataclass(frozen=True)
+class Cleaned:
+    """What :func:`clean_run` removed and kept."""
+
+    run_id: str
+    worktrees: tuple[Path, ...]
+    branches: tuple[str, ...]
+    kept: tuple[str, ...]
+
+
+async def clean_run(
+    store: Any, layout: StateLayout, run_id: str, *, result_too: bool = False
+) -> Cleaned:
+    """Remove a finished run's worktrees (``worktrees/<run>/``) and team branches.
+
+    The result branch (``orchestrate/<run>/integration``, or ``.../run`` of a
+    shared run) is kept unless ``result_too``. UsageError for a run that is not
+    finished (see :data:`FINISHED`) or that a live orchestrator holds. Safe to
+    call twice.
+    """
+    import shutil
+
+    from orchestrator.board import live_holder
+
+    run = await store.get_run(run_id)
+    if run.status not in FINISHED:
+        raise UsageError(
+            f"run {run_id} is {run.status}, not finished: `orchestrate resume {run_id}` "
+            f"finishes it, `orchestrate cancel {run_id}` stops it"
+        )
+    holder = await live_holder(store, run_id)
+    if holder is not None:
+        raise UsageError(
+            f"run {run_id} is being driven by a live orchestrator (pid {holder.pid} on "
+            f"{holder.host}); clean it once that ends"
+        )
+    repo = run.meta.get("repo_root")
+    if not repo:
+        raise UsageError(f"run {run_id} has no recorded repository; nothing to clean")
+    git = Git(Path(repo))
+    folder = layout.root / "worktrees" / run_id
+    removed = []
+    for path in await git.worktrees_under(folder):
+        await git.remove_worktree(path)
+        removed.append(path)
+    try:
+        shutil.rmtree(folder)  # what git did not know (a half-made worktree)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise UsageError(f"cannot remove {folder}: {exc.strerror or exc}") from exc
+    result = {integration_branch(run_id), shared_branch(run_id)}
+    deleted, kept = [], []
+    for branch in await git.list_branches(f"{BRANCH_PREFIX}/{run_id}/"):
+        if branch in result and not result_too:
+            kept.append(branch)
+            continue
+        await git.delete_branch(branch)
+        deleted.append(branch)
+    return Cleaned(run_id, tuple(removed), tuple(deleted), tuple(kept))

@@ -16,6 +16,8 @@ message.
     ORCHESTRATE_RETRY_ATTEMPTS     tries of one Redis call before giving up (connection errors only)
     ORCHESTRATE_RETRY_MAX_DELAY    seconds, cap of the backoff between tries
     ORCHESTRATE_SERVER_START_TIMEOUT  seconds to wait for the embedded server to accept commands
+    ORCHESTRATE_SERVER_WATCH_INTERVAL seconds between two looks of the embedded server's
+                                   watchdog at its data folder (gone: the server stops)
     ORCHESTRATE_KEY_PREFIX         first part of every key (default ``orch``)
 """
 
@@ -70,6 +72,7 @@ class Settings(BaseSettings):
     retry_attempts: int = Field(default=6, ge=1, le=100)
     retry_max_delay: float = Field(default=2.0, gt=0, le=60)
     server_start_timeout: float = Field(default=20.0, gt=0, le=600)
+    server_watch_interval: float = Field(default=5.0, ge=0.05, le=3600)
     key_prefix: str = Field(default="orch", pattern=r"^[A-Za-z0-9_.-]+$")
 
     @field_validator("redis_url", mode="before")

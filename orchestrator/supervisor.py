@@ -2,13 +2,16 @@
 
 ::
 
-    python -m orchestrator.supervisor --log LOG --status STATUS [--secrets-fd FD] -- ARGV...
+    python -m orchestrator.supervisor --log LOG --status STATUS [--secrets-fd FD] [--stdin FILE]
+        -- ARGV...
 
 The orchestrator starts one supervisor per agent attempt, in a session of its
 own, so the agent outlives a crash of the orchestrator. The supervisor:
 
 - runs ARGV as its child in its own process group (killing the group ``-pid``
-  kills both), stdin from ``/dev/null``, stdout and stderr merged into a pipe;
+  kills both), stdin from ``/dev/null`` (or from FILE with ``--stdin``: how an
+  agent gets its prompt without it showing on its command line), stdout and
+  stderr merged into a pipe;
 - appends that output to LOG (``O_APPEND``) line by line as it comes: a
   complete line is written at once, a partial line after a short quiet moment
   or once it reaches 64 KiB, so memory stays bounded whatever the agent prints.
@@ -209,7 +212,13 @@ def kill_leftovers(pgid: int, pipe_open: bool) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def supervise(argv: list[str], log: Path, status: Path, extra_secrets: Sequence[str] = ()) -> int:
+def supervise(
+    argv: list[str],
+    log: Path,
+    status: Path,
+    extra_secrets: Sequence[str] = (),
+    stdin: Path | None = None,
+) -> int:
     """Run ``argv`` to its end, logging its output; write ``status``. Returns our exit code."""
     if os.getsid(0) != os.getpid():
         with contextlib.suppress(OSError):
@@ -230,13 +239,14 @@ def supervise(argv: list[str], log: Path, status: Path, extra_secrets: Sequence[
     for sig in FORWARDED:
         signal.signal(sig, forward)
     try:
-        child = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            close_fds=True,
-        )
+        with Path(stdin or os.devnull).open("rb") as source:  # the child keeps its own copy
+            child = subprocess.Popen(
+                argv,
+                stdin=source,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                close_fds=True,
+            )
     except OSError as exc:
         code = 127 if isinstance(exc, FileNotFoundError) else 126
         writer.note(f"cannot start the agent: {exc.strerror or exc}: {argv[0] if argv else ''}")
@@ -313,13 +323,14 @@ def main(args: list[str] | None = None) -> int:
         metavar="FD",
         help="inherited pipe holding a JSON list of extra secrets to redact (read to EOF)",
     )
+    parser.add_argument("--stdin", type=Path, metavar="FILE", help="the agent's stdin")
     parser.add_argument("argv", nargs=argparse.REMAINDER, help="-- the agent's command line")
     ns = parser.parse_args(args)
     argv = ns.argv[1:] if ns.argv[:1] == ["--"] else ns.argv
     if not argv:
         parser.error("no agent command given after --")
     extra = read_secrets_fd(ns.secrets_fd) if ns.secrets_fd is not None else []
-    return supervise(argv, ns.log, ns.status, extra)
+    return supervise(argv, ns.log, ns.status, extra, ns.stdin)
 
 
 if __name__ == "__main__":

@@ -205,24 +205,28 @@ async def run_check(
         )
     timed_out = False
     async with process:
-        with anyio.move_on_after(time_limit) as scope:
-            assert process.stdout is not None
-            async for chunk in process.stdout:
-                tail.extend(chunk)
-                if len(tail) > tail_bytes * 2:
-                    del tail[: len(tail) - tail_bytes]
-            await process.wait()
-        if scope.cancelled_caught:
-            timed_out = True
-            _kill_group(process.pid, signal.SIGTERM)
-            with anyio.move_on_after(grace):
+        try:
+            with anyio.move_on_after(time_limit) as scope:
+                assert process.stdout is not None
+                async for chunk in process.stdout:
+                    tail.extend(chunk)
+                    if len(tail) > tail_bytes * 2:
+                        del tail[: len(tail) - tail_bytes]
                 await process.wait()
+            if scope.cancelled_caught:
+                timed_out = True
+                _kill_group(process.pid, signal.SIGTERM)
+                with anyio.move_on_after(grace):
+                    await process.wait()
+                _kill_group(process.pid, signal.SIGKILL)
+                with anyio.CancelScope(shield=True):
+                    await process.wait()
+            else:
+                # The check is done; anything it left behind in its group goes too.
+                _kill_group(process.pid, signal.SIGKILL)
+        except BaseException:  # cancelled (the run stops): nothing of the check stays behind
             _kill_group(process.pid, signal.SIGKILL)
-            with anyio.CancelScope(shield=True):
-                await process.wait()
-        else:
-            # The check is done; anything it left behind in its group goes too.
-            _kill_group(process.pid, signal.SIGKILL)
+            raise
     output = bytes(tail[-tail_bytes:]).decode("utf-8", errors="replace")
     code = process.returncode
     return CheckResult(

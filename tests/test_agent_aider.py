@@ -30,7 +30,8 @@ def test_argv_sends_one_message_and_leaves_commits_to_orchestrate(tmp_path: Path
         resume_session_id=SESSION,
     )
     argv = ADAPTER.argv(ctx)
-    assert argv[:3] == ["aider", "--message", "Do it"]
+    assert argv[:3] == ["aider", "--message-file", str(tmp_path / "p.md")]
+    assert "Do it" not in argv and ADAPTER.stdin(ctx) is None
     for flag in ("--yes-always", "--no-auto-commits", "--no-analytics", "--restore-chat-history"):
         assert flag in argv
     # Aider's .aider* files must stay out of the team's commits: it gitignores them.

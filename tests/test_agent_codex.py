@@ -17,12 +17,13 @@ context = REC.context
 
 def test_argv_is_exec_json_in_the_worktree_sandbox(tmp_path: Path) -> None:
     """Codex runs `exec --json` rooted at the team's worktree, able to write there."""
-    argv = ADAPTER.argv(context(tmp_path))
+    ctx = context(tmp_path)
+    argv = ADAPTER.argv(ctx)
     assert argv[:3] == ["codex", "exec", "--json"]
     assert "--skip-git-repo-check" in argv
     assert argv[argv.index("-C") + 1] == str(tmp_path)
     assert argv[argv.index("-s") + 1] == "workspace-write"
-    assert argv[-2:] == ["--", "Build the db"]
+    assert argv[-1] == "-" and ADAPTER.stdin(ctx) == tmp_path / "p.md"  # prompt on stdin
 
 
 def test_resume_puts_flags_before_the_subcommand(tmp_path: Path) -> None:
@@ -32,7 +33,7 @@ def test_resume_puts_flags_before_the_subcommand(tmp_path: Path) -> None:
     assert argv[argv.index("-m") + 1] == "gpt-5"
     assert argv.index("-c") < argv.index("resume")
     assert argv[argv.index("resume") + 1] == "T1"
-    assert argv[-1] == "Build the db"
+    assert argv[-1] == "-"
 
 
 def test_success_reports_thread_command_tokens_and_final_message() -> None:

@@ -32,7 +32,8 @@ def test_argv_is_headless_yolo_stream_json(tmp_path: Path) -> None:
         resume_session_id="S9",
     )
     argv = ADAPTER.argv(ctx)
-    assert argv[:3] == ["gemini", "-p", "Do it"]
+    assert argv[:2] == ["gemini", "-o"] and "-p" not in argv and "Do it" not in argv
+    assert ADAPTER.stdin(ctx) == tmp_path / "p.md"  # headless: the prompt comes on stdin
     assert argv[argv.index("-o") + 1] == "stream-json"
     assert argv[argv.index("--approval-mode") + 1] == "yolo"
     assert argv[argv.index("-m") + 1] == "gemini-2.5-pro"

@@ -309,3 +309,43 @@ async def test_elapsed_counts_every_attempt_of_a_team(store: Store) -> None:
     db = snap.teams[0]
     assert db.started is not None and db.started > first + 90  # the current attempt's start
     assert db.elapsed_s is not None and 100 <= db.elapsed_s < 130
+
+
+async def test_escape_sequences_never_reach_the_terminal_through_the_board(
+    store: Store,
+) -> None:
+    """An agent's last line or failure reason holding an OSC 52 clipboard write or a title
+    change: `status`, `watch` and `status --json` show it as visible text, never as the
+    escape sequence itself."""
+    run = await new_run(store, "shop-esc")
+    evil = "done \x1b]52;c;cm0gLXJmIH4=\x07\x1b]0;pwned\x07"
+    async with store.lease(run) as lease:
+        e = lease.epoch
+        await store.run_transition(run, "running", epoch=e)
+        await store.team_transition(run, "db", "running", epoch=e, attempt=1)
+        await store.append_log(run, "db", 1, [evil])
+        await store.team_transition(run, "auth", "running", epoch=e, attempt=1)
+        await store.team_transition(
+            run, "auth", "failed", epoch=e, attempt=1, reason=f"check said {evil}"
+        )
+        snap = await build_snapshot(store, run)
+        out = io.StringIO()
+        await plain_events_once(store, run, out)
+    db, auth, _ = snap.teams
+    assert db.last_line is not None and "\\x1b]52;" in db.last_line
+    assert auth.reason is not None and "\\x1b]0;pwned" in auth.reason
+    doc = snapshot_json(snap)
+    assert "\x1b" not in doc["teams"][0]["last_line"] + doc["teams"][1]["reason"]
+    screen = io.StringIO()
+    Console(file=screen, width=120, force_terminal=True, color_system=None).print(
+        render_board(snap)
+    )
+    assert "\x1b]" not in screen.getvalue() and "\x07" not in screen.getvalue()
+    assert "\\x1b]52;" in screen.getvalue()
+    assert "\x1b" not in out.getvalue() and "\\x1b]0;pwned" in out.getvalue()
+
+
+async def plain_events_once(store: Store, run: str, out: io.StringIO) -> None:
+    """`watch` without a terminal: the event lines so far (the run is still going)."""
+    with anyio.move_on_after(1.5):
+        await plain_events(store, run, out, until_done=False)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -200,3 +202,43 @@ async def test_command_agent_runs_end_to_end(tmp_path: Path) -> None:
     verdict = adapter.judge(result, events)
     assert verdict.success
     assert [e.text for e in events] == ["prompt=Build the database."]
+
+
+def test_placeholders_are_substituted_in_one_pass(tmp_path: Path) -> None:
+    """A value that itself contains a placeholder (a repository under a folder named
+    '{workdir}') is inserted as it is: it is not substituted again, so a crafted path cannot
+    break the shell quoting and run a command."""
+    base = tmp_path / "{workdir}"
+    workdir = tmp_path / "w';touch INJECTED;'"
+    prompt = base / "p {team}.md"
+    prompt.parent.mkdir(parents=True)
+    prompt.write_text("the prompt\n")
+    workdir.mkdir()
+    ctx = AgentContext(
+        config=AgentConfig(kind="command", command="cat {prompt_file}; echo {workdir}"),
+        kind="command",
+        team_id="db",
+        attempt=1,
+        agent_id="a1",
+        workdir=workdir,
+        prompt_file=prompt,
+        prompt_text="the prompt",
+    )
+    argv = CommandAdapter().argv(ctx)
+    assert argv[2] == f"cat {shlex.quote(str(prompt))}; echo {shlex.quote(str(workdir))}"
+    proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert proc.stdout == f"the prompt\n{workdir}\n"
+    assert not (tmp_path / "INJECTED").exists()
+    listed = CommandAdapter().argv(
+        AgentContext(
+            config=AgentConfig(kind="command", command=("cat", "{prompt_file}", "{workdir}")),
+            kind="command",
+            team_id="db",
+            attempt=1,
+            agent_id="a1",
+            workdir=workdir,
+            prompt_file=prompt,
+            prompt_text="the prompt",
+        )
+    )
+    assert listed == ["cat", str(prompt), str(workdir)]

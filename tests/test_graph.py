@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -108,3 +109,101 @@ def test_deliverable_overlaps_only_for_concurrent_teams() -> None:
     found = graph.deliverable_overlaps(PLAN)
     assert [(o.team_a, o.team_b) for o in found] == [("auth", "api")]
     assert (found[0].deliverable_a, found[0].deliverable_b) == ("src/auth.py", "src/**/*.py")
+
+
+def _reference_overlaps(plan: Plan) -> list[graph.Overlap]:
+    """The definition, written the obvious quadratic way: every pair in plan order, skipped
+    when one is upstream of the other, reported with its first overlapping deliverables."""
+    deps = {t.id: set(t.depends_on) for t in plan.teams}
+
+    def ups(tid: str) -> set[str]:
+        seen: set[str] = set()
+        todo = list(deps[tid])
+        while todo:
+            cur = todo.pop()
+            if cur not in seen:
+                seen.add(cur)
+                todo.extend(deps[cur])
+        return seen
+
+    out = []
+    teams = list(plan.teams)
+    for i, a in enumerate(teams):
+        for b in teams[i + 1 :]:
+            if a.id in ups(b.id) or b.id in ups(a.id):
+                continue
+            for da in a.deliverables:
+                hit = next((db for db in b.deliverables if graph.globs_overlap(da, db)), None)
+                if hit is not None:
+                    out.append(graph.Overlap(a.id, da, b.id, hit))
+                    break
+    return out
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_deliverable_overlaps_match_the_definition(seed: int) -> None:
+    """On random DAGs with random paths and globs, the fast search finds exactly the pairs
+    (and deliverables, in plan order) that comparing every pair finds."""
+    rnd = random.Random(seed)
+    pieces = [
+        "src/a.py",
+        "src/b.py",
+        "src/*.py",
+        "src/**",
+        "docs/*.md",
+        "src/sub/c.py",
+        "**/*.py",
+        "x.txt",
+        "src/[ab].py",
+        "src/s?b/*",
+        "docs/a.md",
+        "src/",
+    ]
+    n = rnd.randint(2, 25)
+    teams = []
+    for i in range(n):
+        ups = rnd.sample(range(i), k=min(i, rnd.randint(0, 3)))
+        teams.append(
+            {
+                "id": f"t{i}",
+                "depends_on": [f"t{j}" for j in ups],
+                "deliverables": rnd.sample(pieces, k=rnd.randint(0, 3)),
+            }
+        )
+    rnd.shuffle(teams)  # plan order differs from dependency order
+    plan = make_plan(*teams)
+    assert graph.deliverable_overlaps(plan) == _reference_overlaps(plan)
+
+
+def test_globs_overlap_on_very_long_paths() -> None:
+    """A deliverable thousands of characters long is compared without recursion."""
+    deep = "/".join(["d"] * 3000) + "/x.py"
+    assert graph.globs_overlap(deep, "**/x.py")
+    assert not graph.globs_overlap(deep, "**/y.py")
+    assert graph.globs_overlap(deep, deep)
+
+
+@pytest.mark.slow
+def test_a_20000_team_chain_is_planned() -> None:
+    """`orchestrate plan` on 20,000 chained teams (each with a glob deliverable, and a last
+    team that waits for all of them) completes: every graph function is near-linear. Before,
+    the overlap search recomputed the dependency order per team and never finished."""
+    n = 20_000
+    teams = [
+        {
+            "id": f"t{i}",
+            "deliverables": [f"src/{i}/*.py"],
+            "depends_on": [f"t{i - 1}"] if i else [],
+        }
+        for i in range(n)
+    ]
+    teams.append({"id": "last", "depends_on": [f"t{i}" for i in range(n)]})
+    plan = make_plan(*teams)
+    assert graph.find_cycle({t.id: t.depends_on for t in plan.teams}) is None
+    order = graph.topo_order(plan)
+    assert order[0] == "t0" and order[-1] == "last"
+    assert len(graph.waves(plan)) == n + 1
+    path, total = graph.critical_path(plan)
+    assert len(path) == n + 1 and total == (n + 1) * graph.DEFAULT_ESTIMATE
+    assert graph.simulate(plan)[-1].finish == total
+    assert graph.deliverable_overlaps(plan) == []

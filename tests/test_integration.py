@@ -339,3 +339,26 @@ async def test_shared_isolation_tests_the_run_branch_without_merging(
     assert result.ok, result.reason
     assert result.branch == shared_branch(s.run_id) and result.commits == {}
     assert not git_repo.git("branch", "--list", integration_branch(s.run_id))
+
+
+async def test_suite_runs_in_the_agents_environment_without_orchestrate_variables(
+    git_repo: GitRepo, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The test suite gets what a team's agent gets (the plan's env, env_allow) and never an
+    ORCHESTRATE_* variable such as the Redis URL with its password."""
+    monkeypatch.setenv("ORCHESTRATE_REDIS_URL", "redis://:hunter2-pw@example:6379/0")
+    monkeypatch.setenv("LEFT_OUT", "no")
+    s = await scenario(
+        git_repo,
+        store,
+        [("db", [], {"src/db.txt": "db\n"})],
+        integration={"test": "env | grep -E '^(ORCHESTRATE_|PLAN_VAR|LEFT_OUT)' ; true"},
+    )
+    doc = yaml.safe_load(s.plan_file.read_text())
+    doc |= {"env": {"PLAN_VAR": "plan-value"}, "env_allow": ["PATH"]}
+    s.plan_file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    result = await s.integrate()
+    assert result.ok, result.reason
+    output = git_repo.state_layout().log_file(s.run_id, INTEGRATION, 1).read_text()
+    assert "PLAN_VAR=plan-value" in output
+    assert "ORCHESTRATE_" not in output and "LEFT_OUT" not in output

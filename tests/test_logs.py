@@ -142,6 +142,22 @@ def test_formatter_prefixes_colours_and_redacts(monkeypatch: pytest.MonkeyPatch)
     assert LineFormatter(["db"], color=False, prefix=False)(LogLine((1, 0, 0), "db", 1, "x")) == "x"
 
 
+HOSTILE = "ok \x1b]52;c;cm0gLXJmIH4=\x07 \x1b]0;pwned\x07 \x1b[31mred\x1b[0m \x9b2J\rback\tend"
+
+
+def test_escape_sequences_in_agent_output_are_shown_not_obeyed() -> None:
+    """An agent printing an OSC 52 clipboard write, a title change, a CSI or a carriage
+    return: `orchestrate logs` shows them as visible text (colour codes dropped) so the
+    terminal does nothing; tabs stay; --raw prints the bytes as the agent wrote them."""
+    fmt = LineFormatter(["db"], color=True)
+    shown = fmt(LogLine((1, 0, 0), "db", 1, HOSTILE))
+    text = shown.split("| ", 1)[1]
+    assert text == "ok \\x1b]52;c;cm0gLXJmIH4=\\x07 \\x1b]0;pwned\\x07 red \\x9b2J\\x0dback\tend"
+    assert not any((ord(c) < 32 and c != "\t") or 0x7F <= ord(c) <= 0x9F for c in text)
+    raw = LineFormatter(["db"], color=False, raw=True)(LogLine((1, 0, 0), "db", 1, HOSTILE))
+    assert raw.endswith(HOSTILE)
+
+
 async def test_follow_gets_every_line_and_returns_when_the_run_ends(
     store: Store, layout: StateLayout
 ) -> None:
@@ -294,3 +310,19 @@ def test_the_logs_command_does_not_load_what_it_never_uses() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.split() == []
+
+
+def test_run_event_lines_and_summary_show_escape_sequences_as_text() -> None:
+    """`orchestrate run`'s event lines and end summary quote agents' words (a failure
+    reason the agent reported): an escape sequence in them is shown, never obeyed."""
+    from orchestrator.cli._run import _summary, format_notice
+    from orchestrator.engine import RunResult
+    from orchestrator.teamrun import Notice, TeamResult
+
+    line = format_notice(Notice(0.0, "db", "failed", f"agent said {HOSTILE}"), 4)
+    assert "\x1b" not in line and "\\x1b]52;" in line
+    result = RunResult(
+        "demo-1", "failed", {"db": TeamResult("db", "failed", 1, None, HOSTILE)}, reason=HOSTILE
+    )
+    summary = "\n".join(_summary(result))
+    assert "\x1b" not in summary and "\x07" not in summary and "\\x1b]0;pwned" in summary

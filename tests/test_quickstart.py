@@ -57,6 +57,18 @@ def test_quickstart_refuses_non_empty_dir(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["keep.txt"]
 
 
+def test_quickstart_into_an_impossible_path_is_one_line(tmp_path: Path) -> None:
+    """`quickstart /dev/null/x` (a file where a folder should be) says so in one line,
+    exit 2, never a traceback."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for target in ("/dev/null/x", str(blocker / "demo")):
+        proc = orchestrate("quickstart", target, cwd=tmp_path)
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert proc.stderr.count("\n") == 1 and "Not a directory" in proc.stderr
+
+
 def test_scripted_agent_builds_everything_and_fails_once(
     demo: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path
 ) -> None:

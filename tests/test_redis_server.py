@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import stat
 import subprocess
@@ -12,6 +14,8 @@ from pathlib import Path
 
 import anyio
 import psutil
+import pytest
+import redis
 
 from orchestrator.paths import StateLayout
 from orchestrator.redis_server import EmbeddedServer, server_binary
@@ -196,3 +200,178 @@ def test_a_server_left_running_is_seen_by_the_leak_guard_and_stop_embedded_ends_
         assert stop_embedded(state) is False  # nothing left to stop
     finally:
         srv.stop()
+
+
+def _cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _answers(srv: EmbeddedServer) -> bool:
+    return srv.status().running
+
+
+def test_a_copied_repository_never_stops_the_original_server(tmp_path: Path) -> None:
+    """`cp -a` of a repository whose server runs, then `orchestrate runs` in the copy: the
+    copy's pid file names the original's server, which is left alone (its command line
+    names another socket); the copy gets a server of its own."""
+    original = tmp_path / "repo"
+    srv = server(StateLayout(original / ".orchestrate"))
+    srv.ensure()
+    copy = tmp_path / "copy"
+    copy_srv = server(StateLayout(copy / ".orchestrate"))
+    try:
+        pid = srv.status().pid
+        assert pid is not None
+        subprocess.run(["cp", "-a", str(original), str(copy)], check=True)
+        assert copy_srv.pid_file.read_text().strip() == str(pid)
+        proc = _cli("runs", cwd=copy, env={"ORCHESTRATE_SERVER_START_TIMEOUT": "2"})
+        assert proc.returncode == 0, proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        assert _answers(srv) and srv.status().pid == pid
+        copy_pid = copy_srv.status().pid
+        assert copy_pid is not None and copy_pid != pid
+    finally:
+        copy_srv.stop()
+        srv.stop()
+
+
+def test_server_stop_and_status_create_no_state_folder(tmp_path: Path) -> None:
+    """`orchestrate server stop` (or `status`) where no state folder exists says the
+    server is not running and leaves the folder as it was: no .orchestrate appears."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for command in ("stop", "status"):
+        proc = _cli("server", command, cwd=empty)
+        assert proc.returncode == 0, proc.stderr
+        assert "not running" in proc.stdout
+        assert list(empty.iterdir()) == []
+
+
+def test_a_deleted_socket_restarts_the_server_at_once_and_says_so(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A server whose socket file was deleted can never be reached: the next command
+    restarts it on the same data right away (not after the 20 s start timeout) and a
+    line on stderr says why."""
+
+    srv = EmbeddedServer(StateLayout(tmp_path / ".orchestrate").redis_dir, embedded_settings())
+    sock = srv.ensure()
+    try:
+        old = srv.status().pid
+        client = redis.Redis(unix_socket_path=str(sock))
+        client.set("kept", "yes")
+        client.close()
+        sock.unlink()
+        started = time.monotonic()
+        srv.ensure()
+        took = time.monotonic() - started
+        assert took < 8, f"took {took:.1f}s"
+        new = srv.status()
+        assert new.running and new.pid != old
+        assert old is not None
+        wait_gone(old)
+        assert not psutil.pid_exists(old) or psutil.Process(old).status() == "zombie"
+        client = redis.Redis(unix_socket_path=str(sock))
+        assert client.get("kept") == b"yes"
+        client.close()
+    finally:
+        srv.stop()
+    assert "lost its socket" in capfd.readouterr().err
+
+
+def test_a_truncated_append_only_file_is_reported_on_start_and_by_runs(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A server that loads an append-only file cut short (a crash mid-write) says so when
+    it starts, and `orchestrate runs` / `status` keep saying so: a run may show an older
+    status than it reached."""
+
+    state = tmp_path / ".orchestrate"
+    srv = server(StateLayout(state))
+    sock = srv.ensure()
+    client = redis.Redis(unix_socket_path=str(sock))
+    for i in range(50):
+        client.set(f"k{i}", "v" * 40)
+    client.close()
+    srv.stop()
+    incr = sorted((srv.dir / "appendonlydir").glob("*.incr.aof"))[-1]
+    os.truncate(incr, incr.stat().st_size - 15)
+    assert srv.damage() is None
+    try:
+        srv.ensure()
+        assert "append-only file cut short" in capfd.readouterr().err
+        assert srv.damage() is not None
+        for command in (["runs"], ["server", "status"]):
+            proc = _cli(*command, cwd=tmp_path)
+            assert proc.returncode == 0, proc.stderr
+            assert "warning: the embedded Redis found its append-only file cut short" in (
+                proc.stderr
+            )
+    finally:
+        srv.stop()
+
+
+def test_a_server_whose_folder_was_deleted_stops_by_itself(tmp_path: Path) -> None:
+    """`rm -rf` of a repository whose embedded server runs: the server notices that its
+    data folder is gone and exits (with its watchdog) instead of running forever."""
+    repo = tmp_path / "demo"
+    srv = EmbeddedServer(
+        StateLayout(repo / ".orchestrate").redis_dir,
+        embedded_settings(server_watch_interval=0.1),
+    )
+    srv.ensure()
+    pid = srv.status().pid
+    assert pid is not None
+    watch_pid = int(srv.watch_pid_file.read_text())
+    try:
+        shutil.rmtree(repo)
+        wait_gone(pid)
+        wait_gone(watch_pid)
+        for gone in (pid, watch_pid):
+            assert not psutil.pid_exists(gone) or (
+                psutil.Process(gone).status() == psutil.STATUS_ZOMBIE
+            )
+    finally:
+        with contextlib.suppress(psutil.Error):
+            psutil.Process(pid).kill()
+
+
+def test_a_server_whose_folder_is_there_or_moved_keeps_running(tmp_path: Path) -> None:
+    """The watchdog never stops a server whose folder is still there, even renamed (a run
+    in it may be live): after many looks the server still answers."""
+    repo = tmp_path / "demo"
+    settings = embedded_settings(server_watch_interval=0.05)
+    srv = EmbeddedServer(StateLayout(repo / ".orchestrate").redis_dir, settings)
+    srv.ensure()
+    pid = srv.status().pid
+    time.sleep(0.5)
+    assert srv.status().pid == pid
+    moved = tmp_path / "renamed"
+    sock = srv.socket_path  # where the server listens: in the folder, or (a deep one) in /tmp
+    if sock.is_relative_to(repo):
+        sock = moved / sock.relative_to(repo)
+    repo.rename(moved)
+    try:
+        time.sleep(0.5)
+        assert pid is not None and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        client = redis.Redis(unix_socket_path=str(sock))
+        try:
+            assert client.ping()
+        finally:
+            client.close()
+    finally:
+        with contextlib.suppress(psutil.Error):
+            psutil.Process(pid).terminate()
+        if pid is not None:
+            wait_gone(pid)

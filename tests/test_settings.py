@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pydantic
 import pytest
 
 from orchestrator.settings import Settings, redact_url
+from tests.support.gitrepo import GitRepo
 
 SECRET = "s3cr3t-pw-7f1e"
 
@@ -66,3 +71,48 @@ def test_settings_are_frozen_and_strict() -> None:
 def test_urls_are_redacted_for_messages(url: str, shown: str) -> None:
     """Error lines name the server so the user can fix it, with the password masked."""
     assert redact_url(url) == shown
+
+
+BAD_SETTINGS = [
+    ({"ORCHESTRATE_LEASE_TTL": "abc"}, (), "ORCHESTRATE_LEASE_TTL"),
+    ({"ORCHESTRATE_APPENDFSYNC": "never"}, (), "ORCHESTRATE_APPENDFSYNC"),
+    ({}, ("--redis-url", "http://user:pw-never-shown@host/0"), "ORCHESTRATE_REDIS_URL"),
+]
+
+
+@pytest.mark.parametrize(("env", "flags", "named"), BAD_SETTINGS)
+@pytest.mark.parametrize("command", ["run", "resume", "cancel", "report", "status"])
+def test_a_bad_setting_is_one_line_and_exit_2_in_every_command(
+    command: str,
+    env: dict[str, str],
+    flags: tuple[str, ...],
+    named: str,
+    git_repo: GitRepo,
+) -> None:
+    """A bad ORCHESTRATE_* value or `--redis-url http://...` is one line naming the
+    setting, exit 2, in run, resume, cancel, report and status: never a traceback, never
+    the value (it may hold a password)."""
+    tmp_path = git_repo.path
+    (tmp_path / ".orchestrate" / "redis").mkdir(parents=True)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "version: 1\nname: demo\nrepo: .\n"
+        f"agents: {{a: {{kind: command, command: [{sys.executable}]}}}}\n"
+        "defaults: {agent: a}\nteams: [{id: db, task: the database}]\n"
+    )
+    args = [command, str(plan)] if command == "run" else [command]
+    clean_env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATE_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args, *flags],
+        cwd=tmp_path,
+        env={**clean_env, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1 and named in proc.stderr, proc.stderr
+    assert "pw-never-shown" not in proc.stderr

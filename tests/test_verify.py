@@ -137,3 +137,31 @@ def test_missing_executable_is_a_failed_check(tmp_path: Path) -> None:
     assert not result.passed
     assert result.error
     assert "could not run" in result.describe()
+
+
+def test_a_cancelled_check_leaves_no_process_behind(tmp_path: Path) -> None:
+    """A run stopped (Ctrl-C) while a check runs: the check's whole process group goes,
+    its child included, not only the process it started."""
+    pidfile = tmp_path / "pid"
+    script = (
+        "import os, subprocess, sys, time;"
+        f"c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
+        f"open({str(pidfile)!r}, 'w').write(str(c.pid));"
+        "time.sleep(60)"
+    )
+
+    async def stopped_midway() -> None:
+        with anyio.move_on_after(1.5):
+            await run_check(tmp_path, [sys.executable, "-c", script], time_limit=60)
+
+    anyio.run(stopped_midway)
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the cancelled check's child process survived")

@@ -8,9 +8,7 @@
   or fatal (authentication, permissions);
 - :func:`error_event` builds the common error event from those;
 - :func:`tool_line` renders one tool call as a short readable line
-  (``Write src/app.js``, ``Bash npm test``);
-- :func:`prompt_arg` passes the prompt on the command line, or points the
-  agent at the prompt file when the text is too long for one argument.
+  (``Write src/app.js``, ``Bash npm test``).
 """
 
 from __future__ import annotations
@@ -20,10 +18,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.agents.base import AgentContext, AgentEvent
-
-MAX_PROMPT_ARG = 100_000
-"""Bytes of prompt passed as one argument; Linux refuses a single argument over 128 KiB."""
+from orchestrator.agents.base import AgentEvent
 
 _RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 _FATAL_STATUS = frozenset({401, 402, 403})
@@ -143,13 +138,3 @@ def tool_line(name: str, args: Any) -> str:
     if len(detail) > 200:
         detail = detail[:199] + "…"
     return f"{name} {detail}".strip()
-
-
-def prompt_arg(ctx: AgentContext) -> str:
-    """The prompt as one argument; a pointer to the prompt file when it is too long."""
-    if len(ctx.prompt_text.encode()) <= MAX_PROMPT_ARG:
-        return ctx.prompt_text
-    return (
-        f"Your instructions are in the file {ctx.prompt_file} (too long for the command "
-        "line). Read that file completely first, then do what it says."
-    )

@@ -2,11 +2,12 @@
 
 Command line (checked against Aider 0.86.2, see tests/fixtures/agent-output/)::
 
-    aider --message PROMPT --yes-always --no-stream --no-pretty --no-auto-commits
+    aider --message-file PROMPT_FILE --yes-always --no-stream --no-pretty --no-auto-commits
           --no-check-update --no-show-release-notes --no-analytics
           --no-show-model-warnings [--model M] [--restore-chat-history] [ARGS...]
 
-in the team's worktree with stdin closed. orchestrate commits the worktree
+in the team's worktree with stdin closed; the prompt is read from its file, never
+passed on the command line. orchestrate commits the worktree
 itself, so Aider does not (``--no-auto-commits``). Aider keeps its chat
 history and repo-map cache in ``.aider*`` files in the worktree; it adds
 ``.aider*`` to ``.gitignore`` (the default, answered yes), else orchestrate's
@@ -41,7 +42,7 @@ from dataclasses import replace
 from typing import ClassVar
 
 from orchestrator.agentproc import Outcome
-from orchestrator.agents._jsonl import error_event, prompt_arg
+from orchestrator.agents._jsonl import error_event
 from orchestrator.agents.base import AgentAdapter, AgentContext, AgentEvent, Verdict, summarize
 
 SESSION = "aider-chat-history"
@@ -92,7 +93,7 @@ def count(text: str) -> int:
 
 
 class AiderAdapter(AgentAdapter):
-    """Aider: ``--message`` with every confirmation answered yes."""
+    """Aider: ``--message-file`` (the prompt file) with every confirmation answered yes."""
 
     kind: ClassVar[str] = "aider"
     default_command: ClassVar[str] = "aider"
@@ -100,8 +101,8 @@ class AiderAdapter(AgentAdapter):
     def argv(self, ctx: AgentContext) -> list[str]:
         argv = [
             *self.base_argv(ctx.config),
-            "--message",
-            prompt_arg(ctx),
+            "--message-file",
+            str(ctx.prompt_file),
             "--yes-always",
             "--no-stream",
             "--no-pretty",

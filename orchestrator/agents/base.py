@@ -202,6 +202,18 @@ class AgentAdapter(ABC):
         """Variables this kind needs on top of the agent's environment (default: none)."""
         return {}
 
+    prompt_on_stdin: ClassVar[bool] = False
+    """The CLI reads its prompt from stdin (fed from the prompt file), never from argv."""
+
+    def stdin(self, ctx: AgentContext) -> Path | None:
+        """The file the agent reads as its stdin: the prompt file for a kind that reads its
+        prompt there (:attr:`prompt_on_stdin`), else None (``/dev/null``).
+
+        A prompt is never put on the command line, where every local user could read
+        it in ``/proc/PID/cmdline``; each kind takes it from stdin or from its file.
+        """
+        return ctx.prompt_file if self.prompt_on_stdin else None
+
     def parse(self, line: str) -> list[AgentEvent]:
         """The events one output line carries. Default: a non-blank line is a ``text`` event."""
         return [AgentEvent(type="text", text=line)] if line.strip() else []

@@ -3,9 +3,10 @@
 Command line (checked against Claude Code 2.1.330)::
 
     claude -p --output-format stream-json --verbose --permission-mode bypassPermissions
-           [--model M] [--max-budget-usd X] [--resume SESSION] [ARGS...] -- PROMPT
+           [--model M] [--max-budget-usd X] [--resume SESSION] [ARGS...]  < PROMPT_FILE
 
-run in the team's worktree with stdin closed. It prints one JSON object per
+run in the team's worktree. The prompt is read from stdin (``-p`` without a
+prompt argument reads it there), never passed on the command line. It prints one JSON object per
 line: ``system/init`` (the session id), ``assistant`` messages whose content
 holds ``text`` and ``tool_use`` blocks, ``user`` tool results,
 ``system/api_retry`` while it retries the API itself, and a last ``result``
@@ -30,7 +31,6 @@ from orchestrator.agents._jsonl import (
     error_event,
     load,
     obj,
-    prompt_arg,
     tool_line,
 )
 from orchestrator.agents.base import AgentAdapter, AgentContext, AgentEvent, Verdict, summarize
@@ -49,6 +49,7 @@ class ClaudeCodeAdapter(AgentAdapter):
     kind: ClassVar[str] = "claude-code"
     default_command: ClassVar[str] = "claude"
     permission_mode: ClassVar[str] = "bypassPermissions"
+    prompt_on_stdin: ClassVar[bool] = True
 
     def argv(self, ctx: AgentContext) -> list[str]:
         argv = [
@@ -65,7 +66,7 @@ class ClaudeCodeAdapter(AgentAdapter):
             argv += ["--max-budget-usd", f"{ctx.max_budget_usd:g}"]
         if ctx.resume_session_id:
             argv += ["--resume", ctx.resume_session_id]
-        return [*argv, *ctx.config.args, "--", prompt_arg(ctx)]
+        return [*argv, *ctx.config.args]
 
     def parse(self, line: str) -> list[AgentEvent]:
         data = load(line)

@@ -3,10 +3,11 @@
 Command line (checked against Codex 0.169.0)::
 
     codex exec --json --skip-git-repo-check -C WORKTREE -s workspace-write
-               [-m M] [ARGS...] [resume SESSION] -- PROMPT
+               [-m M] [ARGS...] [resume SESSION] -  < PROMPT_FILE
 
-with stdin closed (Codex reads more input from an open stdin and waits for
-it). ``ARGS`` is the place for ``-c key=value`` overrides such as a model
+The prompt ``-`` means: read it from stdin, which is the prompt file (never the
+command line); stdin is never left open (Codex would wait on it).
+``ARGS`` is the place for ``-c key=value`` overrides such as a model
 provider; they go before ``resume`` because that subcommand takes few flags.
 The JSON lines: ``thread.started`` (the thread id, which ``resume`` takes),
 ``item.completed`` items (``command_execution``, ``file_change``,
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from orchestrator.agents._jsonl import as_int, error_event, load, obj, prompt_arg, tool_line
+from orchestrator.agents._jsonl import as_int, error_event, load, obj, tool_line
 from orchestrator.agents.base import AgentAdapter, AgentContext, AgentEvent
 
 
@@ -29,6 +30,7 @@ class CodexAdapter(AgentAdapter):
     kind: ClassVar[str] = "codex"
     default_command: ClassVar[str] = "codex"
     sandbox: ClassVar[str] = "workspace-write"
+    prompt_on_stdin: ClassVar[bool] = True
 
     def argv(self, ctx: AgentContext) -> list[str]:
         argv = [
@@ -44,7 +46,7 @@ class CodexAdapter(AgentAdapter):
         ]
         if ctx.resume_session_id:
             argv += ["resume", ctx.resume_session_id]
-        return [*argv, "--", prompt_arg(ctx)]
+        return [*argv, "-"]  # the prompt: read from stdin
 
     def _sandbox_args(self, args: tuple[str, ...]) -> list[str]:
         """``-s workspace-write`` unless the agent's args choose (Codex refuses ``-s`` twice)."""

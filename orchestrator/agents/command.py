@@ -11,6 +11,7 @@ agent's ``args:`` are appended (quoted, for a string). Every output line is a
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Mapping
 from typing import ClassVar
@@ -34,10 +35,20 @@ def placeholders(ctx: AgentContext) -> dict[str, str]:
 
 
 def substitute(text: str, values: Mapping[str, str], *, quote: bool = False) -> str:
-    """Replace each ``{name}`` of ``values`` in ``text``; other braces stay as they are."""
-    for name, value in values.items():
-        text = text.replace("{" + name + "}", shlex.quote(value) if quote else value)
-    return text
+    """Replace each ``{name}`` of ``values`` in ``text``; other braces stay as they are.
+
+    One pass over ``text``: a value is never searched for placeholders again, so a
+    worktree path that contains ``{workdir}`` (or ``{prompt_file}``) stays as it is.
+    """
+    if not values:
+        return text
+    pattern = re.compile("|".join(re.escape("{" + name + "}") for name in values))
+
+    def value(match: re.Match[str]) -> str:
+        found = values[match.group()[1:-1]]
+        return shlex.quote(found) if quote else found
+
+    return pattern.sub(value, text)
 
 
 class CommandAdapter(AgentAdapter):

@@ -2,10 +2,12 @@
 
 Command line (checked against Gemini CLI 0.61.0, see tests/fixtures/agent-output/)::
 
-    gemini -p PROMPT -o stream-json --approval-mode yolo --skip-trust
-           [-m M] [--resume SESSION] [ARGS...]
+    gemini -o stream-json --approval-mode yolo --skip-trust
+           [-m M] [--resume SESSION] [ARGS...]  < PROMPT_FILE
 
-in the team's worktree with stdin closed. ``--skip-trust`` lets it work in a
+in the team's worktree. With stdin not a terminal the CLI runs headless and
+reads its prompt from stdin (the prompt file): never from the command line.
+``--skip-trust`` lets it work in a
 folder it has not been told to trust (else a headless run fails). One JSON
 object per line on stdout (``packages/core/src/output/types.ts``): ``init``
 (``session_id``, ``model``), ``message`` (``role``, ``content``, ``delta``),
@@ -37,7 +39,6 @@ from orchestrator.agents._jsonl import (
     error_event,
     load,
     obj,
-    prompt_arg,
     tool_line,
 )
 from orchestrator.agents.base import AgentAdapter, AgentContext, AgentEvent, Verdict, summarize
@@ -69,16 +70,15 @@ def http_status(exit_code: int | None) -> int | None:
 
 
 class GeminiAdapter(AgentAdapter):
-    """Gemini CLI: ``-p`` with stream-json output and yolo approvals."""
+    """Gemini CLI: headless (prompt on stdin) with stream-json output and yolo approvals."""
 
     kind: ClassVar[str] = "gemini"
     default_command: ClassVar[str] = "gemini"
+    prompt_on_stdin: ClassVar[bool] = True
 
     def argv(self, ctx: AgentContext) -> list[str]:
         argv = [
             *self.base_argv(ctx.config),
-            "-p",
-            prompt_arg(ctx),
             "-o",
             "stream-json",
             "--approval-mode",

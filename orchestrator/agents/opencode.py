@@ -3,9 +3,10 @@
 Command line (checked against OpenCode 1.18.33)::
 
     opencode run --format json --dir WORKTREE --auto [-m PROVIDER/MODEL]
-                 [--session SESSION] [ARGS...] -- PROMPT
+                 [--session SESSION] [ARGS...]  < PROMPT_FILE
 
-with stdin closed and ``PWD`` set to the worktree: OpenCode takes its project
+with the prompt on stdin (``run`` reads a piped stdin as its message; never
+the command line) and ``PWD`` set to the worktree: OpenCode takes its project
 folder from ``$PWD`` rather than from its real working directory, so an
 inherited ``PWD`` would make it write into the wrong tree (``--dir`` pins it
 too). ``--auto`` approves every permission that is not explicitly denied.
@@ -28,7 +29,6 @@ from orchestrator.agents._jsonl import (
     error_event,
     load,
     obj,
-    prompt_arg,
     tool_line,
 )
 from orchestrator.agents.base import AgentAdapter, AgentContext, AgentEvent
@@ -46,6 +46,7 @@ class OpenCodeAdapter(AgentAdapter):
 
     kind: ClassVar[str] = "opencode"
     default_command: ClassVar[str] = "opencode"
+    prompt_on_stdin: ClassVar[bool] = True
 
     def argv(self, ctx: AgentContext) -> list[str]:
         argv = [
@@ -60,7 +61,7 @@ class OpenCodeAdapter(AgentAdapter):
         ]
         if ctx.resume_session_id:
             argv += ["--session", ctx.resume_session_id]
-        return [*argv, *ctx.config.args, "--", prompt_arg(ctx)]
+        return [*argv, *ctx.config.args]
 
     def env(self, ctx: AgentContext) -> dict[str, str]:
         return {"PWD": str(ctx.workdir)}

@@ -9,6 +9,8 @@ command functions, so ``orchestrate --help`` stays fast. Every
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 
 import typer
@@ -46,7 +48,7 @@ def _root(
 
 
 # Registration order is the order of `orchestrate --help`.
-from orchestrator.cli import _plan, _run, _resume, _watch, _report, _import, _server  # noqa: E402, F401, I001
+from orchestrator.cli import _plan, _run, _resume, _watch, _report, _clean, _import, _server  # noqa: E402, F401, I001
 from orchestrator.cli import _gates  # noqa: E402, F401
 
 
@@ -64,6 +66,22 @@ def main() -> None:
     except OrchestrateError as exc:
         sys.stderr.write(f"orchestrate: error: {exc}\n")
         sys.exit(exc.exit_code)
+    except ValueError as exc:  # pydantic's ValidationError: a setting no command checked first
+        pydantic = sys.modules.get("pydantic")  # not imported here: `--help` stays fast
+        if pydantic is None or not isinstance(exc, pydantic.ValidationError):
+            raise
+        from orchestrator.cli._common import settings_error
+
+        sys.stderr.write(f"orchestrate: error: {settings_error(exc)}\n")
+        sys.exit(2)
+    except BrokenPipeError:  # `orchestrate runs | head`: the reader has gone, nothing to say
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+    except OSError as exc:  # a file or folder in the way (a damaged state folder, a bad path)
+        where = f": {exc.filename}" if exc.filename else ""
+        sys.stderr.write(f"orchestrate: error: {exc.strerror or exc}{where}\n")
+        sys.exit(1)
     except KeyboardInterrupt:
         sys.stderr.write("orchestrate: interrupted\n")
         sys.exit(130)

@@ -15,7 +15,9 @@ import typer
 from orchestrator.cli import app
 
 if TYPE_CHECKING:
-    pass
+    from rich.console import Console
+
+    from orchestrator.plan import Plan
 
 PlanArg = Annotated[
     Path,
@@ -40,6 +42,10 @@ def validate(plan_file: PlanArg) -> None:
         f"max_parallel {plan.max_parallel}, isolation {plan.isolation}, "
         f"repo {loaded.repo_root} (from {base})"
     )
+    from orchestrator.preflight import unseen_files
+
+    for warning in unseen_files(loaded):  # stderr: the summary line stays alone on stdout
+        typer.echo(f"warning: {warning}", err=True)
 
 
 def _clock(seconds: float, *, fine: bool) -> str:
@@ -55,8 +61,6 @@ def _clock(seconds: float, *, fine: bool) -> str:
 def show_plan(plan_file: PlanArg) -> None:
     """Show the schedule before anything runs: waves, critical path, timeline, warnings."""
     from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
 
     from orchestrator import graph
     from orchestrator.plan import format_duration
@@ -74,23 +78,11 @@ def show_plan(plan_file: PlanArg) -> None:
     )
 
     console.print("[bold]Waves[/] (teams that can run together)", soft_wrap=True)
-    table = Table()
-    table.add_column("wave", justify="right")
-    table.add_column("team")
-    table.add_column("depends on")
-    table.add_column("agent")
-    table.add_column("estimate", justify="right")
-    for n, wave in enumerate(graph.waves(plan), start=1):
-        for k, tid in enumerate(wave):
-            team = plan.team(tid)
-            table.add_row(
-                str(n) if k == 0 else "",
-                tid + (f"\n[dim]{escape(team.name)}[/]" if team.name else ""),
-                ", ".join(team.depends_on) or "-",
-                plan.agent_name(team),
-                format_duration(team.estimate) if team.estimate else "-",
-            )
-    console.print(table)
+    if len(plan.teams) > _TABLE_MAX_TEAMS:  # a table measures every cell: seconds per thousand
+        for n, wave in enumerate(graph.waves(plan), start=1):
+            console.print(f"wave {n}: {', '.join(wave)}", soft_wrap=True, markup=False)
+    else:
+        _waves_table(console, plan)
 
     path, total = graph.critical_path(plan)
     note = (
@@ -125,14 +117,45 @@ def show_plan(plan_file: PlanArg) -> None:
             + ("" if o.deliverable_a == o.deliverable_b else f" / {o.deliverable_b!r}")
             + ": a merge conflict waiting to happen (make one depend on the other?)"
         )
-    from orchestrator.preflight import missing_agents
+    from orchestrator.preflight import missing_agents, unseen_files
 
     for m in missing_agents(loaded, guess_shell=True):
         warnings.append(f"agent {m.agent!r}: {m}")
+    warnings.extend(unseen_files(loaded))
     for w in warnings:
         console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     if not warnings:
         console.print("No warnings.")
+
+
+_TABLE_MAX_TEAMS = 500
+"""Above this many teams, ``plan`` lists each wave on one line instead of a table."""
+
+
+def _waves_table(console: Console, plan: Plan) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from orchestrator import graph
+    from orchestrator.plan import format_duration
+
+    table = Table()
+    table.add_column("wave", justify="right")
+    table.add_column("team")
+    table.add_column("depends on")
+    table.add_column("agent")
+    table.add_column("estimate", justify="right")
+    for n, wave in enumerate(graph.waves(plan), start=1):
+        for k, tid in enumerate(wave):
+            team = plan.team(tid)
+            table.add_row(
+                str(n) if k == 0 else "",
+                tid + (f"\n[dim]{escape(team.name)}[/]" if team.name else ""),
+                ", ".join(team.depends_on) or "-",
+                plan.agent_name(team),
+                format_duration(team.estimate) if team.estimate else "-",
+            )
+    console.print(table)
 
 
 _AGENT_CLIS = ("claude-code", "codex", "aider", "gemini", "opencode")
@@ -236,11 +259,14 @@ def quickstart(
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise UsageError(f"quickstart: {directory} exists and is not an empty directory")
     source = configs_dir() / "quickstart"
-    target.mkdir(parents=True, exist_ok=True)
-    for name in ("plan.yaml", "agent.py", "README.md"):
-        shutil.copyfile(source / name, target / name)
-    (target / "agent.py").chmod(0o755)
-    (target / ".gitignore").write_text("__pycache__/\n.orchestrate/\n", encoding="utf-8")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("plan.yaml", "agent.py", "README.md"):
+            shutil.copyfile(source / name, target / name)
+        (target / "agent.py").chmod(0o755)
+        (target / ".gitignore").write_text("__pycache__/\n.orchestrate/\n", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"quickstart: cannot create {directory}: {exc.strerror or exc}") from exc
     ident = ["-c", "user.name=orchestrate", "-c", "user.email=orchestrate@localhost"]
     steps = (
         ["git", "init", "--quiet", "--initial-branch=main"],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -35,10 +35,10 @@ def report(
     deliverables and checks; per run: the integration (merge order, conflicts,
     test suite, bisection), totals, parallel efficiency and a timeline.
     """
+    from orchestrator.cli._common import load_settings
     from orchestrator.errors import UsageError
     from orchestrator.paths import StateLayout, default_state_dir, find_state_dir
     from orchestrator.report import FORMATS, build_report, render, write_reports
-    from orchestrator.settings import Settings
     from orchestrator.store import Store, run_with_store
 
     formats = list(dict.fromkeys(f.lower() for f in (fmt or FORMATS)))
@@ -47,14 +47,12 @@ def report(
         raise UsageError(f"unknown report format {bad[0]!r}: use md, json or html")
     if stdout and len(formats) != 1:
         raise UsageError("--stdout prints one format: give --format md, json or html")
-    overrides: dict[str, Any] = {}
-    if redis_url:
-        overrides["redis_url"] = redis_url
-    settings = Settings(**overrides)
+    settings = load_settings(redis_url=redis_url)
     root = state_dir or settings.state_dir or find_state_dir() or default_state_dir()
+    layout = StateLayout(Path(root).absolute())
+    layout.check()  # a damaged state folder: one line
     if settings.redis_url is None and not Path(root).is_dir():
         raise UsageError(f"no state folder at {root}: no run has been started here")
-    layout = StateLayout(Path(root).absolute())
 
     async def go(store: Store) -> str | dict[str, Path]:
         run = run_id

@@ -9,7 +9,7 @@ interrupted or cancelled.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -27,17 +27,14 @@ RunArg = Annotated[
 
 
 def _where(state_dir: Path | None, redis_url: str | None) -> tuple[Settings, StateLayout]:
+    from orchestrator.cli._common import load_settings
     from orchestrator.errors import UsageError
     from orchestrator.paths import StateLayout, find_state_dir
-    from orchestrator.settings import Settings
 
-    overrides: dict[str, Any] = {}
-    if redis_url:
-        overrides["redis_url"] = redis_url
-    if state_dir is not None:
-        overrides["state_dir"] = state_dir
-    settings = Settings(**overrides)
+    settings = load_settings(state_dir=state_dir, redis_url=redis_url)
     root = settings.state_dir or find_state_dir()
+    if root is not None:
+        StateLayout(root).check()  # a damaged state folder: one line, before anything starts
     if root is None or not root.is_dir():
         raise UsageError(
             "no .orchestrate state folder here or above; run this in the plan's repository "
@@ -87,6 +84,7 @@ def resume(
         _echo,
         _summary,
         engine_options,
+        state_hint,
         terminal_console,
     )
     from orchestrator.engine import RunResult
@@ -114,7 +112,7 @@ def resume(
 
     result = out.run(settings, layout, go)
     if result.teams:
-        for line in _summary(result, layout.report_file(result.run_id, "html")):
+        for line in _summary(result, layout.report_file(result.run_id, "html"), state_hint(layout)):
             _echo(line)
     raise typer.Exit(result.exit_code)
 

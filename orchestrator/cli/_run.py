@@ -26,12 +26,12 @@ from orchestrator.cli._common import RedisUrlOpt, StateDirOpt
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from orchestrator.engine import EngineOptions, RunResult
+    from orchestrator.engine import RunResult
     from orchestrator.paths import StateLayout
     from orchestrator.planload import LoadedPlan
+    from orchestrator.runtypes import EngineOptions, Notice
     from orchestrator.settings import Settings
     from orchestrator.store import Store
-    from orchestrator.teamrun import Notice
 
 OnStarted = Callable[[str], None]
 BOARD_GRACE = 5.0
@@ -42,9 +42,11 @@ def format_notice(notice: Notice, width: int) -> str:
     """``14:02:11 db        running    attempt 1/3  agent 3f9c2e1``."""
     import time
 
+    from orchestrator.logs import printable
+
     clock = time.strftime("%H:%M:%S", time.localtime(notice.at))
     who = (notice.team or "run").ljust(width)
-    line = f"{clock} {who}  {notice.status:<10} {notice.detail}"
+    line = f"{clock} {who}  {notice.status:<10} {printable(notice.detail)}"
     return line.rstrip()
 
 
@@ -133,10 +135,12 @@ class Output:
         """Open the store and :meth:`drive` ``go`` (after ``before``) to its end."""
         import anyio
 
+        from orchestrator.cli._common import warn_damage
         from orchestrator.store import open_store
 
         async def main() -> RunResult:
             async with open_store(settings, layout) as store:
+                warn_damage(settings, layout)
                 if before is not None:
                     await before(store)
                 return await self.drive(store, lambda on_started: go(store, on_started))
@@ -148,7 +152,7 @@ def engine_options(
     *, max_parallel: int | None, backoff: float, integrate_partial: bool, fail_fast: bool = False
 ) -> EngineOptions:
     """The engine's options from `run`'s and `resume`'s shared flags."""
-    from orchestrator.engine import EngineOptions
+    from orchestrator.runtypes import EngineOptions
 
     return EngineOptions(
         max_parallel=max_parallel,
@@ -209,15 +213,31 @@ def _shown_path(path: Path) -> str:
         return str(path)
 
 
-def _summary(result: RunResult, report: Path | None = None) -> list[str]:
+def state_hint(layout: StateLayout) -> str:
+    """`` --state-dir DIR`` when a command typed here would not find ``layout`` by itself
+    (the plan's ``repo:`` is elsewhere), else ``""``: for the hints a summary prints."""
+    import shlex
+
+    from orchestrator.paths import find_state_dir
+
+    here = find_state_dir()
+    if here is not None and here.resolve() == layout.root.resolve():
+        return ""
+    return f" --state-dir {shlex.quote(_shown_path(layout.root))}"
+
+
+def _summary(result: RunResult, report: Path | None = None, hint: str = "") -> list[str]:
     """The end-of-run summary: the verdict, a row per team, where the branches and report are.
+    ``hint`` (:func:`state_hint`) goes after the commands it suggests.
 
     Branches are named once as a pattern (``orchestrate/<run>/<team>``); a row
     shows only its part after ``orchestrate/<run>/`` (a long run id would wrap
     every row otherwise).
     """
+    from orchestrator.logs import printable  # an agent's words: shown, never obeyed
+
     lines = [""]
-    reason = result.reason or ""
+    reason = printable(result.reason or "")
     if not reason:
         verdict = result.status
     elif reason.startswith(result.status):  # "interrupted; ..." says it already
@@ -231,7 +251,7 @@ def _summary(result: RunResult, report: Path | None = None) -> list[str]:
     for team, res in result.teams.items():
         tail = (res.branch or "").removeprefix(prefix)
         if res.status != "succeeded" and res.reason:
-            tail = res.reason
+            tail = printable(res.reason)
         row = f"  {team.ljust(width)}  {res.status:<10} {res.attempts:>8}  {tail}"
         lines.append(row.rstrip())
     lines.append("")
@@ -245,7 +265,11 @@ def _summary(result: RunResult, report: Path | None = None) -> list[str]:
     if result.base_commit:
         lines.append(f"base:     {result.base_ref} ({result.base_commit[:10]})")
     if result.status in ("interrupted", "cancelled"):
-        lines.append(f"resume:   orchestrate resume {result.run_id}")
+        lines.append(f"resume:   orchestrate resume {result.run_id}{hint}")
+    if result.status in ("succeeded", "failed") and result.teams:
+        lines.append(
+            f"clean:    orchestrate clean {result.run_id}{hint}  (worktrees, team branches)"
+        )
     return lines
 
 
@@ -310,21 +334,18 @@ def run(
     cancelled (continue it with `orchestrate resume`).
     """
 
+    from orchestrator.cli._common import load_settings
     from orchestrator.engine import start_run
     from orchestrator.paths import STATE_DIR_NAME, StateLayout
-    from orchestrator.settings import Settings
 
     _configure_logging(verbose)
     loaded = _load(plan_file)
-    from orchestrator.preflight import require_agents
+    from orchestrator.preflight import require_agents, unseen_files
 
+    for warning in unseen_files(loaded):
+        sys.stderr.write(f"warning: {warning}\n")
     require_agents(loaded)  # before anything is recorded: nothing to resume, nothing half started
-    overrides: dict[str, Any] = {}
-    if redis_url:
-        overrides["redis_url"] = redis_url
-    if state_dir is not None:
-        overrides["state_dir"] = state_dir
-    settings = Settings(**overrides)
+    settings = load_settings(state_dir=state_dir, redis_url=redis_url)
     root = settings.state_dir or loaded.repo_root / STATE_DIR_NAME
     layout = StateLayout(root.absolute()).ensure()
     options = engine_options(
@@ -352,6 +373,6 @@ def run(
     result = out.run(
         settings, layout, go, before=lambda store: _note_live_runs(store, loaded.plan.name)
     )
-    for line in _summary(result, layout.report_file(result.run_id, "html")):
+    for line in _summary(result, layout.report_file(result.run_id, "html"), state_hint(layout)):
         _echo(line)
     raise typer.Exit(result.exit_code)

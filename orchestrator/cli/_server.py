@@ -22,13 +22,14 @@ app.add_typer(server_app, name="server")
 
 
 def _server(state_dir: StateDirOpt) -> object:
+    """The state folder's server; looking at it or stopping it creates nothing."""
+    from orchestrator.cli._common import load_settings
     from orchestrator.paths import StateLayout, default_state_dir
     from orchestrator.redis_server import EmbeddedServer
-    from orchestrator.settings import Settings
 
-    settings = Settings()
-    root = state_dir or settings.state_dir or default_state_dir()
-    return EmbeddedServer(StateLayout(root).redis_dir, settings)
+    settings = load_settings(state_dir=state_dir)
+    root = settings.state_dir or default_state_dir()
+    return EmbeddedServer(StateLayout(root.absolute()).redis_dir, settings)
 
 
 @server_app.command("status")
@@ -39,6 +40,9 @@ def status(state_dir: StateDirOpt = None) -> None:
     srv = _server(state_dir)
     assert isinstance(srv, EmbeddedServer)
     st = srv.status()
+    damage = srv.damage()
+    if damage is not None:
+        typer.echo(f"orchestrate: warning: {damage}", err=True)
     if not st.running:
         typer.echo(f"embedded Redis: not running (data in {st.data_dir})")
         return

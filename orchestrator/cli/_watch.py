@@ -30,28 +30,22 @@ NOTHING_HERE = "no runs here yet; start one with `orchestrate run plan.yaml`"
 
 
 def _open(state_dir: Path | None, redis_url: str | None) -> tuple[Settings, StateLayout]:
+    from orchestrator.cli._common import load_settings
     from orchestrator.errors import UsageError
     from orchestrator.paths import StateLayout, find_state_dir
-    from orchestrator.settings import Settings
 
-    overrides: dict[str, Any] = {}
-    if redis_url:
-        overrides["redis_url"] = redis_url
-    if state_dir is not None:
-        overrides["state_dir"] = state_dir
-    try:
-        settings = Settings(**overrides)
-    except ValueError as exc:  # pydantic's ValidationError; it never echoes the URL
-        problems = "; ".join(e["msg"] for e in getattr(exc, "errors", list)())
-        raise UsageError(f"bad settings: {problems or exc}") from exc
+    settings = load_settings(state_dir=state_dir, redis_url=redis_url)
     root = settings.state_dir or find_state_dir()
+    if root is not None:
+        StateLayout(root).check()  # a damaged state folder: one line
     if root is None or not root.is_dir():
         if settings.redis_url is None:
             raise UsageError(NOTHING_HERE)
         root = Path.cwd() / ".orchestrate"  # logs on disk are not here; Redis has the rest
-    elif settings.redis_url is None and not (root / "redis").is_dir():
+    layout = StateLayout(root.absolute())
+    if settings.redis_url is None and not layout.redis_dir.is_dir():
         raise UsageError(NOTHING_HERE)
-    return settings, StateLayout(root.absolute())
+    return settings, layout
 
 
 async def _run_id(store: Store, run: str | None) -> str:
@@ -97,10 +91,12 @@ def _run(state_dir: Path | None, redis_url: str | None, fn: Any) -> Any:
 
     import anyio
 
+    from orchestrator.cli._common import warn_damage
     from orchestrator.store import open_store
 
     async def main() -> Any:
         async with open_store(settings, layout) as store:
+            warn_damage(settings, layout)
             return await fn(store, layout)
 
     return anyio.run(main)
@@ -187,6 +183,7 @@ def logs(
             prefix=team is None,
             redactor=Redactor.from_env(extra=store.secrets),
             mark_attempts=attempt is None,
+            raw=raw,
         )
 
         def emit(line: LogLine) -> None:

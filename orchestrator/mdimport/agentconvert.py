@@ -10,7 +10,6 @@ second try on, the problems validation found in its last answer. It writes
 from __future__ import annotations
 
 import json
-import os
 import re
 import tempfile
 import uuid
@@ -81,43 +80,36 @@ def _prompt(markdown: str, source: str, answer: Path, problems: str, previous: s
 async def _one_try(
     config: AgentConfig, workdir: Path, prompt: str, attempt: int, limit: float
 ) -> tuple[str, list[str]]:
-    """Run the agent once; (its answer file's text or '', its output lines)."""
-    from orchestrator.agentproc import AgentProcess, Launch
-    from orchestrator.agents import adapter_for
-    from orchestrator.agents.base import AgentContext
+    """Run the agent once; (its answer file's text or '', its output lines).
+
+    It runs as every agent does (:func:`orchestrator.agentrun.run_agent`): the
+    user's environment without orchestrate's own (no ``ORCHESTRATE_*``, so no
+    Redis URL), its ``env:`` on top, the prompt redacted and never on argv.
+    """
+    from orchestrator.agentrun import AgentJob, run_agent, run_secrets
+    from orchestrator.envs import work_env
 
     kind = config.kind or "command"
-    adapter = adapter_for(kind)
-    prompt_file = workdir / f"prompt.{attempt}.md"
-    prompt_file.write_text(prompt, encoding="utf-8")
-    ctx = AgentContext(
-        config=config,
-        kind=kind,
+    job = AgentJob(
+        config=config.model_copy(update={"kind": kind}),
         team_id="import",
         attempt=attempt,
         agent_id=uuid.uuid4().hex[:12],
         workdir=workdir,
-        prompt_file=prompt_file,
-        prompt_text=prompt,
-        model=config.model,
-        env=dict(os.environ),
-    )
-    env = {**os.environ, **config.env, **adapter.env(ctx)}
-    launch = Launch(
-        argv=adapter.argv(ctx),
-        cwd=workdir,
-        env=env,
+        prompt=prompt,
+        prompt_file=workdir / f"prompt.{attempt}.md",
         log=workdir / f"agent.{attempt}.log",
         status=workdir / f"agent.{attempt}.status",
+        env=work_env(allow=None, layers=[config.env]),
+        secrets=run_secrets(),
     )
     lines: list[str] = []
 
-    async def on_lines(batch: list[str]) -> None:
-        lines.extend(batch)
+    async def on_lines(shown: list[str], _session: str | None) -> None:
+        lines.extend(shown)
 
-    async with await AgentProcess.start(launch) as proc:
-        outcome = await proc.run(timeout=limit, stall_timeout=None, on_lines=on_lines)
-    verdict = adapter.judge(outcome, [e for ln in lines for e in adapter.parse(ln)])
+    ran = await run_agent(job, timeout=limit, stall_timeout=None, on_lines=on_lines)
+    verdict = ran.verdict
     answer = workdir / "plan.yaml"
     if answer.is_file():
         text = answer.read_text(encoding="utf-8")
@@ -178,9 +170,11 @@ def convert_with_agent(
         config = AgentConfig.model_validate({"kind": kind, "command": command})
     except ValidationError as exc:
         raise UsageError(f"--agent {kind}: not an agent kind") from exc
+    from orchestrator.planload import read_plan_file  # regular files only, size-limited
+
     try:
-        text = markdown.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_plan_file(markdown).decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
         raise UsageError(f"cannot read {markdown}: {exc}") from exc
     return anyio.run(
         lambda: convert_async(text, source=markdown.name, config=config, output=output)

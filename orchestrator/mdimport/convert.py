@@ -86,9 +86,11 @@ def import_markdown(
 
 def load_markdown_plan(path: Path) -> ImportResult:
     """Read and convert a Markdown plan file (for ``orchestrate run PLAN.md``)."""
+    from orchestrator.planload import read_plan_file  # regular files only, size-limited
+
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_plan_file(path).decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
         raise UsageError(f"cannot read {path}: {exc}") from exc
     return import_markdown(text, source=path.name, plan_path=path.with_suffix(".yaml"))
 

@@ -1,0 +1,213 @@
+"""The types a run shares: its context, options, budget, notices and team results.
+
+The scheduler (:mod:`orchestrator.engine`, :mod:`orchestrator.teamrun`), the
+integration phase, resume and the CLI all speak these; they live here so that
+nothing imports the scheduler just for a type.
+
+- :class:`RunContext`: what every team of one run shares (the store, the lease
+  epoch, the plan, results so far, the executor, the live agents).
+- :class:`EngineOptions`: how a run is driven (parallelism, backoff, grace,
+  signals, the executor's name).
+- :class:`Budget`: spending so far against the plan's budgets.
+- :class:`Notice` / :data:`Notify`: one user-facing line and who prints it.
+- :class:`TeamResult`: how a team ended. :class:`Recovery`: how a resumed team
+  goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+from tenacity import RetryCallState, wait_exponential_jitter
+
+from orchestrator import graph
+from orchestrator.agentrun import LiveAgents
+from orchestrator.executor import AttemptRecord, Executor
+from orchestrator.gitops import Git
+from orchestrator.paths import StateLayout
+from orchestrator.plan import Plan, Team
+from orchestrator.planload import LoadedPlan
+from orchestrator.prompts import Feedback
+from orchestrator.store import Store, Usage
+
+if TYPE_CHECKING:
+    from orchestrator.lease import Lease
+
+__all__ = [
+    "AttemptRecord",
+    "Budget",
+    "EngineOptions",
+    "Notice",
+    "Notify",
+    "Recovery",
+    "RunContext",
+    "TeamResult",
+]
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How a run is driven (the plan says what; these say how).
+
+    ``backoff_*`` shape the pause before a retry: tenacity's exponential
+    backoff with jitter, ``initial * 2**(n-1)`` plus up to ``jitter`` seconds,
+    at most ``max`` (tests make them tiny).
+    """
+
+    max_parallel: int | None = None
+    fail_fast: bool = False
+    backoff_initial: float = 2.0
+    backoff_max: float = 60.0
+    backoff_jitter: float = 2.0
+    kill_grace: float = 5.0
+    handle_signals: bool = False
+    integrate_partial: bool = False
+    """Integrate the teams that succeeded even when others did not (``--integrate-partial``)."""
+    executor: str = "local"
+    """Where attempts run (:func:`orchestrator.executor.open_executor`)."""
+
+    def backoff(self, retry_number: int) -> float:
+        """Seconds to wait before retry ``retry_number`` (1 for the first retry)."""
+        wait = wait_exponential_jitter(
+            multiplier=self.backoff_initial, max=self.backoff_max, jitter=self.backoff_jitter
+        )
+        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+        state.attempt_number = max(1, retry_number)
+        return float(wait(state))
+
+
+class Budget:
+    """Spending so far against the plan's budgets (run and team level)."""
+
+    def __init__(self, plan: Plan, run_usage: Usage | None = None) -> None:
+        self.plan = plan
+        self.tokens = run_usage.tokens if run_usage else 0
+        self.usd = run_usage.cost_usd if run_usage else 0.0
+        self.team_tokens: dict[str, int] = {}
+        self.team_usd: dict[str, float] = {}
+
+    def add(self, team: str, usage: Usage) -> None:
+        self.tokens += usage.tokens
+        self.usd += usage.cost_usd
+        self.team_tokens[team] = self.team_tokens.get(team, 0) + usage.tokens
+        self.team_usd[team] = self.team_usd.get(team, 0.0) + usage.cost_usd
+
+    def exhausted(self, team: Team | None) -> str | None:
+        """Why nothing more may start (for ``team``, or the run as a whole), or None."""
+        limit = self.plan.budget
+        if limit is not None:
+            if limit.tokens is not None and self.tokens >= limit.tokens:
+                return f"the run's budget is spent: {self.tokens} of {limit.tokens} tokens"
+            if limit.usd is not None and self.usd >= limit.usd:
+                return f"the run's budget is spent: ${self.usd:.2f} of ${limit.usd:.2f}"
+        if team is not None and team.budget is not None:
+            tokens = self.team_tokens.get(team.id, 0)
+            usd = self.team_usd.get(team.id, 0.0)
+            if team.budget.tokens is not None and tokens >= team.budget.tokens:
+                return f"the team's budget is spent: {tokens} of {team.budget.tokens} tokens"
+            if team.budget.usd is not None and usd >= team.budget.usd:
+                return f"the team's budget is spent: ${usd:.2f} of ${team.budget.usd:.2f}"
+        return None
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """How a resumed team goes on (see :mod:`orchestrator.resume`).
+
+    With ``attach``: follow that attempt (running, or ended and not yet judged)
+    to its end, then judge it as usual. Without: start attempt ``attempt``
+    (with ``feedback`` when there was one before).
+    """
+
+    attempt: int
+    max_attempts: int
+    attach: AttemptRecord | None = None
+    feedback: Feedback | None = None
+    session_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One user-facing line: what happened to which team."""
+
+    at: float
+    team: str | None
+    status: str
+    detail: str = ""
+
+
+Notify = Callable[[Notice], None]
+
+
+@dataclass
+class TeamResult:
+    """How a team ended (what the summary and downstream prompts use)."""
+
+    team: str
+    status: str
+    attempts: int = 0
+    branch: str | None = None
+    reason: str | None = None
+    files: list[str] = field(default_factory=list)
+    final_message: str | None = None
+
+
+@dataclass
+class RunContext:
+    """What every team of one run shares."""
+
+    run_id: str
+    loaded: LoadedPlan
+    store: Store
+    layout: StateLayout
+    git: Git
+    epoch: int
+    base_commit: str
+    options: EngineOptions
+    budget: Budget
+    notify: Notify
+    results: dict[str, TeamResult] = field(default_factory=dict)
+    shared_worktree: Path | None = None
+    shared_branch: str | None = None
+    commit_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    lease: Lease | None = None
+    stale: bool = False
+    """A write was refused: another orchestrator owns the run now."""
+    cancel_requested: anyio.Event = field(default_factory=anyio.Event)
+    """``orchestrate cancel`` marked the run cancelled; the engine stops it."""
+    detached: bool = False
+    """The orchestrator is going away (SIGHUP) and leaves the agents running for a resume."""
+    cancel_reason: str | None = None
+    """The run's reason once cancelled (``cancelled by <host> pid <n>``): each stopped
+    team's reason says it."""
+    live: LiveAgents = field(default_factory=LiveAgents)
+    """The agents followed now: a further signal while stopping SIGKILLs them."""
+    executor: Executor | None = None
+    """Where the attempts run (:mod:`orchestrator.executor`); the engine sets it."""
+    _topo_index: dict[str, int] | None = None
+
+    def upstream(self, team_id: str) -> list[str]:
+        """Every team ``team_id`` depends on, directly or not, in dependency order
+        (:func:`graph.upstream`, with the plan's order computed once per run)."""
+        if self._topo_index is None:
+            self._topo_index = {t: i for i, t in enumerate(graph.topo_order(self.plan))}
+        return graph.upstream(self.plan, team_id, order=self._topo_index)
+
+    @property
+    def plan(self) -> Plan:
+        return self.loaded.plan
+
+    @property
+    def lost(self) -> bool:
+        """This orchestrator no longer owns the run: leave its agents to the new owner."""
+        return self.stale or (self.lease is not None and self.lease.lost.is_set())
+
+    @property
+    def leaves_agents(self) -> bool:
+        """Stopping leaves the agents running and their teams as they are: another
+        orchestrator owns the run, or this one detached from it (SIGHUP)."""
+        return self.detached or self.lost
