@@ -44,6 +44,7 @@ from orchestrator.redact import SECRET_MIN_LEN, Redactor
 
 __all__ = [
     "DEFAULT_SETUP_TIMEOUT",
+    "CopyRefused",
     "CopyResult",
     "Prepared",
     "SetupCommandResult",
@@ -64,8 +65,9 @@ OnLines = Callable[[list[str]], Awaitable[None]]
 Command = str | Sequence[str]
 
 
-class _Refused(Exception):
-    """A copy that must not happen; its message is the attempt's reason."""
+class CopyRefused(Exception):
+    """A copy that must not happen (outside the repository, missing, tracked): its message,
+    one line, is why the attempt cannot begin."""
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,7 @@ async def _tracked(worktree: Path, paths: Sequence[str]) -> list[str]:
         return []
     code, out = await _git(worktree, "ls-files", "-z", "--", *paths)
     if code != 0:
-        raise _Refused(f"copy: git ls-files failed in {worktree}: {out.splitlines()[:1]}")
+        raise CopyRefused(f"copy: git ls-files failed in {worktree}: {out.splitlines()[:1]}")
     return [p for p in out.split("\0") if p]
 
 
@@ -181,7 +183,7 @@ async def exclude_from_git(worktree: Path, paths: Sequence[str]) -> None:
         return
     code, out = await _git(worktree, "rev-parse", "--git-path", "info/exclude")
     if code != 0:
-        raise _Refused(f"copy: {worktree} is not a git worktree ({out.strip()})")
+        raise CopyRefused(f"copy: {worktree} is not a git worktree ({out.strip()})")
     exclude = Path(out.strip())
     if not exclude.is_absolute():
         exclude = worktree / exclude
@@ -215,12 +217,12 @@ def _matches(source_root: Path, pattern: str) -> list[str]:
     """Files of ``source_root`` that ``pattern`` names (relative, ``/``-separated)."""
     rel = PurePosixPath(pattern.replace("\\", "/"))
     if rel.is_absolute() or ".." in rel.parts or (rel.parts and rel.parts[0] == ".git"):
-        raise _Refused(f"copy: {pattern!r} is not a path inside the repository")
+        raise CopyRefused(f"copy: {pattern!r} is not a path inside the repository")
     if not _has_glob(pattern):
         path = source_root / rel
         if not path.is_file():
             what = "a directory, not a file" if path.is_dir() else "not there"
-            raise _Refused(f"copy: {pattern!r} is {what} in {source_root}")
+            raise CopyRefused(f"copy: {pattern!r} is {what} in {source_root}")
         return [rel.as_posix()]
     files = sorted(
         f.relative_to(source_root).as_posix()
@@ -236,7 +238,7 @@ def _copy_one(source: Path, target: Path, worktree: Path) -> str:
     parent = target.parent
     parent.mkdir(parents=True, exist_ok=True)
     if not parent.resolve().is_relative_to(worktree.resolve()):
-        raise _Refused(f"copy: {target} leads outside the worktree (a symlink)")
+        raise CopyRefused(f"copy: {target} leads outside the worktree (a symlink)")
     if target.is_symlink():
         target.unlink()
     data = source.read_bytes()  # through a symlink too: the user's own file
@@ -250,7 +252,7 @@ def _copy_one(source: Path, target: Path, worktree: Path) -> str:
 async def copy_untracked(source_root: Path, worktree: Path, patterns: Sequence[str]) -> CopyResult:
     """Copy ``patterns`` from the user's checkout into ``worktree``, excluded from git.
 
-    Raises :class:`_Refused` (caught by :func:`prepare_worktree`) for a path
+    Raises :class:`CopyRefused` for a path
     outside the repository, a literal path that is missing, or one git tracks.
     """
     if not patterns:
@@ -262,7 +264,7 @@ async def copy_untracked(source_root: Path, worktree: Path, patterns: Sequence[s
     tracked = await _tracked(worktree, names)
     if tracked:
         shown = ", ".join(tracked[:5])
-        raise _Refused(f"copy: git tracks {shown}: copy: is for untracked files only")
+        raise CopyRefused(f"copy: git tracks {shown}: copy: is for untracked files only")
     await exclude_from_git(worktree, names)
     secrets: set[str] = set()
     for name in names:
@@ -405,7 +407,7 @@ async def prepare_worktree(
     base = Redactor(secrets)
     try:
         copied = await copy_untracked(source_root, worktree, copies)
-    except _Refused as exc:
+    except CopyRefused as exc:
         await on_lines([base.redact(str(exc))])
         return Prepared(reason=base.redact(str(exc)))
     except OSError as exc:

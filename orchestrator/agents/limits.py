@@ -123,6 +123,8 @@ _RELATIVE = re.compile(
     r"|\bretryDelayMs[\"']?\s*[:=]\s*(?P<ms>\d+)\b)",
     re.IGNORECASE,
 )
+_MAYBE = re.compile(r"limit|429|quota|retry|exhausted|too many|resets|try again", re.IGNORECASE)
+"""A cheap first look: a line without any of these cannot report a limit."""
 _SPAN_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|h|m|s)", re.IGNORECASE)
 _SPAN_UNIT = {"ms": 0.001, "h": 3600.0, "m": 60.0, "s": 1.0}
 
@@ -354,7 +356,7 @@ def _one_line(text: str) -> str:
 def _parse_line(line: str, *, now: datetime, zone: tzinfo) -> tuple[UsageLimit | None, int]:
     """What one line reports, and how much to trust it (see :class:`LimitWatcher`)."""
     stripped = line.strip()
-    if not stripped:
+    if not stripped or not _MAYBE.search(stripped):
         return None, 0
     if stripped.startswith("{"):
         try:
