@@ -298,7 +298,9 @@ async def build_snapshot(
     now = time.time() if now is None else now
     redactor = redactor or Redactor.from_env()
     rows: list[TeamRow] = []
-    gates = await get_gates(store, run_id, list(states))
+    gated_ids = {t.id for t in plan.teams if t.approval} if plan is not None else None
+    gated = [t for t in states if gated_ids is None or t in gated_ids]
+    gates = await get_gates(store, run_id, gated) if gated else {}
     for team_id, state in states.items():
         team = None
         if plan is not None:

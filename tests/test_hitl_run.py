@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from tests.support.gitrepo import GitRepo
+from tests.test_notify import Hooked, server  # noqa: F401 - the webhook server fixture
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -168,18 +169,23 @@ def test_gate_approved_from_another_process_while_run_waits(hitl: Env) -> None:
     assert events.returncode == 0, events.stderr
 
 
-def test_gate_decided_with_no_orchestrator_then_resume(hitl: Env) -> None:
-    """With only a gate left, `run` exits 3 saying what to run; the approval is given while no
-    orchestrator runs; `resume` picks it up and finishes the run."""
+def test_gate_decided_with_no_orchestrator_then_resume(hitl: Env, server: Hooked) -> None:  # noqa: F811
+    """With only a gate left, `run` exits 3 saying what to run (and posts the awaiting_approval
+    webhook); the approval is given while no orchestrator runs; `resume` picks it up and
+    finishes the run."""
     plan = hitl.plan(
         [
             {"id": "api", "task": "the api", "deliverables": ["api.txt"], "approval": True},
             {"id": "web", "task": "the web", "deliverables": ["web.txt"], "depends_on": ["api"]},
-        ]
+        ],
+        notify=[{"url": f"{server.url}/hook", "events": ["awaiting_approval"]}],
     )
     first = hitl("run", str(plan), "--backoff", "0")
     assert first.returncode == EXIT_AWAITING_APPROVAL, first.stdout + first.stderr
     run_id = str(hitl.board()["run_id"])
+    posted = [body for path, body in server.received if path == "/hook"]
+    assert [(b["event"], b["team"]) for b in posted] == [("awaiting_approval", "api")]
+    assert posted[0]["approve"] == f"orchestrate approve {run_id} api"
     assert f"orchestrate approve {run_id} api" in first.stdout
     assert f"orchestrate resume {run_id}" in first.stdout
     assert hitl.teams()["api"]["status"] == "awaiting_approval"
