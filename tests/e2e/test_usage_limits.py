@@ -8,6 +8,7 @@ what it printed must give that hour back.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -16,13 +17,14 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 
 from orchestrator.agents import adapter_for
 from orchestrator.agents.base import AgentContext
 from orchestrator.agents.limits import detect_limit
 from orchestrator.plan import AgentConfig
 from tests.e2e.clis import prepare
-from tests.e2e.test_real_clis import require
+from tests.e2e.test_real_clis import orchestrate, repo, require  # noqa: F401 - repo: a fixture
 from tests.support.llm_server import LLMServer, Turn
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -34,9 +36,9 @@ LONG_LIMIT_KINDS = ("claude-code", "codex", "gemini")
 
 def run_cli(kind: str, llm: LLMServer, tmp: Path, prompt: str, env: dict[str, str]) -> list[str]:
     cli = prepare(kind, llm.url, tmp / "home")
-    repo = tmp / "repo"
-    repo.mkdir()
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    workdir = tmp / "repo"
+    workdir.mkdir()
+    subprocess.run(["git", "init", "-q", str(workdir)], check=True)
     (tmp / "prompt.md").write_text(prompt)
     config = AgentConfig(kind=kind, command=cli.command, model=cli.model, args=cli.args)  # type: ignore[arg-type]
     adapter = adapter_for(kind)
@@ -46,21 +48,23 @@ def run_cli(kind: str, llm: LLMServer, tmp: Path, prompt: str, env: dict[str, st
         team_id="lim",
         attempt=1,
         agent_id="a1",
-        workdir=repo,
+        workdir=workdir,
         prompt_file=tmp / "prompt.md",
         prompt_text=prompt,
         model=cli.model,
     )
     full_env = dict(os.environ) | cli.env | adapter.env(ctx) | env
-    proc = subprocess.run(
-        adapter.argv(ctx),
-        cwd=repo,
-        env=full_env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=100,
-    )
+    stdin = adapter.stdin(ctx)  # the prompt, for the CLIs that read it there
+    with Path(stdin or os.devnull).open() as given:
+        proc = subprocess.run(
+            adapter.argv(ctx),
+            cwd=workdir,
+            env=full_env,
+            stdin=given,
+            capture_output=True,
+            text=True,
+            timeout=100,
+        )
     return proc.stdout.splitlines() + proc.stderr.splitlines()
 
 
@@ -84,3 +88,39 @@ def test_real_cli_reports_a_limit_whose_reset_we_read(kind: str, tmp_path: Path)
     assert limit.resets_at is not None, limit
     expected = datetime.fromtimestamp(resets_at, UTC)
     assert -timedelta(seconds=10) <= limit.resets_at - expected <= timedelta(minutes=1)
+
+
+def test_claude_code_limit_pauses_its_team_then_the_next_attempt_succeeds(
+    tmp_path: Path,
+    repo: Path,  # noqa: F811 - the fixture
+) -> None:
+    """In a run, the real Claude Code meets its 5-hour limit: the team is paused (not failed,
+    the attempt not counted), then after the reset its next attempt writes the deliverable."""
+    require("claude-code")
+    mark = "ZQlimitrun77"
+    with LLMServer() as llm:
+        cli = prepare("claude-code", llm.url, tmp_path / "home")
+        llm.script(
+            mark,
+            Turn.limit(time.time() + 2, times=1),
+            Turn(writes={"api.txt": "api\n"}, text="API written."),
+        )
+        entry = cli.agent_entry()
+        entry["env"] = dict(cli.env) | {
+            "ANTHROPIC_API_KEY": "",
+            "CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-scripted",
+        }
+        plan = {
+            "version": 1,
+            "name": "e2e-limit",
+            "defaults": {"agent": "cli", "timeout": "100s", "stall_timeout": "90s", "retries": 0},
+            "agents": {"cli": entry},
+            "teams": [{"id": "api", "task": f"{mark}: write api.txt", "deliverables": ["api.txt"]}],
+        }
+        (repo / "plan.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
+        run = orchestrate(repo, "run", "plan.yaml", "--backoff", "0.1")
+    assert run.returncode == 0, f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+    assert "anthropic usage limit: paused until" in run.stdout
+    board = json.loads(orchestrate(repo, "status", "--json").stdout)
+    api = board["teams"][0]
+    assert api["status"] == "succeeded" and api["attempt"] == 2
