@@ -272,10 +272,12 @@ class Attempt:
 
         Raises :class:`~orchestrator.worktree_setup.CopyRefused`.
         """
-        copied = await copy_untracked(
-            self.site.loaded.repo_root, self.worktree, self.plan.copies(self.team)
-        )
-        return copied.secrets
+        site = self.site
+        copies = self.plan.copies(self.team)
+        if site.shared_worktree is None:
+            return (await copy_untracked(site.loaded.repo_root, self.worktree, copies)).secrets
+        async with site.setup_lock:  # teams share the worktree: one copier at a time
+            return (await copy_untracked(site.loaded.repo_root, self.worktree, copies)).secrets
 
     async def _setup(self, secrets: Sequence[str]) -> str | None:
         """Run the set-up commands not yet run in this worktree; why they failed, or None.

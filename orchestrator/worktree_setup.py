@@ -37,6 +37,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from secrets import token_hex
 
 import anyio
 
@@ -242,7 +243,7 @@ def _copy_one(source: Path, target: Path, worktree: Path) -> str:
     if target.is_symlink():
         target.unlink()
     data = source.read_bytes()  # through a symlink too: the user's own file
-    tmp = parent / f".{target.name}.orchestrate-copy"
+    tmp = parent / f".{target.name}.{token_hex(4)}.orchestrate-copy"  # one per writer
     tmp.write_bytes(data)
     shutil.copymode(source, tmp)
     tmp.replace(target)

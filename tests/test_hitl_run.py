@@ -238,6 +238,7 @@ def test_setup_and_copy_in_each_isolation(hitl: Env, isolation: str) -> None:
                 "checks": ["test -f .env"],
             },
             {"id": "web", "task": "the web", "deliverables": ["web.txt"], "depends_on": ["api"]},
+            {"id": "docs", "task": "the docs", "deliverables": ["docs.txt"]},  # beside api
         ],
         isolation=isolation,
         setup=[setup],
