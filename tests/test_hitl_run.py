@@ -189,6 +189,7 @@ def test_gate_decided_with_no_orchestrator_then_resume(hitl: Env, server: Hooked
     assert f"orchestrate approve {run_id} api" in first.stdout
     assert f"orchestrate resume {run_id}" in first.stdout
     assert hitl.teams()["api"]["status"] == "awaiting_approval"
+    assert f"waits for approval: orchestrate approve {run_id} api" in hitl("status").stdout
     assert hitl("approve", run_id, "api").returncode == 0
     resumed = hitl("resume", run_id, "--backoff", "0")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
