@@ -556,7 +556,8 @@ class Attempt:
     async def _record_judgement(self, checks: Sequence[CheckResult] | None, reason: str) -> None:
         """On the attempt: each check's result (field ``checks``, JSON, when they ran) and
         why it did not pass (``reason``: the missing files, the failing checks)."""
-        fields = {"checks": checks_json(checks)} if checks is not None else {}
+        redactor = Redactor(self.site.secrets)
+        fields = {"checks": checks_json(checks, redactor)} if checks is not None else {}
         if reason:
             fields["reason"] = reason
         if fields:
@@ -602,9 +603,9 @@ class Attempt:
         return text
 
 
-def checks_json(checks: Sequence[CheckResult]) -> str:
-    """``[{"command", "passed", "exit_code", "duration", "timed_out"}]`` (an attempt's
-    ``checks`` field; the report reads it)."""
+def checks_json(checks: Sequence[CheckResult], redactor: Redactor) -> str:
+    """``[{"command", "passed", "exit_code", "duration", "timed_out", "output"}]`` (an
+    attempt's ``checks`` field; the report and the dashboard read it; output redacted)."""
     return json.dumps(
         [
             {
@@ -613,6 +614,7 @@ def checks_json(checks: Sequence[CheckResult]) -> str:
                 "exit_code": c.exit_code,
                 "duration": round(c.duration, 3),
                 "timed_out": c.timed_out,
+                "output": redactor.redact(c.output_tail),
             }
             for c in checks
         ]

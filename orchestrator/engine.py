@@ -45,6 +45,7 @@ import structlog
 from anyio.abc import TaskGroup
 
 from orchestrator import graph
+from orchestrator.control import LiveControl
 from orchestrator.errors import OrchestrateError, StoreError
 from orchestrator.executor import open_executor
 from orchestrator.gitops import Git, shared_branch
@@ -174,6 +175,8 @@ class Engine:
         self._tg: TaskGroup | None = None
         self._stopping = False
         """A signal asked the run to stop (its task group is cancelled as soon as it exists)."""
+        self.control = LiveControl()
+        """Cancel or retry one team on request (`orchestrate cancel-team` / `retry-team`)."""
 
     def _say(self, status: str, detail: str = "", team: str | None = None) -> None:
         self.notify(Notice(time.time(), team, status, detail))
@@ -271,13 +274,15 @@ class Engine:
         self.integration = await integrate_run(ctx, partial=partial)
 
     async def _watch_cancel(self, ctx: RunContext, tg: TaskGroup) -> None:
-        """Stop the run once ``orchestrate cancel`` marked it cancelled."""
+        """Stop the run once ``orchestrate cancel`` marked it cancelled; act on the requests
+        to cancel or retry one team (:mod:`orchestrator.control`)."""
         while not ctx.cancel_requested.is_set():
             with anyio.move_on_after(CANCEL_POLL):
                 await ctx.cancel_requested.wait()
             if ctx.cancel_requested.is_set():
                 break
             try:
+                await self.control.poll(ctx)
                 run = await self.store.get_run(ctx.run_id)
             except StoreError:
                 continue  # the store's own retries failed; the next write says why
@@ -345,6 +350,7 @@ class Engine:
         limit = self.options.max_parallel or plan.max_parallel
         providers = {t.id: ctx.provider(t) for t in plan.teams}
         send, receive = anyio.create_memory_object_stream[TeamResult](max_buffer_size=math.inf)
+        self.control.attach(send, status, start.recoveries)
         async with send, receive:
             # Re-attached agents are running already: they do not wait for a slot.
             for team in plan.teams:
@@ -381,9 +387,11 @@ class Engine:
                         rec = start.recoveries.get(team.id)
                         tg.start_soon(self._run_team, ctx, team, send.clone(), rec)
                 if not running and not held:
+                    self.control.detach()
                     return
                 if running and running <= ctx.awaiting and not held:
                     self.paused_for = "approval"  # only gates are left: a person must decide
+                    self.control.detach()
                     return
                 result = None
                 with anyio.move_on_after(IDLE_POLL):  # a team may start waiting at its gate
@@ -451,7 +459,12 @@ class Engine:
     ) -> None:
         async with send:
             structlog.contextvars.bind_contextvars(team=team.id)
-            result = await TeamRunner(ctx, team, recovery).run()
+            with anyio.CancelScope() as scope:  # cancelled alone by `orchestrate cancel-team`
+                self.control.scopes[team.id] = scope
+                result = await TeamRunner(ctx, team, recovery).run()
+            self.control.scopes.pop(team.id, None)
+            if scope.cancelled_caught:
+                result = TeamResult(team=team.id, status="cancelled", reason="cancelled on request")
             await send.send(result)
 
     async def _finish(self, ctx: RunContext) -> RunResult:

@@ -22,6 +22,8 @@ touches keys of one Redis Cluster slot::
                                            note / reason
     orch:{RUN}:pauses                      hash: provider -> JSON {until, team, message}: usage
                                            limits; no agent of that provider starts before until
+    orch:{RUN}:requests                    stream: requests to the live orchestrator
+                                           (cancel or retry one team; capped)
 
 The prefix (``orch``) is a setting so that tests and several installations can
 share one server.
@@ -97,6 +99,9 @@ class Keys:
 
     def pauses(self, run_id: str) -> str:
         return f"{self._run(run_id)}:pauses"
+
+    def requests(self, run_id: str) -> str:
+        return f"{self._run(run_id)}:requests"
 
     def run_pattern(self, run_id: str) -> str:
         """A SCAN pattern matching every key of one run (for deleting a run)."""

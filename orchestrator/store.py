@@ -574,6 +574,105 @@ class Store:
 
         return await self._call(go)
 
+    async def read_run_streams(
+        self,
+        run_id: str,
+        *,
+        events_after: str,
+        logs_after: Mapping[str, str],
+        block_ms: int | None = None,
+        count: int = 500,
+    ) -> tuple[list[Event], list[LogEntry]]:
+        """New events and new log lines of several teams in one (blocking) ``XREAD``.
+
+        ``logs_after``: team -> the stream id already seen. With ``block_ms``, wait
+        (at most ``MAX_BLOCK_MS``) until one of the streams has an entry.
+        """
+        k = self.keys
+        streams = {k.events(run_id): events_after}
+        by_key = {k.log(run_id, team): team for team in logs_after}
+        for key, team in by_key.items():
+            streams[key] = logs_after[team]
+        block = None if block_ms is None else max(1, min(block_ms, MAX_BLOCK_MS))
+
+        async def go() -> list[Any]:
+            got: list[Any] = await self._redis.xread(streams, count=count, block=block)
+            return got or []
+
+        events: list[Event] = []
+        lines: list[LogEntry] = []
+        for key, entries in await self._call(go):
+            if key in by_key:
+                lines += [log_entry_from(by_key[key], i, f) for i, f in entries]
+            else:
+                events += [event_from(i, f) for i, f in entries]
+        return events, lines
+
+    async def stream_tails(self, run_id: str, teams: Sequence[str]) -> tuple[str, dict[str, str]]:
+        """The newest entry id of the run's event stream and of each team's log stream
+        (``"0-0"`` for an empty one): where a reader that wants only new entries starts."""
+        k = self.keys
+        keys = [k.events(run_id), *(k.log(run_id, t) for t in teams)]
+
+        async def go() -> list[Any]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.xrevrange(key, count=1)
+                got: list[Any] = await pipe.execute()
+                return got
+
+        tails = [entries[0][0] if entries else "0-0" for entries in await self._call(go)]
+        return tails[0], dict(zip(teams, tails[1:], strict=True))
+
+    async def events_tails(self, run_ids: Sequence[str]) -> dict[str, str]:
+        """The newest event id of each run (``"0-0"`` when it has none), in one round trip."""
+        keys = [self.keys.events(r) for r in run_ids]
+
+        async def go() -> list[Any]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.xrevrange(key, count=1)
+                got: list[Any] = await pipe.execute()
+                return got
+
+        got = await self._call(go) if keys else []
+        return {r: (e[0][0] if e else "0-0") for r, e in zip(run_ids, got, strict=True)}
+
+    async def wait_events(self, after: Mapping[str, str], *, block_ms: int) -> set[str]:
+        """Wait (at most ``block_ms``, capped at ``MAX_BLOCK_MS``) for a new event in any of
+        several runs (run -> the event id seen); the runs that got one."""
+        if not after:
+            await anyio.sleep(min(block_ms, MAX_BLOCK_MS) / 1000)
+            return set()
+        by_key = {self.keys.events(r): r for r in after}
+        streams = {k: after[r] for k, r in by_key.items()}
+        block = max(1, min(block_ms, MAX_BLOCK_MS))
+
+        async def go() -> list[Any]:
+            got: list[Any] = await self._redis.xread(streams, count=1, block=block)
+            return got or []
+
+        return {by_key[key] for key, _ in await self._call(go)}
+
+    # -- requests to the live orchestrator -------------------------------------------
+
+    async def send_request(self, run_id: str, action: str, team: str) -> str:
+        """Ask the run's live orchestrator to ``action`` (``cancel-team``, ``retry-team``)
+        ``team``; returns the request's id. The engine reads them (:meth:`read_requests`)."""
+        key = self.keys.requests(run_id)
+        self.keys.team(run_id, team)  # checks the team id
+        fields = {"action": action, "team": team, "ts": repr(time.time())}
+        entry: str = await self._call(
+            lambda: self._redis.xadd(key, fields, maxlen=1000, approximate=True)
+        )
+        return entry
+
+    async def read_requests(
+        self, run_id: str, *, after: str
+    ) -> list[tuple[str, dict[str, str]]]:
+        """Requests (id, fields) sent after the entry id ``after``."""
+        return await self._xread(self.keys.requests(run_id), after, 100, None)
+
 
 _BREAK_LEASE = """
 local raw = redis.call('GET', KEYS[1])

@@ -110,7 +110,7 @@ def find_deliverables(worktree: Path, deliverables: Sequence[str]) -> Deliverabl
         pattern = raw.strip().lstrip("/")
         if not pattern:
             continue
-        if glob.has_magic(pattern):
+        if glob.has_magic(pattern) and not (root / pattern).exists():  # a literal path first
             matches = sorted(
                 p
                 for p in root.glob(pattern)

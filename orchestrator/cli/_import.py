@@ -38,6 +38,14 @@ def import_plan(
             "offline reader.",
         ),
     ] = None,
+    no_deps_ok: Annotated[
+        bool,
+        typer.Option(
+            "--no-deps-ok",
+            help="No warning when several teams got no dependency although the text speaks "
+            "of some.",
+        ),
+    ] = False,
     agent_command: Annotated[
         str | None,
         typer.Option(
@@ -51,10 +59,12 @@ def import_plan(
 
     Offline by default: teams, dependencies, deliverables, roles, estimates and
     criteria are read from the document's structure; every guessed value gets a
-    comment in the YAML. Exit 2 if the document names no team.
+    comment in the YAML, every dependency it could not read is listed with its
+    line, and every command a run would start is shown. Exit 2 if the document
+    names no team.
     """
     from orchestrator.errors import UsageError
-    from orchestrator.mdimport import load_markdown_plan, summary_lines
+    from orchestrator.mdimport import load_markdown_plan, no_edges_message, summary_lines
 
     if not markdown.is_file():
         raise UsageError(f"no such file: {markdown}")
@@ -74,6 +84,9 @@ def import_plan(
         result = load_markdown_plan(markdown)
     for line in summary_lines(result):
         typer.echo(line)
+    warning = [] if no_deps_ok else no_edges_message(result)
+    if warning:
+        typer.echo("\n".join(["", f"WARNING: {warning[0]}", *warning[1:], ""]), err=True)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(result.yaml_text, encoding="utf-8")

@@ -187,15 +187,26 @@ def _configure_logging(verbose: bool) -> None:
     )
 
 
-def _load(plan_file: Path) -> LoadedPlan:
-    """The plan: YAML directly, or a Markdown coordination plan through the importer."""
+def _load(plan_file: Path, *, yes: bool = False, no_deps_ok: bool = False) -> LoadedPlan:
+    """The plan: YAML directly, or a Markdown coordination plan through the importer.
+
+    A Markdown plan is shown first (teams, and every command a run starts); then
+    the user confirms on a terminal, or gave ``--yes``. Several teams without a
+    single dependency although the text speaks of some are refused unless
+    ``--no-deps-ok``.
+    """
     from orchestrator.errors import UsageError
     from orchestrator.planload import load_plan, load_plan_text
 
-    if plan_file.suffix.lower() != ".md":
+    if plan_file.suffix.lower() not in (".md", ".markdown"):
         return load_plan(plan_file)
     try:
-        from orchestrator.mdimport.convert import load_markdown_plan, summary_lines
+        from orchestrator.mdimport.convert import (
+            commands,
+            load_markdown_plan,
+            no_edges_message,
+            summary_lines,
+        )
     except ImportError as exc:
         raise UsageError(
             f"{plan_file}: running a Markdown plan needs the Markdown importer, which this "
@@ -205,7 +216,36 @@ def _load(plan_file: Path) -> LoadedPlan:
     for line in summary_lines(imported):
         _echo(line)
     # Validated again as YAML beside the Markdown file: its repo, base branch and roles.
-    return load_plan_text(imported.yaml_text, path=plan_file.absolute().with_suffix(".yaml"))
+    loaded = load_plan_text(imported.yaml_text, path=plan_file.absolute().with_suffix(".yaml"))
+    warning = no_edges_message(imported)
+    if warning and not no_deps_ok:
+        for line in warning[:-1]:
+            sys.stderr.write(f"{line}\n")
+        raise UsageError(
+            f"{plan_file}: no dependency read between its teams although the lines above speak "
+            "of an order; fix the plan, or pass --no-deps-ok if the teams are independent"
+        )
+    _confirm(plan_file, len(commands(loaded.plan)), yes=yes)
+    return loaded
+
+
+def _confirm(plan_file: Path, count: int, *, yes: bool) -> None:
+    """Ask before running the commands a Markdown plan starts (listed just above)."""
+    from orchestrator.errors import UsageError
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"{plan_file}: a Markdown plan runs the {count} command(s) listed above; "
+            "pass --yes to run them without a terminal to ask on"
+        )
+    try:
+        answer = input(f"run the {count} command(s) listed above? [y/N] ")
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() not in ("y", "yes"):
+        raise UsageError(f"{plan_file}: not confirmed; nothing was run")
 
 
 def _shown_path(path: Path) -> str:
@@ -333,8 +373,31 @@ def run(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Debug log (run, team, agent) on stderr.")
     ] = False,
+    ui: Annotated[
+        bool, typer.Option("--ui", help="Serve the web dashboard beside the run (loopback).")
+    ] = False,
+    ui_port: Annotated[
+        int, typer.Option("--ui-port", min=0, max=65535, help="The dashboard's port.")
+    ] = 8765,
     state_dir: StateDirOpt = None,
     redis_url: RedisUrlOpt = None,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes",
+            "-y",
+            help="A Markdown plan: run the commands it lists without asking "
+            "(needed without a terminal).",
+        ),
+    ] = False,
+    no_deps_ok: Annotated[
+        bool,
+        typer.Option(
+            "--no-deps-ok",
+            help="A Markdown plan whose teams got no dependency although its text speaks of "
+            "some: run it anyway.",
+        ),
+    ] = False,
 ) -> None:
     """Run a plan: every team's agent in its own worktree, retries, integration, a summary.
 
@@ -348,7 +411,7 @@ def run(
     from orchestrator.paths import STATE_DIR_NAME, StateLayout
 
     _configure_logging(verbose)
-    loaded = _load(plan_file)
+    loaded = _load(plan_file, yes=yes, no_deps_ok=no_deps_ok)
     from orchestrator.preflight import require_agents, unseen_files
 
     for warning in unseen_files(loaded):
@@ -379,8 +442,14 @@ def run(
             on_started=on_started,
         )
 
+    runner: Callable[[Store, OnStarted | None], Awaitable[RunResult]] = go
+    if ui:  # the dashboard beside the run (orchestrator/cli/_ui.py)
+        from orchestrator.cli._ui import beside
+
+        runner, announce = beside(go, layout=layout, redis_url=redis_url, port=ui_port)
+        announce()
     result = out.run(
-        settings, layout, go, before=lambda store: _note_live_runs(store, loaded.plan.name)
+        settings, layout, runner, before=lambda store: _note_live_runs(store, loaded.plan.name)
     )
     for line in _summary(result, layout.report_file(result.run_id, "html"), state_hint(layout)):
         _echo(line)
