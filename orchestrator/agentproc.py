@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -35,7 +36,10 @@ import anyio
 import anyio.lowlevel
 import psutil
 
+from orchestrator import forkserver
 from orchestrator.errors import AgentError
+from orchestrator.supervisor import create_time as supervisor_create_time
+from orchestrator.supervisor import identity_file
 
 POLL_INTERVAL = 0.05
 """Seconds between looks at the log and status files when nothing is new."""
@@ -110,12 +114,35 @@ def read_status(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def read_identity(status: Path) -> tuple[int, float] | None:
+    """(pid, start time) the supervisor writing ``status`` recorded, or None."""
+    record = read_status(identity_file(status))
+    if record is None:
+        return None
+    pid, created = record.get("supervisor_pid"), record.get("created")
+    if not isinstance(pid, int) or not isinstance(created, int | float):
+        return None
+    return pid, float(created)
+
+
+def _same_start(proc: psutil.Process, created: float) -> bool:
+    return abs(proc.create_time() - created) <= 0.05
+
+
 def _is_supervisor(proc: psutil.Process, status: Path | None, create_time: float | None) -> bool:
-    """Is ``proc`` the supervisor writing ``status`` (and not a process that reused its pid)?"""
-    if create_time is not None and abs(proc.create_time() - create_time) > 0.05:
-        return False
+    """Is ``proc`` the supervisor writing ``status`` (and not a process that reused its pid)?
+
+    A pid with its start time names one process for sure: the recorded
+    ``create_time``, else the one the supervisor wrote next to ``status``. Only a
+    supervisor of an older version, which wrote neither, is told by its command line.
+    """
+    if create_time is not None:
+        return _same_start(proc, create_time)
     if status is None:
         return True
+    identity = read_identity(status)
+    if identity is not None:
+        return identity[0] == proc.pid and _same_start(proc, identity[1])
     try:
         cmdline = proc.cmdline()
         cwd = proc.cwd()
@@ -128,6 +155,41 @@ def _is_supervisor(proc: psutil.Process, status: Path | None, create_time: float
         return False
     theirs = os.path.normpath(Path(cwd) / cmdline[index])
     return theirs == os.path.normpath(status.absolute())
+
+
+def find_supervisor(status: Path) -> tuple[int, float] | None:
+    """The live supervisor writing ``status`` (pid, start time): for a pid never recorded.
+
+    From the record it writes next to ``status`` (a forked supervisor's command
+    line is its fork server's); for an older supervisor, from its command line.
+    """
+    identity = read_identity(status)
+    if identity is not None:
+        pid, created = identity
+        return identity if _alive(pid, create_time=created) else None
+    want = os.path.normpath(status)
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmd = proc.info["cmdline"] or []
+        if "orchestrator.supervisor" not in cmd or "--status" not in cmd:
+            continue
+        i = cmd.index("--status") + 1
+        if i < len(cmd) and os.path.normpath(cmd[i]) == want:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            with contextlib.suppress(psutil.Error):
+                return proc.pid, proc.create_time()
+    return None
+
+
+def _owns(pid: int, status: Path, create_time: float | None) -> bool:
+    """Is the process ``pid`` (just opened as a pidfd) the supervisor we are after?"""
+    if create_time is not None:  # one read of /proc instead of psutil's several
+        now = supervisor_create_time(pid)
+        return now is not None and abs(now - create_time) <= 0.05
+    try:
+        return _is_supervisor(psutil.Process(pid), status, None)
+    except psutil.Error:
+        return False
 
 
 def _alive(pid: int, status: Path | None = None, create_time: float | None = None) -> bool:
@@ -226,6 +288,86 @@ def _send_secrets(fd: int, secrets: Sequence[str]) -> None:
         os.close(fd)
 
 
+_ready_dirs: set[Path] = set()
+"""Folders of logs and status files known to exist: no mkdir per agent."""
+
+
+def _prepare(launch: Launch) -> tuple[int, int]:
+    """Clear the attempt's status, open its log: (log fd, the log's size). Raises OSError."""
+    for folder in {launch.log.parent, launch.status.parent} - _ready_dirs:
+        folder.mkdir(parents=True, exist_ok=True)
+        _ready_dirs.add(folder)
+    for stale in (launch.status, identity_file(launch.status)):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(stale)  # noqa: PTH108 (per agent: no Path machinery)
+    try:
+        fd = os.open(launch.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except FileNotFoundError:  # its folder went away since
+        _ready_dirs.clear()
+        launch.log.parent.mkdir(parents=True, exist_ok=True)
+        launch.status.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(launch.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    return fd, os.fstat(fd).st_size
+
+
+def _cannot_start(launch: Launch, exc: OSError) -> AgentError:
+    return AgentError(
+        f"cannot start the agent {launch.argv[0]!r} in {launch.cwd}: {exc.strerror or exc}"
+    )
+
+
+def _request(launch: Launch) -> dict[str, Any]:
+    """What the fork server needs to fork the supervisor of ``launch`` (absolute paths)."""
+    return {
+        "argv": list(launch.argv),
+        "cwd": str(launch.cwd.absolute()),
+        "env": dict(launch.env),
+        "log": str(launch.log.absolute()),
+        "status": str(launch.status.absolute()),
+        "secrets": list(launch.secrets),
+        "stdin": None if launch.stdin is None else str(launch.stdin.absolute()),
+    }
+
+
+def _spawn(launch: Launch, log_fd: int) -> subprocess.Popen[bytes]:
+    """Start the supervisor as a fresh interpreter (the slow path)."""
+    secrets_r, secrets_w = os.pipe() if launch.secrets else (-1, -1)
+    try:
+        secrets_args = ["--secrets-fd", str(secrets_r)] if launch.secrets else []
+        if launch.stdin is not None:
+            secrets_args += ["--stdin", str(launch.stdin)]
+        popen = subprocess.Popen(
+            [
+                *_SUPERVISOR,
+                "--log",
+                str(launch.log),
+                "--status",
+                str(launch.status),
+                *secrets_args,
+                "--",
+                *launch.argv,
+            ],
+            cwd=launch.cwd,
+            env=dict(launch.env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log_fd,  # should the supervisor itself fail, its traceback is in the log
+            start_new_session=True,
+            close_fds=True,
+            pass_fds=(secrets_r,) if launch.secrets else (),
+        )
+    except BaseException:
+        if launch.secrets:
+            os.close(secrets_w)
+        raise
+    finally:
+        if launch.secrets:
+            os.close(secrets_r)
+    if launch.secrets:
+        _send_secrets(secrets_w, launch.secrets)
+    return popen
+
+
 class _LineSplitter:
     """Bytes in, complete decoded lines out; a partial line waits (bounded by MAX_LINE)."""
 
@@ -272,6 +414,7 @@ class AgentProcess:
         offset: int,
         popen: subprocess.Popen[bytes] | None,
         create_time: float | None,
+        fresh: bool = False,
     ) -> None:
         self.pid = pid
         """The supervisor's pid, which is also the process group id of the agent."""
@@ -288,63 +431,57 @@ class AgentProcess:
         self._detached = False
         self._pidfd = _open_pidfd(pid)
         """Wakes :meth:`_nap` the moment the supervisor exits, instead of a poll tick later."""
+        self._gone = False
+        """The pid is not (or no longer) our supervisor's: a stranger, or an exited one reaped."""
+        if not fresh and self._pidfd is not None and not _owns(pid, status, create_time):
+            self._close_pidfd()
+            self._gone = True
 
     # -- starting ---------------------------------------------------------------------------
 
     @classmethod
     async def start(cls, launch: Launch) -> AgentProcess:
-        """Start ``launch.argv`` under a supervisor in a new session. Raises :class:`AgentError`."""
-        return await anyio.to_thread.run_sync(cls._start_sync, launch)
+        """Start ``launch.argv`` under a supervisor in a new session. Raises :class:`AgentError`.
 
-    @classmethod
-    def _start_sync(cls, launch: Launch) -> AgentProcess:
+        Through the fork server (awaited on the event loop: a few file operations and
+        one message), else as a fresh interpreter (in a worker thread).
+        """
         if not launch.argv:
             raise AgentError("the agent's command line is empty")
-        try:
-            launch.log.parent.mkdir(parents=True, exist_ok=True)
-            launch.status.parent.mkdir(parents=True, exist_ok=True)
-            launch.status.unlink(missing_ok=True)
-            fd = os.open(launch.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            secrets_r, secrets_w = os.pipe() if launch.secrets else (-1, -1)
+        if forkserver.enabled():
             try:
-                offset = os.fstat(fd).st_size
-                secrets_args = ["--secrets-fd", str(secrets_r)] if launch.secrets else []
-                if launch.stdin is not None:
-                    secrets_args += ["--stdin", str(launch.stdin)]
-                popen = subprocess.Popen(
-                    [
-                        *_SUPERVISOR,
-                        "--log",
-                        str(launch.log),
-                        "--status",
-                        str(launch.status),
-                        *secrets_args,
-                        "--",
-                        *launch.argv,
-                    ],
-                    cwd=launch.cwd,
-                    env=dict(launch.env),
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=fd,  # should the supervisor itself fail, its traceback is in the log
-                    start_new_session=True,
-                    close_fds=True,
-                    pass_fds=(secrets_r,) if launch.secrets else (),
+                fd, offset = _prepare(launch)
+                try:
+                    forked = await forkserver.fork_server().aspawn(_request(launch), fd)
+                finally:
+                    os.close(fd)
+            except forkserver.ForkServerUnavailable:
+                pass
+            except OSError as exc:
+                raise _cannot_start(launch, exc) from exc
+            else:
+                pid, create_time = forked
+                return cls(
+                    pid=pid,
+                    log=launch.log,
+                    status=launch.status,
+                    offset=offset,
+                    popen=None,
+                    create_time=create_time,
+                    fresh=True,  # it told us its pid itself: no need to check who it is
                 )
-            except BaseException:
-                if launch.secrets:
-                    os.close(secrets_w)
-                raise
+        return await anyio.to_thread.run_sync(cls._spawn_sync, launch)
+
+    @classmethod
+    def _spawn_sync(cls, launch: Launch) -> AgentProcess:
+        try:
+            fd, offset = _prepare(launch)
+            try:
+                popen = _spawn(launch, fd)
             finally:
                 os.close(fd)
-                if launch.secrets:
-                    os.close(secrets_r)
-            if launch.secrets:
-                _send_secrets(secrets_w, launch.secrets)
         except OSError as exc:
-            raise AgentError(
-                f"cannot start the agent {launch.argv[0]!r} in {launch.cwd}: {exc.strerror or exc}"
-            ) from exc
+            raise _cannot_start(launch, exc) from exc
         try:
             create_time: float | None = psutil.Process(popen.pid).create_time()
         except psutil.Error:
@@ -383,6 +520,10 @@ class AgentProcess:
     def _supervisor_alive(self) -> bool:
         if self._popen is not None:
             return self._popen.poll() is None
+        if self._gone:
+            return False
+        if self._pidfd is not None:  # the process we opened it for: readable once it exited
+            return not select.select([self._pidfd], [], [], 0)[0]
         return _alive(self.pid, self.status, self.create_time)
 
     # -- running ----------------------------------------------------------------------------
@@ -526,8 +667,12 @@ class AgentProcess:
         _reap_released()
         if self._popen is not None:
             self._popen.poll()  # reap our supervisor so it is not counted as a zombie
-        elif not _leads_group(self.pid, self.status, self.create_time):
+        elif self._gone or (
+            self._pidfd is None and not _leads_group(self.pid, self.status, self.create_time)
+        ):
             return False
+        # With a pidfd the group is ours: its leader is our supervisor, alive or exited (and
+        # a group's id is not reused while any member lives).
         return _group_alive(self.pid)
 
     def detach(self) -> None:

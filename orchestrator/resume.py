@@ -52,7 +52,7 @@ import anyio
 import psutil
 import structlog
 
-from orchestrator.agentproc import AgentProcess, read_status
+from orchestrator.agentproc import AgentProcess, find_supervisor, read_status
 from orchestrator.budgets import effective_budget, raise_budget
 from orchestrator.engine import Engine, RunResult, StartState, first_error
 from orchestrator.errors import (
@@ -106,22 +106,6 @@ def _alive_since(pid: int, since: float) -> bool:
         return proc.status() != psutil.STATUS_ZOMBIE and proc.create_time() <= since + 1.0
     except psutil.Error:
         return False
-
-
-def find_supervisor(status: Path) -> tuple[int, float] | None:
-    """The live supervisor writing ``status`` (pid, start time): for a pid never recorded."""
-    want = os.path.normpath(status)
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        cmd = proc.info["cmdline"] or []
-        if "orchestrator.supervisor" not in cmd or "--status" not in cmd:
-            continue
-        i = cmd.index("--status") + 1
-        if i < len(cmd) and os.path.normpath(cmd[i]) == want:
-            if proc.info["status"] == psutil.STATUS_ZOMBIE:
-                continue
-            with contextlib.suppress(psutil.Error):
-                return proc.pid, proc.create_time()
-    return None
 
 
 def run_processes(run_id: str) -> list[psutil.Process]:

@@ -22,17 +22,26 @@ own, so the agent outlives a crash of the orchestrator. The supervisor:
   tail that could be the start of a secret, so a secret never straddles two
   writes: that tail waits for the rest of its line (or the agent's end);
 - forwards SIGTERM, SIGINT and SIGHUP to the agent;
+- records who it is (pid and start time, ``STATUS.pid``) once the agent runs,
+  so that a resume finds it even if the orchestrator never learnt its pid;
 - when the agent has ended, kills what the agent left behind in the group
-  (a background grandchild), then writes STATUS atomically (write, fsync,
-  rename)::
+  (a background grandchild; as the agent's subreaper it only looks when one
+  of the agent's processes is still alive), then writes STATUS atomically
+  (write + rename)::
 
       {"exit_code": int | null, "signal": int | null, "pid": agent pid | null,
-       "supervisor_pid": int, "started": epoch, "ended": epoch}
+       "supervisor_pid": int, "supervisor_created": epoch (its start time, as psutil
+       has it), "started": epoch, "ended": epoch}
+
+  and removes ``STATUS.pid``;
 
   An agent that cannot be started gets ``exit_code`` 127 (not found) or 126
   (not executable) and the reason as a line in LOG.
 
-It imports the standard library only: it starts once per agent.
+The orchestrator normally forks it from a warm helper (:mod:`orchestrator.forkserver`,
+which calls :func:`supervise`); this command line is the slow path, and the
+name live processes of older versions carry.
+It imports the standard library only (and :mod:`orchestrator.redact`, which does too).
 """
 
 from __future__ import annotations
@@ -46,9 +55,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from orchestrator.redact import redact_bytes, secret_values
 
@@ -155,21 +165,123 @@ class LogWriter:
 
 
 def write_status(path: Path, status: dict[str, object]) -> None:
-    """Write ``status`` as JSON to ``path`` atomically: a temporary file, fsync, rename."""
+    """Write ``status`` as JSON to ``path`` atomically: a temporary file, then a rename.
+
+    No fsync: the orchestrator reads it the moment we exit, and should the
+    machine crash before the disk has it, the attempt is seen as cut short and
+    run again, which is what a crash calls for anyway (an fsync of the file and
+    its folder cost ~3 ms per agent, on the path from one agent to the next).
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.write(fd, json.dumps(status).encode() + b"\n")
-        os.fsync(fd)
     finally:
         os.close(fd)
     tmp.replace(path)
+    with contextlib.suppress(OSError):  # the status names us now
+        identity_file(path).unlink()
+
+
+def identity_file(status: Path) -> Path:
+    """Where the supervisor writing ``status`` records who it is while it runs."""
+    return status.with_name(status.name + ".pid")
+
+
+def start_ticks(pid: int | str = "self") -> int | None:
+    """Process ``pid``'s start time in clock ticks since boot (``/proc/PID/stat``), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:  # noqa: PTH123 (hot path: no Path object)
+            stat = fh.read()
+    except OSError:
+        return None
+    # pid (comm) state ppid ...: comm may hold spaces and parentheses; starttime is field 22.
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _boot_time() -> float | None:
+    try:
+        with open("/proc/stat", "rb") as fh:  # noqa: PTH123
+            for line in fh:
+                if line.startswith(b"btime"):
+                    return float(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def create_time(pid: int | str = "self") -> float | None:
+    """Process ``pid``'s start time in seconds since the epoch, exactly as ``psutil`` has it."""
+    ticks, boot = start_ticks(pid), _boot_time()
+    if ticks is None or boot is None:
+        return None
+    return ticks / os.sysconf("SC_CLK_TCK") + boot
+
+
+def write_identity(status: Path) -> None:
+    """Record our pid and start time next to ``status`` (write + rename).
+
+    A resume that never learnt our pid (the orchestrator died right after
+    starting us) finds us by it: pid and start time name one process for sure,
+    whatever started it (a fresh interpreter or the fork server).
+    """
+    path = identity_file(status)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with contextlib.suppress(OSError):
-        dfd = os.open(path.parent, os.O_RDONLY)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.fsync(dfd)
+            record = {"supervisor_pid": os.getpid(), "created": create_time()}
+            os.write(fd, json.dumps(record).encode() + b"\n")
         finally:
-            os.close(dfd)
+            os.close(fd)
+        tmp.replace(path)
+
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _libc() -> Any:
+    """The C library through ctypes (imported on first use; the fork server warms it)."""
+    global _LIBC
+    if _LIBC is None:
+        import ctypes
+
+        _LIBC = ctypes.CDLL(None, use_errno=True)
+    return _LIBC
+
+
+_LIBC: Any = None
+
+
+def become_subreaper() -> bool:
+    """Adopt the agent's orphans (Linux ``PR_SET_CHILD_SUBREAPER``); False where unsupported.
+
+    Then, once the agent is reaped, no child of ours means nothing of it is
+    left, and :func:`kill_leftovers` needs no scan of every process.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return bool(_libc().prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def _children() -> list[int] | None:
+    """Our live children (reaping the dead ones first); None when ``/proc`` cannot tell."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    me = os.getpid()
+    try:
+        with open(f"/proc/{me}/task/{me}/children", "rb") as fh:  # noqa: PTH123
+            return [int(pid) for pid in fh.read().split()]
+    except (OSError, ValueError):
+        return None
 
 
 def group_members(pgid: int) -> list[int] | None:
@@ -198,8 +310,13 @@ def group_members(pgid: int) -> list[int] | None:
     return members
 
 
-def kill_leftovers(pgid: int, pipe_open: bool) -> None:
-    """SIGKILL whatever the agent left running in our process group."""
+def kill_leftovers(pgid: int, pipe_open: bool, *, subreaper: bool = False) -> None:
+    """SIGKILL whatever the agent left running in our process group.
+
+    As a subreaper with no child left, nothing of the agent lives: no scan.
+    """
+    if subreaper and _children() == []:
+        return
     members = group_members(pgid)
     if members is None:
         if pipe_open:  # someone still holds the output pipe; no /proc to find them
@@ -218,13 +335,24 @@ def supervise(
     status: Path,
     extra_secrets: Sequence[str] = (),
     stdin: Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    identified: bool = False,
 ) -> int:
-    """Run ``argv`` to its end, logging its output; write ``status``. Returns our exit code."""
+    """Run ``argv`` to its end, logging its output; write ``status``. Returns our exit code.
+
+    ``stdin``: a file the agent reads as its stdin (default ``/dev/null``). ``env``: the
+    agent's environment (default: ours). ``identified``: our identity
+    record is written already (the fork server's child writes it before it tells
+    the orchestrator its pid)."""
     if os.getsid(0) != os.getpid():
         with contextlib.suppress(OSError):
             os.setsid()  # never share a group with whoever started us
     pgid = os.getpgrp()
-    writer = LogWriter(log, secret_bytes(dict(os.environ), list(extra_secrets)))
+    created = create_time()
+    subreaper = become_subreaper()
+    agent_env = dict(os.environ if env is None else env)
+    writer = LogWriter(log, secret_bytes(agent_env, list(extra_secrets)))
     started = time.time()
     child: subprocess.Popen[bytes] | None = None
     pending: list[int] = []
@@ -242,6 +370,7 @@ def supervise(
         with Path(stdin or os.devnull).open("rb") as source:  # the child keeps its own copy
             child = subprocess.Popen(
                 argv,
+                env=agent_env,
                 stdin=source,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -258,6 +387,7 @@ def supervise(
                 "signal": None,
                 "pid": None,
                 "supervisor_pid": os.getpid(),
+                "supervisor_created": created,
                 "started": started,
                 "ended": time.time(),
             },
@@ -265,11 +395,13 @@ def supervise(
         return 0
     for signum in pending:
         forward(signum, None)
+    if not identified:
+        write_identity(status)
     assert child.stdout is not None
     fd = child.stdout.fileno()
     eof = pump(child, fd, writer)
     returncode = child.wait()
-    kill_leftovers(pgid, pipe_open=not eof)
+    kill_leftovers(pgid, pipe_open=not eof, subreaper=subreaper)
     writer.close()
     child.stdout.close()
     write_status(
@@ -279,6 +411,7 @@ def supervise(
             "signal": -returncode if returncode < 0 else None,
             "pid": child.pid,
             "supervisor_pid": os.getpid(),
+            "supervisor_created": created,
             "started": started,
             "ended": time.time(),
         },

@@ -16,6 +16,7 @@ from typing import Any
 import psutil
 import pytest
 
+from orchestrator import forkserver
 from orchestrator.agentproc import MAX_BATCH, AgentProcess, Launch, Outcome
 from tests.support.agents import FakeAgent, python_agent
 
@@ -133,10 +134,16 @@ async def test_env_cwd_and_closed_stdin(tmp_path: Path) -> None:
     assert got.lines == [f"cwd={workdir}", "ORCHESTRATE_TEAM=db", "stdin=''"]
 
 
-async def test_launch_secrets_are_masked_in_the_log(tmp_path: Path) -> None:
+@pytest.mark.parametrize("path", ["forked", "spawned"])
+async def test_launch_secrets_are_masked_in_the_log(
+    tmp_path: Path, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A secret the agent's environment does not hold (the Redis password), given only in
     Launch.secrets, is ``***`` in the log file and in the lines delivered; it is in neither
-    the supervisor's argv nor its environment."""
+    the supervisor's argv nor its environment, whether the fork server forked it or it was
+    started as a fresh interpreter (then through ``--secrets-fd``)."""
+    if path == "spawned":
+        monkeypatch.setenv(forkserver.DISABLE_ENV, "0")
     secret = "redis-only-pw-4711"
     argv = python_agent(tmp_path / "agent.py", f"print('connect with {secret} now')\n")
     base = launch(tmp_path, argv)
@@ -145,10 +152,14 @@ async def test_launch_secrets_are_masked_in_the_log(tmp_path: Path) -> None:
     )
     got = Lines()
     async with await AgentProcess.start(spec) as proc:
-        cmdline = psutil.Process(proc.pid).cmdline()
+        supervisor = psutil.Process(proc.pid)
+        cmdline = settled_cmdline(proc.pid)
+        environ = supervisor.environ()
         outcome = await proc.run(timeout=30, stall_timeout=None, on_lines=got)
     assert outcome.exit_code == 0
-    assert "--secrets-fd" in cmdline and secret not in " ".join(cmdline)
+    assert secret not in " ".join(cmdline)
+    assert secret not in " ".join(environ.values())
+    assert ("--secrets-fd" in cmdline) == (path == "spawned")
     assert secret not in base.env.values()
     assert got.lines == ["connect with *** now"]
     assert spec.log.read_text() == "connect with *** now\n"
@@ -372,3 +383,34 @@ async def test_error_in_on_lines_stops_the_agent(tmp_path: Path) -> None:
         async with await AgentProcess.start(launch(tmp_path, argv)) as proc:
             await proc.run(timeout=30, stall_timeout=None, on_lines=on_lines)
     assert group_left(proc.pid) == []
+
+
+def settled_cmdline(pid: int) -> list[str]:
+    """``pid``'s command line; a process that has just exec'd shows none for a moment."""
+    deadline = time.monotonic() + 5
+    while not (cmdline := psutil.Process(pid).cmdline()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return cmdline
+
+
+@pytest.mark.parametrize("path", ["forked", "spawned"])
+async def test_the_agent_reads_its_stdin_file(
+    tmp_path: Path, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Launch.stdin: the agent reads that file as its stdin (its prompt, kept off its command
+    line), whichever way its supervisor was started."""
+    if path == "spawned":
+        monkeypatch.setenv(forkserver.DISABLE_ENV, "0")
+    prompt = tmp_path / "prompt.md"
+    prompt.write_text("build the thing\nthen test it\n")
+    reader = "import sys\nfor line in sys.stdin:\n    print('got', line.strip())\n"
+    argv = python_agent(tmp_path / "agent.py", reader)
+    base = launch(tmp_path, argv)
+    spec = Launch(
+        argv=argv, cwd=tmp_path, env=base.env, log=base.log, status=base.status, stdin=prompt
+    )
+    got = Lines()
+    async with await AgentProcess.start(spec) as proc:
+        outcome = await proc.run(timeout=30, stall_timeout=None, on_lines=got)
+    assert outcome.exit_code == 0
+    assert got.lines == ["got build the thing", "got then test it"]

@@ -18,7 +18,9 @@ import pytest
 from tests.support.redis import stop_embedded
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ["startup", "dispatch", "throughput", "logs_bench", "memory", "resume", "plan_graph"]
+SCRIPTS = [
+    "startup", "chain", "dispatch", "throughput", "logs_bench", "memory", "resume", "plan_graph"
+]
 
 
 @pytest.mark.slow
