@@ -189,6 +189,10 @@ class AttemptOutcome(_Model):
     fatal: bool = False
     retryable: bool = False
     retry_after: float | None = None
+    limit_resets_at: float | None = None
+    """The agent ran into a usage limit lifting then (epoch s): a pause, not a failure."""
+    limit_message: str | None = None
+    """What the agent said about the limit (one line)."""
     deliverables: dict[str, str | None] = Field(default_factory=dict)
     """Each file found -> its sha256; each unmet deliverable -> None."""
     checks: list[CheckOutcome] = Field(default_factory=list)

@@ -53,7 +53,7 @@ if TYPE_CHECKING:  # the adapters (and the plan models they pull in) load only w
     from orchestrator.store import LogEntry, RunState, Store
 
 
-RUN_DONE = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
+RUN_DONE = frozenset({"succeeded", "failed", "cancelled", "interrupted", "paused"})
 """Run statuses after which no agent writes any more."""
 FOLLOW_BLOCK_MS = 1_000
 """One blocking read waits at most this long (then checks again)."""

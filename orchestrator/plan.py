@@ -191,8 +191,8 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{hidden}"
 
 
-NotifyEvent = Literal["team_failed", "run_finished"]
-NOTIFY_EVENTS: tuple[NotifyEvent, ...] = ("team_failed", "run_finished")
+NotifyEvent = Literal["team_failed", "run_finished", "awaiting_approval"]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = ("team_failed", "run_finished", "awaiting_approval")
 
 
 class Webhook(_Model):
@@ -206,7 +206,8 @@ class Webhook(_Model):
         description="generic: orchestrate's JSON; slack: an incoming-webhook body.",
     )
     events: tuple[NotifyEvent, ...] = Field(
-        default=NOTIFY_EVENTS, description="Which events are posted: team_failed, run_finished."
+        default=NOTIFY_EVENTS,
+        description="Which events are posted: team_failed, run_finished, awaiting_approval.",
     )
 
     @field_validator("url")
@@ -226,10 +227,24 @@ class Webhook(_Model):
 
 
 class Budget(_Model):
-    """Spending limit: once reached, no new team or attempt starts."""
+    """Spending limit: once reached, no new attempt starts and the run pauses to ask for more."""
 
     usd: float | None = Field(default=None, gt=0, description="Dollars, as the agents report them.")
     tokens: int | None = Field(default=None, gt=0, description="Input + output tokens.")
+    hard: bool = Field(
+        default=False,
+        description="Also stop the running agents once reached (default: they finish their "
+        "attempt, then the run pauses until `resume --budget-usd/--budget-tokens`).",
+    )
+
+
+CopyPath = Annotated[
+    str,
+    Field(
+        min_length=1,
+        description="An untracked file (or glob) of the user's checkout, relative to the repo.",
+    ),
+]
 
 
 class AgentConfig(_Model):
@@ -308,6 +323,22 @@ class Team(_Model):
         default=None,
         description="Node labels this team runs on (ray executor); overrides defaults.",
     )
+    approval: bool = Field(
+        default=False,
+        description="When the team has succeeded it waits for `orchestrate approve` (or "
+        "`reject`) before its dependents start.",
+    )
+    setup: tuple[Command, ...] = Field(
+        default=(),
+        description="Commands run in the team's new worktree before its agent starts, after "
+        "the plan's own setup:.",
+    )
+    copy_files: tuple[CopyPath, ...] = Field(
+        default=(),
+        alias="copy",
+        description="Untracked files copied from the user's checkout into the team's worktree "
+        "(after the plan's copy:); never committed, their values redacted.",
+    )
 
     @property
     def title(self) -> str:
@@ -358,6 +389,17 @@ class Plan(_Model):
     prompt_template: str | None = Field(
         default=None,
         description="A Jinja2 template file (relative to the plan) for every team's prompt.",
+    )
+    setup: tuple[Command, ...] = Field(
+        default=(),
+        description="Commands run in every new worktree before its agent starts "
+        "(npm ci, uv sync, cp .env.example .env).",
+    )
+    copy_files: tuple[CopyPath, ...] = Field(
+        default=(),
+        alias="copy",
+        description="Untracked files copied from the user's checkout into every worktree "
+        "(.env, .env.local); never committed, their values redacted.",
     )
     teams: tuple[Team, ...] = Field(min_length=1, description="The teams, in plan order.")
     integration: Integration = Field(default_factory=Integration)
@@ -419,3 +461,11 @@ class Plan(_Model):
         if team.runs_on is not None:
             return team.runs_on
         return self.defaults.runs_on or {}
+
+    def setup_commands(self, team: Team) -> tuple[Command, ...]:
+        """The set-up of ``team``'s worktree: the plan's commands, then the team's."""
+        return self.setup + team.setup
+
+    def copies(self, team: Team) -> tuple[str, ...]:
+        """The files copied into ``team``'s worktree: the plan's, then the team's (once each)."""
+        return tuple(dict.fromkeys(self.copy_files + team.copy_files))

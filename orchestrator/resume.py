@@ -17,6 +17,10 @@ running, neither            the attempt crashed: the next one starts (not
                             counted against ``retries``), told which files the
                             crashed attempt left in the worktree
 retrying                    its next attempt starts at once
+awaiting_approval           waits at its gate again; a decision taken while no
+                            orchestrator ran is read at once
+paused                      (a usage limit) its next attempt starts once the
+                            provider's recorded pause has ended
 cancelled                   the next attempt starts (not counted)
 failed / blocked            left, unless ``retry_failed``: fresh attempts, and
                             the blocked teams downstream pending again
@@ -49,6 +53,7 @@ import psutil
 import structlog
 
 from orchestrator.agentproc import AgentProcess, find_supervisor, read_status
+from orchestrator.budgets import effective_budget, raise_budget
 from orchestrator.engine import Engine, RunResult, StartState, first_error
 from orchestrator.errors import (
     IllegalTransitionError,
@@ -278,7 +283,7 @@ async def reconcile(
     store, run_id, plan, epoch = ctx.store, ctx.run_id, ctx.plan, ctx.epoch
     run = await store.get_run(run_id)
     teams = await store.get_teams(run_id)
-    ctx.budget = Budget(plan, run.usage)
+    ctx.budget = Budget(plan, run.usage, effective_budget(plan.budget, run.meta))
     for tid, state in teams.items():
         ctx.budget.team_tokens[tid] = state.usage.tokens
         ctx.budget.team_usd[tid] = state.usage.cost_usd
@@ -338,6 +343,18 @@ async def reconcile(
                 start.recoveries[tid] = Recovery(
                     n + 1, most + 1, None, Feedback(attempt=n, reason=reason), rec.session_id
                 )
+            status = "recover"
+        elif status == "paused" and n:
+            # A usage limit: attempt n did not count; the next starts once the provider's
+            # pause (kept in the store) ends.
+            feedback = Feedback(attempt=n, reason=(st.reason if st else None) or "usage limit")
+            start.recoveries[tid] = Recovery(n + 1, most, None, feedback, fields.get("session_id"))
+            status = "recover"
+        elif status == "awaiting_approval" and n:
+            # Its work is committed; the decision (taken meanwhile, or to come) is read then.
+            start.recoveries[tid] = Recovery(
+                n, most, None, None, fields.get("session_id"), awaiting=True
+            )
             status = "recover"
         elif status == "retrying":
             feedback = Feedback(attempt=n - 1, reason=st.reason or "") if n > 1 and st else None
@@ -406,8 +423,13 @@ async def resume_run(
     retry_failed: bool = False,
     plan_file: Path | None = None,
     on_started: Callable[[str], None] | None = None,
+    budget_usd: float | None = None,
+    budget_tokens: int | None = None,
 ) -> RunResult:
     """Resume ``run_id`` (default: the newest run) to its end; see the module docstring.
+
+    ``budget_usd`` / ``budget_tokens`` raise the run's budget first (a run ``paused
+    (budget)`` goes on; :func:`orchestrator.budgets.raise_budget`).
 
     ``on_started`` is called with the run id once the run is taken over and
     reconciled (a live board may follow it from there).
@@ -423,6 +445,16 @@ async def resume_run(
     loaded, notes, fields = choose_plan(run, teams, layout, plan_file)
     if (options or EngineOptions()).executor == "local":  # elsewhere the hosts look for them
         require_agents(loaded)
+    if budget_usd is not None or budget_tokens is not None:
+        raised = await raise_budget(
+            store, run_id, loaded.plan.budget, usd=budget_usd, tokens=budget_tokens
+        )
+        limits = [f"${raised.usd:.2f}" if raised.usd is not None else "", ""]
+        if raised.tokens is not None:
+            limits[1] = f"{raised.tokens} tokens"
+        say(
+            Notice(time.time(), None, "budget", "raised to " + " and ".join(x for x in limits if x))
+        )
     for note in notes:
         say(Notice(time.time(), None, "plan", note))
     await take_over_dead_lease(store, run_id)

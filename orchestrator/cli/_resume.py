@@ -69,6 +69,16 @@ def resume(
         bool,
         typer.Option("--integrate-partial", help="Integrate the teams that succeeded anyway."),
     ] = False,
+    budget_usd: Annotated[
+        float | None,
+        typer.Option(
+            "--budget-usd", min=0.0, help="Raise the run's budget to this many dollars first."
+        ),
+    ] = None,
+    budget_tokens: Annotated[
+        int | None,
+        typer.Option("--budget-tokens", min=1, help="Raise the run's token budget first."),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug log on stderr.")] = False,
     executor: ExecutorOpt = None,
     ray_address: RayAddressOpt = None,
@@ -76,6 +86,9 @@ def resume(
     redis_url: RedisUrlOpt = None,
 ) -> None:
     """Finish a run after a crash: re-attach running agents, redo what was cut short.
+
+    A run paused for approval goes on with the decisions taken meanwhile; one paused
+    because its budget is spent goes on with --budget-usd / --budget-tokens.
 
     Teams that succeeded are kept; running agents are followed again; failed
     teams stay failed unless --retry-failed. Exit codes as `run`.
@@ -121,6 +134,8 @@ def resume(
             retry_failed=retry_failed,
             plan_file=plan,
             on_started=on_started,
+            budget_usd=budget_usd,
+            budget_tokens=budget_tokens,
         )
 
     result = out.run(settings, layout, go)

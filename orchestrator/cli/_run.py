@@ -7,8 +7,11 @@ plain timestamped event lines (:func:`format_notice`). Then a summary.
 
 Exit codes: 0 every team succeeded and the integration's test suite passed
 (or none is configured), 1 a team or the integration failed, 2 a bad plan or
-usage, 130 interrupted (Ctrl-C / SIGTERM / SIGHUP) or cancelled (the run can be
-resumed).
+usage, 3 paused waiting for approval (only teams with ``approval: true`` waiting at
+their gate are left: ``orchestrate approve`` or ``reject`` them, then ``orchestrate
+resume``), 4 paused because the budget is spent (``orchestrate resume RUN
+--budget-usd N``), 130 interrupted (Ctrl-C / SIGTERM / SIGHUP) or cancelled (the run
+can be resumed).
 """
 
 from __future__ import annotations
@@ -352,7 +355,13 @@ def _summary(result: RunResult, report: Path | None = None, hint: str = "") -> l
         lines.append(f"report:   {_shown_path(report)}")
     if result.base_commit:
         lines.append(f"base:     {result.base_ref} ({result.base_commit[:10]})")
-    if result.status in ("interrupted", "cancelled"):
+    if result.status == "paused" and result.awaiting:
+        from orchestrator.gates import approve_command, reject_command
+
+        for team in result.awaiting:
+            lines.append(f"approve:  {approve_command(result.run_id, team)}{hint}")
+            lines.append(f"reject:   {reject_command(result.run_id, team)}{hint}")
+    if result.status in ("interrupted", "cancelled", "paused"):
         lines.append(f"resume:   orchestrate resume {result.run_id}{hint}")
     if result.status in ("succeeded", "failed") and result.teams:
         lines.append(
