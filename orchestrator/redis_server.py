@@ -304,12 +304,15 @@ class EmbeddedServer:
         """
         import psutil
 
-        mine = {str(self.socket_path), str(self.conf_file)}
-        mine |= {os.path.realpath(p) for p in mine}
+        from orchestrator.server_watch import title_names_socket
+
+        sockets = {str(self.socket_path), os.path.realpath(self.socket_path)}
+        confs = {str(self.conf_file), os.path.realpath(self.conf_file)}
         try:
             proc = psutil.Process(pid)
-            words = [w.removeprefix("unixsocket:") for w in " ".join(proc.cmdline()).split()]
-            if mine.intersection(words) and proc.status() != psutil.STATUS_ZOMBIE:
+            args = proc.cmdline()
+            named = confs.intersection(args) or any(title_names_socket(args, s) for s in sockets)
+            if named and proc.status() != psutil.STATUS_ZOMBIE:
                 return proc
         except (psutil.Error, OSError):
             return None
