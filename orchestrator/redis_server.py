@@ -185,6 +185,7 @@ class EmbeddedServer:
             pid = self._read_pid()
             if not self._ping():
                 self._clean_stale()
+                self._remove_socket_folder()
                 return False
             client = self._client()
             try:
@@ -200,7 +201,16 @@ class EmbeddedServer:
             self._wait_watch_gone()
             self._remove(self.pid_file)
             self._remove(self.socket_path)
+            self._remove_socket_folder()
             return True
+
+    def _remove_socket_folder(self) -> None:
+        """The short private folder of a deep state folder's socket, once empty: one per
+        state folder ever used would otherwise pile up in /tmp."""
+        folder = self.socket_path.parent
+        if folder != self.dir:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
     def damage(self) -> str | None:
         """What went wrong with the data, to be told on every look at the runs; None: nothing.

@@ -140,7 +140,8 @@ def test_a_stale_pid_file_and_socket_are_cleaned_up(tmp_path: Path) -> None:
 
 
 def test_a_deep_state_folder_gets_a_short_private_socket(tmp_path: Path) -> None:
-    """A repository deep in the file system still works (unix socket paths are limited)."""
+    """A repository deep in the file system still works (unix socket paths are limited),
+    and once its server is stopped the short socket folder is gone from /tmp."""
     deep = tmp_path.joinpath(*["a-rather-long-folder-name"] * 5) / ".orchestrate"
     srv = server(StateLayout(deep))
     assert len(os.fsencode(srv.dir / "valkey.sock")) > 107
@@ -152,6 +153,7 @@ def test_a_deep_state_folder_gets_a_short_private_socket(tmp_path: Path) -> None
         assert srv.status().running
     finally:
         srv.stop()
+    assert not sock.parent.exists()  # stopped: its short folder does not pile up in /tmp
 
 
 def test_server_status_and_stop_from_the_command_line(tmp_path: Path) -> None:
