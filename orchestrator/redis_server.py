@@ -279,8 +279,10 @@ class EmbeddedServer:
             pid = self._read_pid()
             if not self._ping():
                 self._clean_stale()
+                self._remove_socket_folder()
                 return False
             self._shutdown(pid, timeout)
+            self._remove_socket_folder()
             return True
 
     def _shutdown(self, pid: int | None = None, timeout: float = 10.0) -> None:
@@ -301,6 +303,14 @@ class EmbeddedServer:
         self._stop_tls()
         self._remove(self.pid_file)
         self._remove(self.socket_path)
+
+    def _remove_socket_folder(self) -> None:
+        """The short private folder of a deep state folder's socket, once empty: one per
+        state folder ever used would otherwise pile up in /tmp."""
+        folder = self.socket_path.parent
+        if folder != self.dir:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
     def damage(self) -> str | None:
         """What went wrong with the data, to be told on every look at the runs; None: nothing.
@@ -412,12 +422,15 @@ class EmbeddedServer:
         """
         import psutil
 
-        mine = {str(self.socket_path), str(self.conf_file)}
-        mine |= {os.path.realpath(p) for p in mine}
+        from orchestrator.server_watch import title_names_socket
+
+        sockets = {str(self.socket_path), os.path.realpath(self.socket_path)}
+        confs = {str(self.conf_file), os.path.realpath(self.conf_file)}
         try:
             proc = psutil.Process(pid)
-            words = [w.removeprefix("unixsocket:") for w in " ".join(proc.cmdline()).split()]
-            if mine.intersection(words) and proc.status() != psutil.STATUS_ZOMBIE:
+            args = proc.cmdline()
+            named = confs.intersection(args) or any(title_names_socket(args, s) for s in sockets)
+            if named and proc.status() != psutil.STATUS_ZOMBIE:
                 return proc
         except (psutil.Error, OSError):
             return None
