@@ -16,14 +16,15 @@ keeps this list and that contract the same, and every module in one layer)::
     mdimport  mdimport
               a Markdown coordination plan -> plan.yaml
     run       engine resume reconcile verdict teamrun runtypes executor local_executor
-              attempt integration integration_procs control notify preflight
+              attempt worktree_setup ray_executor ray_cluster ray_host ray_records ray_spawn
+              integration integration_procs control notify preflight
               a run: scheduling, attempts, resume and cancel, integration, its end
     views     board logs report report_html timeline
               what a run looks like: the board, log lines, the report (read only)
     agents    agentrun agentproc supervisor forkserver agents prompts envs verify
               one agent process: its argv, prompt, environment, supervisor, output, checks
-    state     store state status store_scripts integration_records keys lease
-              runs redis_server server_watch
+    state     store state status store_scripts integration_records gates budgets pauses
+              keys lease runs redis_server redis_tls server_watch
               what Redis holds: statuses, runs, teams, attempts, the lease, the server
     plan      plan planload graph roles
               plan.yaml as models, loaded and checked; the team graph; role profiles

@@ -47,10 +47,11 @@ from anyio.abc import TaskGroup
 from orchestrator import graph
 from orchestrator.control import LiveControl
 from orchestrator.errors import OrchestrateError, StoreError
-from orchestrator.executor import open_executor
+from orchestrator.executor import check_executor, open_executor
 from orchestrator.gitops import Git, shared_branch
 from orchestrator.notify import Notifier
 from orchestrator.paths import SHARED_WORKTREE, StateLayout
+from orchestrator.pauses import active_pauses, seconds_left
 from orchestrator.plan import Team
 from orchestrator.planload import LoadedPlan
 from orchestrator.runs import RunInfo, create_run, record_crash
@@ -84,6 +85,14 @@ __all__ = [  # the run-wide types are defined in runtypes; older callers import 
 
 log = structlog.get_logger("orchestrate.engine")
 
+EXIT_AWAITING_APPROVAL = 3
+"""``run`` / ``resume`` exit code: only teams waiting for approval are left (the run is
+``paused``): `orchestrate approve` or `reject` them, then `orchestrate resume`."""
+EXIT_BUDGET = 4
+"""``run`` / ``resume`` exit code: the budget is spent (the run is ``paused``):
+`orchestrate resume RUN --budget-usd N` raises it and goes on."""
+IDLE_POLL = 0.5
+"""Seconds between looks at the teams while the scheduler waits (gates, pauses)."""
 CANCEL_POLL = 0.5
 """Seconds between looks at the run's status (has ``orchestrate cancel`` cancelled it?)."""
 
@@ -115,8 +124,15 @@ class RunResult:
     base_commit: str = ""
     integration: IntegrationResult | None = None
 
+    paused_for: str | None = None
+    """Why a ``paused`` run waits for a person: ``approval`` or ``budget``."""
+    awaiting: list[str] = field(default_factory=list)
+    """The teams waiting for approval when the run paused."""
+
     @property
     def exit_code(self) -> int:
+        if self.status is RunStatus.PAUSED:
+            return EXIT_BUDGET if self.paused_for == "budget" else EXIT_AWAITING_APPROVAL
         return self.status.exit_code
 
 
@@ -149,6 +165,11 @@ class Engine:
         """SIGHUP: the agents were left running for a resume to re-attach."""
         self.cancelled = False
         self.stop_reason: str | None = None
+        self.paused_for: str | None = None
+        """The run stops to wait for a person: ``approval`` (only gates are left) or
+        ``budget`` (spent: nothing new starts; the running attempts finish)."""
+        self.budget_reasons: dict[str, str] = {}
+        """Teams stopped by a spent budget, and which budget."""
         self.results: dict[str, TeamResult] = {}
         self.integration: IntegrationResult | None = None
         self.notifier = Notifier.for_plan(self.plan)
@@ -210,13 +231,17 @@ class Engine:
                 results=self.results,
                 lease=lease,
                 detached=self.detached,
+                on_awaiting=self._post_awaiting,
             )
             self._ctx = ctx
             if self.setup is not None:
                 start = await self.setup(ctx)
             else:
                 start = StartState()
-                await self.store.run_transition(run_id, RunStatus.RUNNING, epoch=lease.epoch)
+                await self.store.run_transition(
+                    run_id, RunStatus.RUNNING, epoch=lease.epoch, fields=self.options.run_fields()
+                )
+            ctx.pauses = await active_pauses(self.store, run_id)  # a resume keeps waiting
             if self.on_started is not None:  # the run is running: a live board may follow it
                 self.on_started(run_id)
             if self.plan.isolation == "shared":
@@ -240,13 +265,14 @@ class Engine:
             if self._stopping:  # a signal came during the setup
                 tg.cancel_scope.cancel()
             tg.start_soon(self._watch_cancel, ctx, tg)
+            tg.start_soon(self._watch_hard_budget, ctx, tg)
             await self._schedule(ctx, tg, start)
             if self._integration_due():
                 await self._integrate(ctx)
             tg.cancel_scope.cancel()
 
     def _integration_due(self) -> bool:
-        return not (self.interrupted or self.cancelled)
+        return not (self.interrupted or self.cancelled or self.paused_for)
 
     async def _integrate(self, ctx: RunContext) -> None:
         from orchestrator.integration import integrate_run
@@ -272,6 +298,14 @@ class Engine:
                 ctx.cancel_requested.set()
         self.cancelled = True
         self._say(RunStatus.CANCELLED, "`orchestrate cancel`: stopping the agents")
+        tg.cancel_scope.cancel()
+
+    async def _watch_hard_budget(self, ctx: RunContext, tg: TaskGroup) -> None:
+        """``budget: {hard: true}`` reached: stop the running attempts, pause the run."""
+        await ctx.hard_stop.wait()
+        self.paused_for = "budget"
+        self.stop_reason = ctx.budget_stop
+        self._say("stopping", f"stopping the agents: {ctx.budget_stop}")
         tg.cancel_scope.cancel()
 
     async def _watch_signals(
@@ -327,6 +361,7 @@ class Engine:
         # waiting: the teams the scheduler may start (pending, or going on from a resume)
         running: set[str] = set()
         limit = self.options.max_parallel or plan.max_parallel
+        providers = {t.id: ctx.provider(t) for t in plan.teams}
         send, receive = anyio.create_memory_object_stream[TeamResult](max_buffer_size=math.inf)
         self.control.attach(send, status, start.recoveries, waiting)
         async with send, receive:
@@ -345,24 +380,48 @@ class Engine:
                         self.stop_reason = f"--fail-fast: team {failed[0]} failed"
                     else:
                         self.stop_reason = ctx.budget.exhausted(None)
+                        if self.stop_reason is not None:
+                            self.paused_for = "budget"
                     if self.stop_reason is not None:
                         self._say("stopping", f"no new team starts: {self.stop_reason}")
+                held: list[str] = []  # ready, but their provider's usage limit holds them
                 if self.stop_reason is None:
                     for team in plan.teams:
-                        if len(running) >= limit:
+                        if len(running - ctx.awaiting) >= limit:  # a waiting gate holds no slot
                             break
                         ready = all(status[d] is TeamStatus.SUCCEEDED for d in deps[team.id])
-                        if team.id in waiting and ready:
-                            waiting.discard(team.id)
-                            status[team.id] = TeamStatus.RUNNING
-                            running.add(team.id)
-                            rec = start.recoveries.get(team.id)
-                            tg.start_soon(self._run_team, ctx, team, send.clone(), rec)
-                if not running:
+                        if team.id not in waiting or not ready:
+                            continue
+                        if seconds_left(providers[team.id], ctx.pauses) is not None:
+                            held.append(team.id)
+                            continue
+                        waiting.discard(team.id)
+                        status[team.id] = TeamStatus.RUNNING
+                        running.add(team.id)
+                        rec = start.recoveries.get(team.id)
+                        tg.start_soon(self._run_team, ctx, team, send.clone(), rec)
+                if not running and not held:
                     self.control.detach()
                     return
-                result = await receive.receive()
+                if running and running <= ctx.awaiting and not held:
+                    self.paused_for = "approval"  # only gates are left: a person must decide
+                    self.control.detach()
+                    return
+                result = None
+                with anyio.move_on_after(IDLE_POLL):  # a team may start waiting at its gate
+                    result = await receive.receive()
+                if result is None:
+                    continue
                 running.discard(result.team)
+                if result.status is TeamStatus.PAUSED and result.resume is not None:
+                    status[result.team] = TeamStatus.PAUSED
+                    waiting.add(result.team)  # started again once its provider may
+                    start.recoveries[result.team] = result.resume
+                    continue
+                if result.budget_spent:  # its budget (or the run's) is spent: it waits
+                    self.paused_for = "budget"
+                    self.budget_reasons[result.team] = result.reason or "budget spent"
+                    continue
                 status[result.team] = result.status
                 self.results[result.team] = result
                 if result.status is TeamStatus.FAILED and self._posts is not None:
@@ -396,6 +455,16 @@ class Engine:
             status[tid] = TeamStatus.BLOCKED
             self.results[tid] = TeamResult(team=tid, status=TeamStatus.BLOCKED, reason=reason)
             self._say(TeamStatus.BLOCKED, reason, tid)
+
+    def _post_awaiting(self, team: str) -> None:
+        """A team waits for approval: post the webhook, in the background."""
+        if self._posts is not None and self._ctx is not None:
+            self._posts.start_soon(
+                self.notifier.awaiting_approval,
+                self._ctx.run_id,
+                team,
+                self.layout.report_file(self._ctx.run_id, "html"),
+            )
 
     async def _run_team(
         self,
@@ -442,6 +511,9 @@ class Engine:
                 interrupted=self.interrupted,
                 detached=self.detached,
                 stop_reason=self.stop_reason,
+                paused_for=self.paused_for,
+                budget_reasons=tuple(self.budget_reasons.values()),
+                run_id=run_id,
                 integration=integration.status if integration is not None else None,
                 integration_reason=integration.reason if integration is not None else None,
             )
@@ -461,6 +533,8 @@ class Engine:
             base_ref=self.info.base_ref,
             base_commit=self.info.base_commit,
             integration=integration,
+            paused_for=self.paused_for if final is RunStatus.PAUSED else None,
+            awaiting=[t for t, r in results.items() if r.status is TeamStatus.AWAITING_APPROVAL],
         )
 
 
@@ -498,6 +572,7 @@ async def start_run(
     ``on_created`` is called once the run is recorded, ``on_started`` (with
     its id) once it holds its lease and is ``running``.
     """
+    check_executor((options or EngineOptions()).executor)  # before anything is recorded
     git = Git(loaded.repo_root)
     layout.ensure()
     info = await create_run(store, layout, loaded, git)

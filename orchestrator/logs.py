@@ -62,15 +62,19 @@ _SGR = re.compile(r"\x1b\[[0-9;:]*m")
 """A colour / style sequence: harmless, dropped."""
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 """C0 (but tab and newline), DEL and C1 control characters: what a terminal acts on."""
+_BIDI = re.compile(r"[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+"""Direction marks, embeddings, overrides and isolates: they reorder what follows."""
 
 
 def printable(text: str) -> str:
     """``text`` safe to print on a terminal: colour codes removed, every other control
     character (ESC of an OSC 52 clipboard write or a title change, CR, BEL, ...) shown
-    as ``\\xNN``. Tabs and newlines stay."""
+    as ``\\xNN``, a direction override (U+202E, ...) as ``\\uNNNN``. Tabs and newlines
+    stay."""
     if text.isprintable():
         return text
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", _SGR.sub("", text))
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", _SGR.sub("", text))
+    return _BIDI.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 _COLORS = (36, 33, 35, 32, 34, 91, 96, 93, 95, 92, 94)

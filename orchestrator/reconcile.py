@@ -16,6 +16,10 @@ running or status written                       (ended): the attempt counts once
 running/verifying, neither  RESTART_CRASHED     the next attempt starts, the
                                                 crashed one uncounted
 retrying                    GO_ON               its next attempt starts at once
+paused (after attempt n)    AFTER_PAUSE         (a usage limit) attempt n+1 starts once
+                                                the provider's recorded pause ended
+awaiting_approval (n >= 1)  AWAIT_DECISION      waits at its gate again; a decision
+                                                taken meanwhile is read at once
 cancelled (after attempt    RESTART_CANCELLED   the next attempt starts, the
 n >= 1)                                         cancelled one uncounted
 failed / blocked            LEAVE               left as they are
@@ -51,6 +55,8 @@ class Action(StrEnum):
     ATTACH = "attach"
     RESTART_CRASHED = "restart-crashed"
     GO_ON = "go-on"
+    AFTER_PAUSE = "after-pause"
+    AWAIT_DECISION = "await-decision"
     RESTART_CANCELLED = "restart-cancelled"
     START = "start"
 
@@ -92,6 +98,8 @@ STEPS: dict[Action, Step] = {
         TeamStatus.RETRYING, next_attempt=True, uncounted="crashed", scheduled=True
     ),
     Action.GO_ON: Step(None, scheduled=True),
+    Action.AFTER_PAUSE: Step(None, scheduled=True),
+    Action.AWAIT_DECISION: Step(None, scheduled=True),
     Action.RESTART_CANCELLED: Step(
         TeamStatus.RETRYING, next_attempt=True, uncounted="cancelled", scheduled=True
     ),
@@ -117,6 +125,10 @@ def decide(facts: TeamFacts) -> Action:
         return Action.ATTACH if facts.agent_found else Action.RESTART_CRASHED
     if status is TeamStatus.RETRYING:
         return Action.GO_ON
+    if status is TeamStatus.PAUSED and n:
+        return Action.AFTER_PAUSE
+    if status is TeamStatus.AWAITING_APPROVAL and n:
+        return Action.AWAIT_DECISION
     if status is TeamStatus.CANCELLED and n:
         return Action.RESTART_CANCELLED
     return Action.START  # pending, or cancelled before its first attempt

@@ -35,6 +35,7 @@ import psutil
 import structlog
 
 from orchestrator.agentproc import AgentProcess, find_supervisor, read_status
+from orchestrator.budgets import effective_budget, raise_budget
 from orchestrator.engine import Engine, RunResult, StartState, first_error
 from orchestrator.errors import (
     IllegalTransitionError,
@@ -42,6 +43,7 @@ from orchestrator.errors import (
     StaleEpochError,
     UsageError,
 )
+from orchestrator.executor import check_executor
 from orchestrator.gitops import Git
 from orchestrator.lease import holder_alive, live_holder
 from orchestrator.paths import StateLayout
@@ -244,7 +246,7 @@ async def reconcile(
     store, run_id, plan, epoch = ctx.store, ctx.run_id, ctx.plan, ctx.epoch
     run = await store.get_run(run_id)
     teams = await store.get_teams(run_id)
-    ctx.budget = Spending(plan, run.usage)
+    ctx.budget = Spending(plan, run.usage, effective_budget(plan.budget, run.meta))
     for tid, state in teams.items():
         ctx.budget.team_tokens[tid] = state.usage.tokens
         ctx.budget.team_usd[tid] = state.usage.cost_usd
@@ -275,7 +277,9 @@ async def reconcile(
         if action is Action.PROBE:  # the one fact decide needs from the machine
             mine = [a.fields for a in attempts if a.attempt == n]
             rec = _record(ctx.layout, run_id, tid, n, mine[0] if mine else fields)
-            found = rec.pid > 0 and (rec.status.exists() or await _running(rec))
+            # An attempt on a host of the ray executor: that host knows whether it runs.
+            remote = ctx.options.executor != "local" and bool((mine[0] if mine else {}).get("host"))
+            found = rec.pid > 0 and (remote or rec.status.exists() or await _running(rec))
             action = decide(dataclasses.replace(facts, agent_found=found))
         step = STEPS[action]
         reason, extra = "resume --retry-failed", {}
@@ -315,6 +319,12 @@ async def reconcile(
             case Action.GO_ON:
                 feedback = Feedback(attempt=n - 1, reason=st.reason or "") if n > 1 and st else None
                 start.recoveries[tid] = Recovery(n, most, None, feedback, session)
+            case Action.AFTER_PAUSE:  # attempt n did not count (a usage limit)
+                why = (st.reason if st else None) or "usage limit"
+                feedback = Feedback(attempt=n, reason=why)
+                start.recoveries[tid] = Recovery(n + 1, most, None, feedback, session)
+            case Action.AWAIT_DECISION:  # its work is committed; the decision is read then
+                start.recoveries[tid] = Recovery(n, most, None, None, session, awaiting=True)
             case Action.RESTART_CANCELLED:
                 start.recoveries[tid] = Recovery(n + 1, most + 1, None, None, session)
         start.status[tid] = start_status(facts, action)
@@ -325,7 +335,7 @@ async def reconcile(
         RunStatus.RUNNING,
         epoch=epoch,
         reason="resumed",
-        fields={**plan_fields, "resumed": "1"},
+        fields={**plan_fields, **ctx.options.run_fields(), "resumed": "1"},
     )
     stopped = await stop_processes(run_id, keep_groups=keep, grace=ctx.options.kill_grace)
     if stopped:
@@ -372,13 +382,19 @@ async def resume_run(
     retry_failed: bool = False,
     plan_file: Path | None = None,
     on_started: Callable[[str], None] | None = None,
+    budget_usd: float | None = None,
+    budget_tokens: int | None = None,
 ) -> RunResult:
     """Resume ``run_id`` (default: the newest run) to its end; see the module docstring.
+
+    ``budget_usd`` / ``budget_tokens`` raise the run's budget first (a run ``paused
+    (budget)`` goes on; :func:`orchestrator.budgets.raise_budget`).
 
     ``on_started`` is called with the run id once the run is taken over and
     reconciled (a live board may follow it from there).
     """
     say = notify or _quiet
+    check_executor((options or EngineOptions()).executor)
     run_id = await store.resolve_run(run_id)
     run = await store.get_run(run_id)
     if run.status is RunStatus.SUCCEEDED:
@@ -386,7 +402,18 @@ async def resume_run(
         return RunResult(run_id=run_id, status=run.status, reason="already succeeded")
     teams = await store.get_teams(run_id)
     loaded, notes, fields = choose_plan(run, teams, layout, plan_file)
-    require_agents(loaded)
+    if (options or EngineOptions()).executor == "local":  # elsewhere the hosts look for them
+        require_agents(loaded)
+    if budget_usd is not None or budget_tokens is not None:
+        raised = await raise_budget(
+            store, run_id, loaded.plan.budget, usd=budget_usd, tokens=budget_tokens
+        )
+        limits = [f"${raised.usd:.2f}" if raised.usd is not None else "", ""]
+        if raised.tokens is not None:
+            limits[1] = f"{raised.tokens} tokens"
+        say(
+            Notice(time.time(), None, "budget", "raised to " + " and ".join(x for x in limits if x))
+        )
     for note in notes:
         say(Notice(time.time(), None, "plan", note))
     await take_over_dead_lease(store, run_id)

@@ -53,6 +53,10 @@ class TeamStatus(StrEnum):
     FAILED = "failed"
     BLOCKED = "blocked"
     CANCELLED = "cancelled"
+    AWAITING_APPROVAL = "awaiting_approval"
+    """Its work passed; a person approves or rejects it (``approval: true``)."""
+    PAUSED = "paused"
+    """A usage limit of its agent's provider: the next attempt starts after the reset."""
 
     FINAL: ClassVar[frozenset[TeamStatus]]
     """Nothing moves the team on without a resume: the team hash gets ``finished``."""
@@ -88,11 +92,14 @@ class RunStatus(StrEnum):
     FAILED = "failed"
     INTERRUPTED = "interrupted"
     CANCELLED = "cancelled"
+    PAUSED = "paused"
+    """Waiting for a person: an approval, or a budget raised (``resume --budget-usd``)."""
 
     FINAL: ClassVar[frozenset[RunStatus]]
     """The run ended and says how: ``clean`` may remove it (a resume may still go on)."""
     DONE: ClassVar[frozenset[RunStatus]]
-    """No orchestrator drives the run: final, or interrupted (``logs -f`` and the board stop)."""
+    """No orchestrator drives the run: final, interrupted, or paused for a person
+    (``logs -f`` and the board stop)."""
     LIVE: ClassVar[frozenset[RunStatus]]
     """An orchestrator should be driving it (a crash leaves it here: see ``runs.record_crash``)."""
 
@@ -102,7 +109,8 @@ class RunStatus(StrEnum):
 
     @property
     def exit_code(self) -> int:
-        """The ``orchestrate run``/``resume`` exit code for a run that ended so."""
+        """The ``orchestrate run``/``resume`` exit code for a run that ended so (a paused
+        run's, 3 or 4, says why it waits: ``engine.RunResult.exit_code``)."""
         if self is RunStatus.SUCCEEDED:
             return 0
         if self in (RunStatus.INTERRUPTED, RunStatus.CANCELLED):
@@ -111,7 +119,7 @@ class RunStatus(StrEnum):
 
 
 RunStatus.FINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
-RunStatus.DONE = RunStatus.FINAL | {RunStatus.INTERRUPTED}
+RunStatus.DONE = RunStatus.FINAL | {RunStatus.INTERRUPTED, RunStatus.PAUSED}
 RunStatus.LIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.INTEGRATING})
 
 class IntegrationStatus(StrEnum):
@@ -128,9 +136,15 @@ class IntegrationStatus(StrEnum):
 _T = TeamStatus
 TEAM_TRANSITIONS: Mapping[TeamStatus, tuple[TeamStatus, ...]] = {
     _T.PENDING: (_T.RUNNING, _T.BLOCKED, _T.CANCELLED, _T.FAILED),
-    _T.RUNNING: (_T.VERIFYING, _T.RETRYING, _T.FAILED, _T.CANCELLED),
-    _T.VERIFYING: (_T.SUCCEEDED, _T.RETRYING, _T.FAILED, _T.CANCELLED),
+    _T.RUNNING: (_T.VERIFYING, _T.RETRYING, _T.FAILED, _T.CANCELLED, _T.PAUSED),
+    _T.VERIFYING: (
+        _T.SUCCEEDED, _T.RETRYING, _T.FAILED, _T.CANCELLED, _T.AWAITING_APPROVAL, _T.PAUSED,
+    ),
     _T.RETRYING: (_T.RUNNING, _T.FAILED, _T.CANCELLED),
+    # A team with approval: true waits after its work passed; a person decides.
+    _T.AWAITING_APPROVAL: (_T.SUCCEEDED, _T.RETRYING, _T.FAILED, _T.CANCELLED),
+    # A usage limit: the attempt did not count; the next one starts after the reset.
+    _T.PAUSED: (_T.RUNNING, _T.RETRYING, _T.FAILED, _T.CANCELLED),
     _T.FAILED: (_T.RETRYING, _T.PENDING),
     _T.BLOCKED: (_T.PENDING, _T.FAILED, _T.CANCELLED),
     _T.CANCELLED: (_T.PENDING, _T.RETRYING, _T.RUNNING),
@@ -141,11 +155,15 @@ TEAM_TRANSITIONS: Mapping[TeamStatus, tuple[TeamStatus, ...]] = {
 _R = RunStatus
 RUN_TRANSITIONS: Mapping[RunStatus, tuple[RunStatus, ...]] = {
     _R.PENDING: (_R.RUNNING, _R.FAILED, _R.CANCELLED),
-    _R.RUNNING: (_R.INTEGRATING, _R.SUCCEEDED, _R.FAILED, _R.INTERRUPTED, _R.CANCELLED),
+    _R.RUNNING: (
+        _R.INTEGRATING, _R.SUCCEEDED, _R.FAILED, _R.INTERRUPTED, _R.CANCELLED, _R.PAUSED,
+    ),
     _R.INTEGRATING: (_R.SUCCEEDED, _R.FAILED, _R.INTERRUPTED, _R.CANCELLED),
     _R.INTERRUPTED: (_R.RUNNING, _R.INTEGRATING, _R.FAILED, _R.CANCELLED),
     _R.FAILED: (_R.RUNNING, _R.INTEGRATING, _R.CANCELLED),
     _R.CANCELLED: (_R.RUNNING,),
+    # Waiting for a person: an approval, or a budget raised (`resume --budget-usd`).
+    _R.PAUSED: (_R.RUNNING, _R.FAILED, _R.CANCELLED),
     _R.SUCCEEDED: (),
 }
 """Run status -> the statuses it may move to (a failed, cancelled or interrupted run resumes)."""

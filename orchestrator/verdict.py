@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from orchestrator.status import IntegrationStatus, RunStatus, TeamStatus
 
-__all__ = ["RunFacts", "Verdict", "run_verdict"]
+__all__ = ["RunFacts", "Verdict", "awaiting_reason", "run_verdict"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,12 @@ class RunFacts:
     integration: IntegrationStatus | None = None
     """What the integration phase did; None when it never ran."""
     integration_reason: str | None = None
+    paused_for: str | None = None
+    """The run stops to wait for a person: ``approval`` (only gates are left) or ``budget``."""
+    budget_reasons: tuple[str, ...] = ()
+    """Why the teams a spent budget stopped were stopped."""
+    run_id: str = "RUN"
+    """For the commands the reason names."""
 
 
 class Verdict(NamedTuple):
@@ -59,6 +65,16 @@ def run_verdict(facts: RunFacts) -> Verdict:
         )
     if facts.interrupted:
         return Verdict(RunStatus.INTERRUPTED, "interrupted; `orchestrate resume` finishes it")
+    if facts.paused_for == "budget" and TeamStatus.FAILED not in facts.teams.values():
+        spent = facts.stop_reason or next(iter(facts.budget_reasons), "budget spent")
+        return Verdict(
+            RunStatus.PAUSED,
+            f"paused (budget): {spent}; `orchestrate resume {facts.run_id} --budget-usd N` "
+            "(or --budget-tokens N) raises it and goes on",
+        )
+    if facts.paused_for == "approval":
+        waiting = [t for t, s in facts.teams.items() if s is TeamStatus.AWAITING_APPROVAL]
+        return Verdict(RunStatus.PAUSED, awaiting_reason(facts.run_id, waiting))
     every_team = all(s is TeamStatus.SUCCEEDED for s in facts.teams.values())
     integrated = facts.integration in (None, IntegrationStatus.SUCCEEDED)
     if every_team and integrated:
@@ -77,3 +93,15 @@ def run_verdict(facts: RunFacts) -> Verdict:
     if facts.integration is not None and facts.integration is not IntegrationStatus.SKIPPED:
         parts.append(f"integration {facts.integration}: {facts.integration_reason or 'ok'}")
     return Verdict(RunStatus.FAILED, "; ".join(parts) or "not every team succeeded")
+
+
+def awaiting_reason(run_id: str, teams: list[str]) -> str:
+    """Why a run paused for approval, and what to run."""
+    from orchestrator.gates import approve_command
+
+    names = ", ".join(teams) or "a team"
+    first = teams[0] if teams else "TEAM"
+    return (
+        f"waiting for approval of {names}: `{approve_command(run_id, first)}` "
+        f"(or `orchestrate reject ... --reason`), then `orchestrate resume {run_id}`"
+    )

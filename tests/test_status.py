@@ -30,10 +30,11 @@ def test_stored_values_are_the_documented_strings() -> None:
     """Redis, events, `status --json` and the reports keep the strings they always held."""
     assert [s.value for s in TeamStatus] == [
         "pending", "running", "verifying", "retrying", "succeeded", "failed", "blocked",
-        "cancelled",
+        "cancelled", "awaiting_approval", "paused",
     ]  # fmt: skip
     assert [s.value for s in RunStatus] == [
         "pending", "running", "integrating", "succeeded", "failed", "interrupted", "cancelled",
+        "paused",
     ]  # fmt: skip
     assert f"{TeamStatus.SUCCEEDED}" == str(TeamStatus.SUCCEEDED) == "succeeded"
     assert TeamStatus("failed") is TeamStatus.FAILED
@@ -41,7 +42,7 @@ def test_stored_values_are_the_documented_strings() -> None:
 
 def test_run_status_exit_codes() -> None:
     """`orchestrate run`/`resume` exit 0 on success, 130 when stopped, 1 on failure (README)."""
-    codes = {s: s.exit_code for s in RunStatus if s in RunStatus.DONE}
+    codes = {s: s.exit_code for s in RunStatus.FINAL | {RunStatus.INTERRUPTED}}
     assert codes == {
         RunStatus.SUCCEEDED: 0,
         RunStatus.FAILED: 1,
@@ -120,6 +121,10 @@ _NOT_A_STATUS = {
     ("resume.py", "cancelled"),  # why an attempt is uncounted: crashed or cancelled
     ("teamrun.py", "running"),  # "(running)" or "(ended)" after an attached agent
     ("timeline.py", "failed"),  # a suite run's tooltip: passed or failed
+    ("notify.py", "awaiting_approval"),  # the webhook event of that name
+    ("plan.py", "awaiting_approval"),  # the webhook event of that name (`notify: events:`)
+    ("_hosts.py", "running"),  # `orchestrate hosts`: a node's attempts that run now (a key)
+    ("ray_host.py", "running"),  # a host's info: its attempts that run now (a key)
 }
 
 

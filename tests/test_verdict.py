@@ -41,6 +41,18 @@ TABLE = [
     ),
     (RunFacts({"db": S.CANCELLED}), RunStatus.FAILED, "not every team succeeded"),
     (
+        RunFacts({"db": S.SUCCEEDED, "api": S.PENDING}, paused_for="budget", run_id="r1",
+                 stop_reason="the run's budget is spent: $2.00 of $2.00"),
+        RunStatus.PAUSED,
+        "paused (budget): the run's budget is spent: $2.00 of $2.00; `orchestrate resume r1 "
+        "--budget-usd N` (or --budget-tokens N) raises it and goes on",
+    ),
+    (
+        RunFacts({"db": S.FAILED, "api": S.PENDING}, paused_for="budget"),
+        RunStatus.FAILED,
+        "failed: db",
+    ),
+    (
         RunFacts(OK, cancelled=True, cancel_reason="cancelled by h pid 1", interrupted=True),
         RunStatus.CANCELLED,
         "cancelled by h pid 1; `orchestrate resume` finishes it",
