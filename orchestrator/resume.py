@@ -48,6 +48,7 @@ import anyio
 import psutil
 import structlog
 
+from orchestrator import forkserver
 from orchestrator.agentproc import AgentProcess, find_supervisor, read_status
 from orchestrator.engine import Engine, RunResult, StartState, first_error
 from orchestrator.errors import (
@@ -406,6 +407,9 @@ async def resume_run(
     reconciled (a live board may follow it from there).
     """
     say = notify or _quiet
+    options = options or EngineOptions()
+    if options.executor == "local" and forkserver.enabled():
+        forkserver.fork_server().warm()  # its imports go on while the store is read
     run_id = await resolve_run(store, run_id)
     run = await store.get_run(run_id)
     if run.status == "succeeded":
@@ -425,7 +429,7 @@ async def resume_run(
         store=store,
         layout=layout,
         git=Git(loaded.repo_root),
-        options=options or EngineOptions(),
+        options=options,
         notify=say,
         setup=functools.partial(reconcile, retry_failed=retry_failed, plan_fields=fields),
         on_started=on_started,
