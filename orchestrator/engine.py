@@ -33,15 +33,12 @@ store and the disk and says, per team, how it goes on. See docs/engine.md.
 
 from __future__ import annotations
 
-import asyncio
 import math
-import os
 import signal
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import structlog
@@ -172,7 +169,6 @@ class Engine:
         """
         run_id = self.info.run_id
         structlog.contextvars.bind_contextvars(run=run_id)
-        use_pidfd_child_watcher()
         async with anyio.create_task_group() as guard:
             if self.options.handle_signals:  # until the run is recorded and reported
                 await guard.start(self._watch_signals)
@@ -527,77 +523,6 @@ async def start_run(
     except Exception as exc:
         await record_crash(store, info.run_id, exc)
         raise
-
-
-class _PidfdWatcher(asyncio.AbstractChildWatcher):
-    """Python 3.12's ``PidfdChildWatcher`` on 3.11: a pidfd per child on the loop that
-    started it (3.11's own is bound to one loop, so a second loop could not use it)."""
-
-    def add_child_handler(  # type: ignore[override]  # typeshed's TypeVarTuple form
-        self, pid: int, callback: Callable[..., object], *args: Any
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        pidfd = os.pidfd_open(pid)
-        loop.add_reader(pidfd, self._do_wait, loop, pid, pidfd, callback, args)
-
-    def _do_wait(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        pid: int,
-        pidfd: int,
-        callback: Callable[..., object],
-        args: tuple[Any, ...],
-    ) -> None:
-        loop.remove_reader(pidfd)
-        try:
-            _, status = os.waitpid(pid, 0)
-        except ChildProcessError:  # reaped elsewhere
-            returncode = 255
-        else:
-            returncode = os.waitstatus_to_exitcode(status)
-        os.close(pidfd)
-        callback(pid, returncode, *args)
-
-    def remove_child_handler(self, pid: int) -> bool:
-        return True
-
-    def attach_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
-
-    def is_active(self) -> bool:
-        return True
-
-    def __enter__(self) -> _PidfdWatcher:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def use_pidfd_child_watcher() -> None:
-    """Have asyncio wait for child processes (git, checks) through a pidfd on the loop.
-
-    Python 3.11's default ``ThreadedChildWatcher`` starts a thread per child
-    process: one or more per team. A pidfd watcher needs no thread; 3.12 made
-    it the default, so only 3.11 on Linux is changed, once per process, and
-    only from the default.
-    """
-    if sys.version_info >= (3, 12) or sys.platform != "linux":
-        return
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:  # not on asyncio
-        return
-    if not isinstance(asyncio.get_child_watcher(), asyncio.ThreadedChildWatcher):
-        return  # a pidfd watcher already, or one the embedding program chose
-    try:
-        os.close(os.pidfd_open(os.getpid()))
-    except (AttributeError, OSError):  # no pidfd on this kernel
-        return
-    asyncio.set_child_watcher(_PidfdWatcher())
 
 
 def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
