@@ -316,6 +316,16 @@ class Engine:
         status = {t.id: start.status.get(t.id, "pending") for t in plan.teams}
         running: set[str] = set()
         limit = self.options.max_parallel or plan.max_parallel
+        # Per result, only the teams it concerns: ``waiting`` counts each team's upstream
+        # teams that have not succeeded (a success is final), ``ready`` holds the teams
+        # none of whose upstream teams is waited for and that have not been started.
+        index = {t.id: i for i, t in enumerate(plan.teams)}
+        below: dict[str, list[str]] = {t.id: [] for t in plan.teams}
+        for t in plan.teams:
+            for d in t.depends_on:
+                below[d].append(t.id)
+        waiting = {t: sum(status[d] != "succeeded" for d in ds) for t, ds in deps.items()}
+        ready = {t for t, n in waiting.items() if n == 0 and status[t] != "succeeded"}
         send, receive = anyio.create_memory_object_stream[TeamResult](max_buffer_size=math.inf)
         self.control.attach(send, status, start.recoveries)
         async with send, receive:
@@ -325,27 +335,32 @@ class Engine:
                 if rec is not None and rec.attach is not None:
                     status[team.id] = "running"
                     running.add(team.id)
+                    ready.discard(team.id)
                     tg.start_soon(self._run_team, ctx, team, send.clone(), rec)
+            rescan = True  # for blocked teams: at first, then after each result but a success
             while True:
-                await self._block(ctx, order, deps, status)
+                if rescan:
+                    await self._block(ctx, order, deps, status)
                 if self.stop_reason is None:
-                    failed = [t for t, s in status.items() if s == "failed"]
-                    if self.options.fail_fast and failed:
+                    failed = []
+                    if self.options.fail_fast:
+                        failed = [t for t, s in status.items() if s == "failed"]
+                    if failed:
                         self.stop_reason = f"--fail-fast: team {failed[0]} failed"
                     else:
                         self.stop_reason = ctx.budget.exhausted(None)
                     if self.stop_reason is not None:
                         self._say("stopping", f"no new team starts: {self.stop_reason}")
-                if self.stop_reason is None:
-                    for team in plan.teams:
+                if self.stop_reason is None and ready:
+                    for tid in sorted(ready, key=index.__getitem__):  # in plan order
                         if len(running) >= limit:
                             break
-                        ready = all(status[d] == "succeeded" for d in deps[team.id])
-                        if status[team.id] in ("pending", "recover") and ready:
-                            status[team.id] = "running"
-                            running.add(team.id)
-                            rec = start.recoveries.get(team.id)
-                            tg.start_soon(self._run_team, ctx, team, send.clone(), rec)
+                        if status[tid] in ("pending", "recover"):
+                            status[tid] = "running"
+                            running.add(tid)
+                            ready.discard(tid)
+                            rec = start.recoveries.get(tid)
+                            tg.start_soon(self._run_team, ctx, plan.team(tid), send.clone(), rec)
                 if not running:
                     self.control.detach()
                     return
@@ -353,6 +368,14 @@ class Engine:
                 running.discard(result.team)
                 status[result.team] = result.status
                 self.results[result.team] = result
+                rescan = result.status != "succeeded"
+                if result.status == "succeeded":
+                    for tid in below[result.team]:
+                        waiting[tid] -= 1
+                        if waiting[tid] == 0:
+                            ready.add(tid)
+                elif result.status in ("pending", "recover") and waiting[result.team] == 0:
+                    ready.add(result.team)  # retried on request
                 if result.status == "failed" and self._posts is not None:
                     # Posted in the background: a slow webhook never holds the run up.
                     self._posts.start_soon(
