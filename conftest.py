@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.support.redis",
     "tests.support.gitrepo",
     "tests.support.agents",
+    "tests.support.ray",  # the Ray cluster of the ray tier (skipped without Ray)
 ]

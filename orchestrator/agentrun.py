@@ -35,6 +35,7 @@ from pathlib import Path
 from orchestrator.agentproc import DEFAULT_GRACE, AgentProcess, Launch, Outcome
 from orchestrator.agents import adapter_for
 from orchestrator.agents.base import AgentAdapter, AgentContext, AgentEvent, Verdict
+from orchestrator.agents.limits import LimitWatcher
 from orchestrator.plan import AgentConfig
 from orchestrator.prompts import write_prompt
 from orchestrator.redact import Redactor, secret_values
@@ -187,12 +188,15 @@ class AgentRun:
         self.adapter = adapter
         self.events: list[AgentEvent] = []
         self.tail: deque[str] = deque(maxlen=tail_lines)
+        self.limits = LimitWatcher()
+        """A usage limit the agent reported (:mod:`orchestrator.agents.limits`)."""
 
     def feed(self, lines: Sequence[str]) -> tuple[list[str], str | None]:
         """Parse ``lines``: the lines to show (log stream) and a session id they announced."""
         shown: list[str] = []
         session: str | None = None
         for line in lines:
+            self.limits.feed(line)
             for event in self.adapter.parse(line):
                 shown.append(event.display())
                 if event.type in KEPT_EVENTS:

@@ -57,13 +57,14 @@ from orchestrator.executor import (
     CheckOutcome,
 )
 from orchestrator.gitops import Git, team_branch
-from orchestrator.paths import StateLayout
+from orchestrator.paths import SHARED_WORKTREE, StateLayout
 from orchestrator.plan import Plan, Team
 from orchestrator.planload import LoadedPlan
 from orchestrator.prompts import Feedback, PromptInput, load_role, render_feedback, render_prompt
 from orchestrator.redact import Redactor
 from orchestrator.store import Store, Usage, new_agent_id
 from orchestrator.verify import CheckResult, find_deliverables, run_checks
+from orchestrator.worktree_setup import CopyRefused, copy_untracked, run_setup
 
 log = structlog.get_logger("orchestrate.team")
 
@@ -102,6 +103,8 @@ class RunSite:
     secrets: tuple[str, ...] = ()
     """What every prompt, log and summary masks beyond an agent's own secret variables
     (:func:`orchestrator.agentrun.run_secrets`: orchestrate's, the Redis password)."""
+    setup_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    """Held while the shared worktree runs the plan's ``setup:`` (once for the run)."""
 
     @property
     def plan(self) -> Plan:
@@ -258,8 +261,75 @@ class Attempt:
             allow=self.plan.env_allow, layers=[self.plan.env, config.env, self.team.env]
         )
 
+    # -- the worktree's set-up (plan copy: and setup:) ----------------------------------------
+
+    def _setup_marker(self, who: str) -> Path:
+        """Written once ``who``'s set-up passed in this worktree (it is not run again)."""
+        return self.worktree.parent / f".{who}.setup-done"
+
+    async def _copy(self) -> tuple[str, ...]:
+        """Copy the plan's and the team's ``copy:`` files in; their secret values.
+
+        Raises :class:`~orchestrator.worktree_setup.CopyRefused`.
+        """
+        site = self.site
+        copies = self.plan.copies(self.team)
+        if site.shared_worktree is None:
+            return (await copy_untracked(site.loaded.repo_root, self.worktree, copies)).secrets
+        async with site.setup_lock:  # teams share the worktree: one copier at a time
+            return (await copy_untracked(site.loaded.repo_root, self.worktree, copies)).secrets
+
+    async def _setup(self, secrets: Sequence[str]) -> str | None:
+        """Run the set-up commands not yet run in this worktree; why they failed, or None.
+
+        Worktree isolation: the plan's then the team's, once per team worktree.
+        Shared: the plan's once for the run (under a lock), then the team's.
+        Their output goes to the team's log as lines of this attempt.
+        """
+        site, team, attempt = self.site, self.team, self.attempt
+
+        async def on_lines(lines: list[str]) -> None:
+            await site.store.append_log(site.run_id, team.id, attempt, lines)
+
+        async def run(who: str, commands: Sequence[str | Sequence[str]]) -> str | None:
+            marker = self._setup_marker(who)
+            if not commands or await anyio.Path(marker).exists():
+                return None
+            results = await run_setup(
+                self.worktree,
+                commands,
+                env=self._work_env(),
+                on_lines=on_lines,
+                time_limit=self.plan.timeout(team),
+                redactor=Redactor([*site.secrets, *secrets]),
+            )
+            failed = next((r for r in results if not r.ok), None)
+            if failed is not None:
+                return "\n".join([failed.describe(), *failed.tail])
+            await anyio.Path(marker).write_text(f"{time.time()!r}\n")
+            return None
+
+        if site.shared_worktree is None:
+            return await run(team.id, self.plan.setup_commands(team))
+        async with site.setup_lock:
+            failed = await run(SHARED_WORKTREE, self.plan.setup)
+        return failed or await run(team.id, team.setup)
+
+    async def _setup_failed(self, reason: str) -> AttemptOutcome:
+        """The set-up failed after ``running`` was written: the attempt ends, not passed."""
+        await self.hooks.ended(AgentEnd(ok=False, exit_code=None, reason=reason.splitlines()[0]))
+        first, *tail = reason.splitlines()
+        feedback = Feedback(attempt=self.attempt, reason=first, log_tail="\n".join(tail) or None)
+        await self._record_judgement(None, reason)
+        return self._outcome(reason=reason, feedback=feedback)
+
     async def _start(self) -> AttemptOutcome:
         site, team, req = self.site, self.team, self.req
+        try:
+            copied_secrets = await self._copy()
+        except CopyRefused as exc:
+            return self._outcome(setup_error=str(exc))
+        secrets = (*site.secrets, *copied_secrets)
         agent_id = new_agent_id()
         self.agent_id = agent_id
         structlog.contextvars.bind_contextvars(team=team.id, agent=agent_id)
@@ -304,7 +374,7 @@ class Attempt:
                     "ORCHESTRATE_ATTEMPT": str(self.attempt),
                     "ORCHESTRATE_PROMPT_FILE": str(prompt_file),
                 },
-                secrets=site.secrets,
+                secrets=secrets,
                 run_id=site.run_id,
                 model=team.model,
                 resume_session_id=resume,
@@ -322,6 +392,9 @@ class Attempt:
                 session_id=resume,
             )
         )
+        failed = await self._setup(copied_secrets)
+        if failed is not None:
+            return await self._setup_failed(failed)
         self.log.debug("starting agent", agent=agent_id, argv=prepared.argv)
         proc = await AgentProcess.start(prepared.launch)
         return await self._follow(
@@ -404,7 +477,16 @@ class Attempt:
                 count_usage=count_usage,
             )
         )
-        return await self._verify(outcome, judged, tail)
+        limit = run.limits.limit
+        verified = await self._verify(outcome, judged, tail)
+        if verified.ok or limit is None or limit.resets_at is None:
+            return verified
+        return verified.model_copy(
+            update={
+                "limit_resets_at": limit.resets_at.timestamp(),
+                "limit_message": limit.message,
+            }
+        )
 
     # -- verification and commit ----------------------------------------------------------
 

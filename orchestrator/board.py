@@ -36,6 +36,7 @@ from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.text import Text
 
 from orchestrator.errors import OrchestrateError
+from orchestrator.gates import approve_command, get_gates, reject_command
 from orchestrator.logs import RUN_DONE, last_line, printable
 from orchestrator.plan import Plan, format_duration
 from orchestrator.redact import Redactor
@@ -62,6 +63,8 @@ _STATUS_STYLE = {
     "cancelled": "dim red",
     "integrating": "bold cyan",
     "interrupted": "dark_orange",
+    "awaiting_approval": "bold blue",
+    "paused": "blue",
 }
 _GLYPH = {
     "pending": "·",
@@ -72,11 +75,26 @@ _GLYPH = {
     "failed": "✘",
     "blocked": "⊘",
     "cancelled": "■",
+    "awaiting_approval": "⏸",
+    "paused": "⏸",
 }
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ApprovalRow(_Model):
+    """A team's approval gate (``approval: true``) as the board shows it."""
+
+    status: str = Field(description="awaiting, approved or rejected.")
+    attempt: int = Field(ge=0, description="The attempt whose work the gate is about.")
+    by: str | None = Field(description="Who decided (user@host), once decided.")
+    at: float | None = Field(description="Epoch seconds of the decision.")
+    note: str | None = Field(description="The approver's note.")
+    reason: str | None = Field(description="Why it was rejected.")
+    approve: str = Field(description="The command that approves it.")
+    reject: str = Field(description="The command that rejects it (fill in the reason).")
 
 
 class TeamRow(_Model):
@@ -85,9 +103,13 @@ class TeamRow(_Model):
     id: str = Field(description="The team id.")
     name: str | None = Field(description="The team's human-readable name, if the plan gives one.")
     status: str = Field(
-        description="pending, running, verifying, retrying, succeeded, failed, blocked, cancelled."
+        description="pending, running, verifying, retrying, succeeded, failed, blocked, "
+        "cancelled, awaiting_approval, paused."
     )
     agent_id: str | None = Field(description="The agent id of the current (last) attempt.")
+    host: str | None = Field(
+        description="The node that runs (ran) the current attempt, with the ray executor."
+    )
     session_id: str | None = Field(
         description="The agent CLI's own session (thread) id, where it reports one."
     )
@@ -113,6 +135,14 @@ class TeamRow(_Model):
         description="For a pending team: the upstream teams not yet succeeded."
     )
     reason: str | None = Field(description="Why it failed, was blocked or is retrying.")
+    approval: ApprovalRow | None = Field(
+        default=None, description="Its approval gate, once its work waited at one."
+    )
+    paused_until: float | None = Field(
+        default=None,
+        description="Status paused (a usage limit): epoch seconds its provider may start "
+        "agents again.",
+    )
 
 
 class BoardSnapshot(_Model):
@@ -121,7 +151,8 @@ class BoardSnapshot(_Model):
     schema_version: Literal[1] = Field(description="Bumped on an incompatible change.")
     run_id: str
     status: str = Field(
-        description="pending, running, integrating, succeeded, failed, interrupted, cancelled."
+        description="pending, running, integrating, succeeded, failed, interrupted, cancelled, "
+        "paused (waiting for a person: an approval, or a budget raised)."
     )
     phase: Phase = Field(description="teams, integration or done.")
     plan_name: str | None
@@ -270,6 +301,9 @@ async def build_snapshot(
     now = time.time() if now is None else now
     redactor = redactor or Redactor.from_env()
     rows: list[TeamRow] = []
+    gated_ids = {t.id for t in plan.teams if t.approval} if plan is not None else None
+    gated = [t for t in states if gated_ids is None or t in gated_ids]
+    gates = await get_gates(store, run_id, gated) if gated else {}
     for team_id, state in states.items():
         team = None
         if plan is not None:
@@ -294,12 +328,26 @@ async def build_snapshot(
         if first is not None:
             elapsed = max(0.0, (state.finished or now) - first)
         line = await last_line(store, run_id, team_id)
+        gate = gates.get(team_id)
+        approval = None
+        if gate is not None:
+            approval = ApprovalRow(
+                status=gate.status.value,
+                attempt=gate.attempt,
+                by=gate.by,
+                at=gate.at,
+                note=printable(redactor.redact(gate.note)) if gate.note else None,
+                reason=printable(redactor.redact(gate.reason)) if gate.reason else None,
+                approve=approve_command(run_id, team_id),
+                reject=reject_command(run_id, team_id),
+            )
         rows.append(
             TeamRow(
                 id=team_id,
                 name=team.name if team is not None else None,
                 status=state.status,
                 agent_id=state.agent_id,
+                host=state.fields.get("host") or None,
                 session_id=state.session_id,
                 attempt=state.attempt,
                 max_attempts=max(max_attempts, state.attempt),
@@ -315,6 +363,10 @@ async def build_snapshot(
                 waiting_for=waiting,
                 reason=printable(redactor.redact(state.error or state.reason or "")) or None
                 if state.status not in ("running", "succeeded", "pending")
+                else None,
+                approval=approval,
+                paused_until=_epoch(state.fields.get("paused_until"))
+                if state.status == "paused"
                 else None,
             )
         )
@@ -357,6 +409,13 @@ def _tokens(n: int) -> str:
     if n < 1_000_000:
         return f"{n / 1000:.1f}k"
     return f"{n / 1_000_000:.1f}M"
+
+
+def _clock(at: float, now: float) -> str:
+    """``14:05`` today (local time), ``Dec 04 14:05`` on another day."""
+    local = time.localtime(at)
+    same_day = time.localtime(now)[:3] == local[:3]
+    return time.strftime("%H:%M" if same_day else "%b %d %H:%M", local)
 
 
 def _elapsed(seconds: float | None) -> str:
@@ -431,7 +490,7 @@ class Board:
         overall.append(totals)
         overall.truncate(width, overflow="ellipsis")
         out = [head, overall]
-        if s.reason and (s.done or s.status in ("running", "integrating")):
+        if s.reason and (s.done or s.status in ("running", "integrating", "paused")):
             for part in Text(s.reason, style="dim").wrap(Console(width=width), width)[:3]:
                 part.rstrip()
                 out.append(part)
@@ -470,12 +529,18 @@ class Board:
             row.truncate(width, overflow="ellipsis")
             out.append(row)
             detail = ""
-            if t.waiting_for:
+            if t.status == "awaiting_approval" and t.approval is not None:
+                detail = f"waits for approval: {t.approval.approve}"
+            elif t.status == "paused" and t.paused_until is not None:
+                detail = t.reason or f"paused until {_clock(t.paused_until, s.at)}"
+            elif t.waiting_for:
                 detail = "waits for " + ", ".join(t.waiting_for)
             elif t.reason and t.status not in ("running", "succeeded"):
                 detail = t.reason
             elif t.last_line:
                 detail = " ".join(t.last_line.split())
+            if t.host and t.status not in ("pending", "blocked"):  # where it runs (ray executor)
+                detail = f"on {t.host}" + (f": {detail}" if detail else "")
             if detail:
                 out.append(Text("  └ ", style="dim") + _cell(detail, width - 4, "dim", pad=False))
         return out

@@ -47,10 +47,11 @@ from anyio.abc import TaskGroup
 from orchestrator import graph
 from orchestrator.control import LiveControl
 from orchestrator.errors import OrchestrateError, StoreError
-from orchestrator.executor import open_executor
+from orchestrator.executor import check_executor, open_executor
 from orchestrator.gitops import Git, shared_branch
 from orchestrator.notify import Notifier
 from orchestrator.paths import SHARED_WORKTREE, StateLayout
+from orchestrator.pauses import active_pauses, seconds_left
 from orchestrator.plan import Team
 from orchestrator.planload import LoadedPlan
 from orchestrator.runs import RunInfo, create_run, record_crash
@@ -83,6 +84,14 @@ __all__ = [  # the run-wide types are defined in runtypes; older callers import 
 log = structlog.get_logger("orchestrate.engine")
 
 _UNSUCCESSFUL = ("failed", "blocked", "cancelled")
+EXIT_AWAITING_APPROVAL = 3
+"""``run`` / ``resume`` exit code: only teams waiting for approval are left (the run is
+``paused``): `orchestrate approve` or `reject` them, then `orchestrate resume`."""
+EXIT_BUDGET = 4
+"""``run`` / ``resume`` exit code: the budget is spent (the run is ``paused``):
+`orchestrate resume RUN --budget-usd N` raises it and goes on."""
+IDLE_POLL = 0.5
+"""Seconds between looks at the teams while the scheduler waits (gates, pauses)."""
 CANCEL_POLL = 0.5
 """Seconds between looks at the run's status (has ``orchestrate cancel`` cancelled it?)."""
 
@@ -112,8 +121,15 @@ class RunResult:
     base_commit: str = ""
     integration: IntegrationResult | None = None
 
+    paused_for: str | None = None
+    """Why a ``paused`` run waits for a person: ``approval`` or ``budget``."""
+    awaiting: list[str] = field(default_factory=list)
+    """The teams waiting for approval when the run paused."""
+
     @property
     def exit_code(self) -> int:
+        if self.status == "paused":
+            return EXIT_BUDGET if self.paused_for == "budget" else EXIT_AWAITING_APPROVAL
         return {"succeeded": 0, "interrupted": 130, "cancelled": 130}.get(self.status, 1)
 
 
@@ -146,6 +162,11 @@ class Engine:
         """SIGHUP: the agents were left running for a resume to re-attach."""
         self.cancelled = False
         self.stop_reason: str | None = None
+        self.paused_for: str | None = None
+        """The run stops to wait for a person: ``approval`` (only gates are left) or
+        ``budget`` (spent: nothing new starts; the running attempts finish)."""
+        self.budget_reasons: dict[str, str] = {}
+        """Teams stopped by a spent budget, and which budget."""
         self.results: dict[str, TeamResult] = {}
         self.integration: IntegrationResult | None = None
         self.notifier = Notifier.for_plan(self.plan)
@@ -205,13 +226,17 @@ class Engine:
                 results=self.results,
                 lease=lease,
                 detached=self.detached,
+                on_awaiting=self._post_awaiting,
             )
             self._ctx = ctx
             if self.setup is not None:
                 start = await self.setup(ctx)
             else:
                 start = StartState()
-                await self.store.run_transition(run_id, "running", epoch=lease.epoch)
+                await self.store.run_transition(
+                    run_id, "running", epoch=lease.epoch, fields=self.options.run_fields()
+                )
+            ctx.pauses = await active_pauses(self.store, run_id)  # a resume keeps waiting
             if self.on_started is not None:  # the run is running: a live board may follow it
                 self.on_started(run_id)
             if self.plan.isolation == "shared":
@@ -235,13 +260,14 @@ class Engine:
             if self._stopping:  # a signal came during the setup
                 tg.cancel_scope.cancel()
             tg.start_soon(self._watch_cancel, ctx, tg)
+            tg.start_soon(self._watch_hard_budget, ctx, tg)
             await self._schedule(ctx, tg, start)
             if self._integration_due():
                 await self._integrate(ctx)
             tg.cancel_scope.cancel()
 
     def _integration_due(self) -> bool:
-        return not (self.interrupted or self.cancelled)
+        return not (self.interrupted or self.cancelled or self.paused_for)
 
     async def _integrate(self, ctx: RunContext) -> None:
         from orchestrator.integration import integrate_run
@@ -267,6 +293,14 @@ class Engine:
                 ctx.cancel_requested.set()
         self.cancelled = True
         self._say("cancelled", "`orchestrate cancel`: stopping the agents")
+        tg.cancel_scope.cancel()
+
+    async def _watch_hard_budget(self, ctx: RunContext, tg: TaskGroup) -> None:
+        """``budget: {hard: true}`` reached: stop the running attempts, pause the run."""
+        await ctx.hard_stop.wait()
+        self.paused_for = "budget"
+        self.stop_reason = ctx.budget_stop
+        self._say("stopping", f"stopping the agents: {ctx.budget_stop}")
         tg.cancel_scope.cancel()
 
     async def _watch_signals(
@@ -316,6 +350,7 @@ class Engine:
         status = {t.id: start.status.get(t.id, "pending") for t in plan.teams}
         running: set[str] = set()
         limit = self.options.max_parallel or plan.max_parallel
+        providers = {t.id: ctx.provider(t) for t in plan.teams}
         # Per result, only the teams it concerns: ``waiting`` counts each team's upstream
         # teams that have not succeeded (a success is final), ``ready`` holds the teams
         # none of whose upstream teams is waited for and that have not been started.
@@ -341,6 +376,7 @@ class Engine:
             while True:
                 if rescan:
                     await self._block(ctx, order, deps, status)
+                    rescan = False
                 if self.stop_reason is None:
                     failed = []
                     if self.options.fail_fast:
@@ -349,23 +385,48 @@ class Engine:
                         self.stop_reason = f"--fail-fast: team {failed[0]} failed"
                     else:
                         self.stop_reason = ctx.budget.exhausted(None)
+                        if self.stop_reason is not None:
+                            self.paused_for = "budget"
                     if self.stop_reason is not None:
                         self._say("stopping", f"no new team starts: {self.stop_reason}")
+                held: list[str] = []  # ready, but their provider's usage limit holds them
                 if self.stop_reason is None and ready:
                     for tid in sorted(ready, key=index.__getitem__):  # in plan order
-                        if len(running) >= limit:
+                        if len(running - ctx.awaiting) >= limit:  # a waiting gate holds no slot
                             break
-                        if status[tid] in ("pending", "recover"):
-                            status[tid] = "running"
-                            running.add(tid)
-                            ready.discard(tid)
-                            rec = start.recoveries.get(tid)
-                            tg.start_soon(self._run_team, ctx, plan.team(tid), send.clone(), rec)
-                if not running:
+                        if status[tid] not in ("pending", "recover"):
+                            continue
+                        if seconds_left(providers[tid], ctx.pauses) is not None:
+                            held.append(tid)
+                            continue
+                        status[tid] = "running"
+                        running.add(tid)
+                        ready.discard(tid)
+                        rec = start.recoveries.get(tid)
+                        tg.start_soon(self._run_team, ctx, plan.team(tid), send.clone(), rec)
+                if not running and not held:
                     self.control.detach()
                     return
-                result = await receive.receive()
+                if running and running <= ctx.awaiting and not held:
+                    self.paused_for = "approval"  # only gates are left: a person must decide
+                    self.control.detach()
+                    return
+                result = None
+                with anyio.move_on_after(IDLE_POLL):  # a team may start waiting at its gate
+                    result = await receive.receive()
+                if result is None:
+                    continue
                 running.discard(result.team)
+                if result.status == "paused" and result.resume is not None:
+                    status[result.team] = "recover"  # started again once its provider may
+                    start.recoveries[result.team] = result.resume
+                    ready.add(result.team)
+                    continue
+                if result.status == "budget":  # its budget (or the run's) is spent
+                    status[result.team] = "budget"
+                    self.paused_for = "budget"
+                    self.budget_reasons[result.team] = result.reason or "budget spent"
+                    continue
                 status[result.team] = result.status
                 self.results[result.team] = result
                 rescan = result.status != "succeeded"
@@ -405,6 +466,16 @@ class Engine:
             status[tid] = "blocked"
             self.results[tid] = TeamResult(team=tid, status="blocked", reason=reason)
             self._say("blocked", reason, tid)
+
+    def _post_awaiting(self, team: str) -> None:
+        """A team waits for approval: post the webhook, in the background."""
+        if self._posts is not None and self._ctx is not None:
+            self._posts.start_soon(
+                self.notifier.awaiting_approval,
+                self._ctx.run_id,
+                team,
+                self.layout.report_file(self._ctx.run_id, "html"),
+            )
 
     async def _run_team(
         self,
@@ -452,6 +523,18 @@ class Engine:
             )
         elif self.interrupted:
             final, reason = "interrupted", "interrupted; `orchestrate resume` finishes it"
+        elif self.paused_for == "budget" and not any(
+            r.status == "failed" for r in results.values()
+        ):
+            spent = self.stop_reason or next(iter(self.budget_reasons.values()), "budget spent")
+            final = "paused"
+            reason = (
+                f"paused (budget): {spent}; `orchestrate resume {run_id} --budget-usd N` "
+                "(or --budget-tokens N) raises it and goes on"
+            )
+        elif self.paused_for == "approval":
+            waiting = [t for t, r in results.items() if r.status == "awaiting_approval"]
+            final, reason = "paused", awaiting_reason(run_id, waiting)
         elif all(r.status == "succeeded" for r in results.values()) and (
             integration is None or integration.ok
         ):
@@ -486,7 +569,21 @@ class Engine:
             base_ref=self.info.base_ref,
             base_commit=self.info.base_commit,
             integration=integration,
+            paused_for=self.paused_for if final == "paused" else None,
+            awaiting=[t for t, r in results.items() if r.status == "awaiting_approval"],
         )
+
+
+def awaiting_reason(run_id: str, teams: list[str]) -> str:
+    """Why a run paused for approval, and what to run."""
+    from orchestrator.gates import approve_command
+
+    names = ", ".join(teams) or "a team"
+    first = teams[0] if teams else "TEAM"
+    return (
+        f"waiting for approval of {names}: `{approve_command(run_id, first)}` "
+        f"(or `orchestrate reject ... --reason`), then `orchestrate resume {run_id}`"
+    )
 
 
 async def write_report(store: Store, layout: StateLayout, run_id: str) -> None:
@@ -523,6 +620,7 @@ async def start_run(
     ``on_created`` is called once the run is recorded, ``on_started`` (with
     its id) once it holds its lease and is ``running``.
     """
+    check_executor((options or EngineOptions()).executor)  # before anything is recorded
     git = Git(loaded.repo_root)
     layout.ensure()
     info = await create_run(store, layout, loaded, git)

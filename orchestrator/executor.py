@@ -73,8 +73,9 @@ from orchestrator.state import Usage
 if TYPE_CHECKING:
     from orchestrator.runtypes import RunContext
 
-EXECUTORS = ("local",)
-"""The executors ``--executor`` may name (``local``: this machine, the default)."""
+EXECUTORS = ("local", "ray")
+"""The executors ``--executor`` may name (``local``: this machine, the default; ``ray``: the
+nodes of a Ray cluster, :mod:`orchestrator.ray_executor`)."""
 
 AttemptKey = tuple[str, str, int]
 """``(run, team, attempt)``: what makes two requests the same attempt."""
@@ -188,6 +189,10 @@ class AttemptOutcome(_Model):
     fatal: bool = False
     retryable: bool = False
     retry_after: float | None = None
+    limit_resets_at: float | None = None
+    """The agent ran into a usage limit lifting then (epoch s): a pause, not a failure."""
+    limit_message: str | None = None
+    """What the agent said about the limit (one line)."""
     deliverables: dict[str, str | None] = Field(default_factory=dict)
     """Each file found -> its sha256; each unmet deliverable -> None."""
     checks: list[CheckOutcome] = Field(default_factory=list)
@@ -241,10 +246,21 @@ class Executor(Protocol):
         ...
 
 
+def check_executor(name: str) -> None:
+    """Refuse an executor name nobody provides (a :class:`UsageError`, exit 2)."""
+    if name not in EXECUTORS:
+        raise UsageError(f"unknown executor {name!r} (known: {', '.join(EXECUTORS)})")
+
+
 async def open_executor(name: str, ctx: RunContext) -> Executor:
     """The executor ``name`` for the run of ``ctx`` (the scheduler never knows which)."""
+    check_executor(name)
     if name == "local":
         from orchestrator.local_executor import LocalExecutor
 
         return await LocalExecutor.for_run(ctx)
+    if name == "ray":
+        from orchestrator.ray_executor import RayExecutor
+
+        return await RayExecutor.for_run(ctx)
     raise UsageError(f"unknown executor {name!r} (known: {', '.join(EXECUTORS)})")

@@ -17,6 +17,11 @@ touches keys of one Redis Cluster slot::
     orch:{RUN}:deliverables:TEAM           hash: path -> content hash ("" when missing)
     orch:{RUN}:events                      stream: every state transition (capped)
     orch:{RUN}:log:TEAM                    stream: agent output lines (capped)
+    orch:{RUN}:gate:TEAM                   hash: the team's approval gate: status (awaiting,
+                                           approved, rejected), attempt, requested, by, at,
+                                           note / reason
+    orch:{RUN}:pauses                      hash: provider -> JSON {until, team, message}: usage
+                                           limits; no agent of that provider starts before until
     orch:{RUN}:requests                    stream: requests to the live orchestrator
                                            (cancel or retry one team; capped)
 
@@ -88,6 +93,12 @@ class Keys:
 
     def log(self, run_id: str, team: str) -> str:
         return f"{self._run(run_id)}:log:{check_name('team', team)}"
+
+    def gate(self, run_id: str, team: str) -> str:
+        return f"{self._run(run_id)}:gate:{check_name('team', team)}"
+
+    def pauses(self, run_id: str) -> str:
+        return f"{self._run(run_id)}:pauses"
 
     def requests(self, run_id: str) -> str:
         return f"{self._run(run_id)}:requests"

@@ -53,7 +53,7 @@ if TYPE_CHECKING:  # the adapters (and the plan models they pull in) load only w
     from orchestrator.store import LogEntry, RunState, Store
 
 
-RUN_DONE = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
+RUN_DONE = frozenset({"succeeded", "failed", "cancelled", "interrupted", "paused"})
 """Run statuses after which no agent writes any more."""
 FOLLOW_BLOCK_MS = 1_000
 """One blocking read waits at most this long (then checks again)."""
@@ -64,15 +64,19 @@ _SGR = re.compile(r"\x1b\[[0-9;:]*m")
 """A colour / style sequence: harmless, dropped."""
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 """C0 (but tab and newline), DEL and C1 control characters: what a terminal acts on."""
+_BIDI = re.compile(r"[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+"""Direction marks, embeddings, overrides and isolates: they reorder what follows."""
 
 
 def printable(text: str) -> str:
     """``text`` safe to print on a terminal: colour codes removed, every other control
     character (ESC of an OSC 52 clipboard write or a title change, CR, BEL, ...) shown
-    as ``\\xNN``. Tabs and newlines stay."""
+    as ``\\xNN``, a direction override (U+202E, ...) as ``\\uNNNN``. Tabs and newlines
+    stay."""
     if text.isprintable():
         return text
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", _SGR.sub("", text))
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", _SGR.sub("", text))
+    return _BIDI.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 _COLORS = (36, 33, 35, 32, 34, 91, 96, 93, 95, 92, 94)

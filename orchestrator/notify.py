@@ -1,11 +1,11 @@
-"""Webhook notifications: a team failed, the run finished.
+"""Webhook notifications: a team failed, a team waits for approval, the run finished.
 
 A plan's ``notify:`` lists webhooks::
 
     notify:
       - url: https://hooks.slack.com/services/T000/B000/XXXX
         format: slack                     # or generic (default): our JSON body
-        events: [team_failed, run_finished]   # default: both
+        events: [team_failed, run_finished, awaiting_approval]   # default: all three
 
 Posting never blocks or fails the run: every post has a short timeout and a
 few retries (tenacity; 5xx, 429 and connection errors only), all hooks of one
@@ -72,7 +72,15 @@ class Message:
 
     @property
     def text(self) -> str:
-        if self.event == "team_failed":
+        if self.event == "awaiting_approval":
+            from orchestrator.gates import approve_command, reject_command
+
+            head = (
+                f"orchestrate: team {self.team} of run {self.run_id} waits for approval: "
+                f"`{approve_command(self.run_id, self.team or '?')}` or "
+                f"`{reject_command(self.run_id, self.team or '?')}`"
+            )
+        elif self.event == "team_failed":
             head = f"orchestrate: team {self.team} failed in run {self.run_id}"
         else:
             head = f"orchestrate: run {self.run_id} {self.status}"
@@ -92,7 +100,7 @@ def body(message: Message, fmt: str) -> dict[str, Any]:
             "text": message.text,
             "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": message.text}}],
         }
-    return {
+    payload: dict[str, Any] = {
         "source": "orchestrate",
         "event": message.event,
         "run": message.run_id,
@@ -105,6 +113,12 @@ def body(message: Message, fmt: str) -> dict[str, Any]:
         "text": message.text,
         "at": message.at,
     }
+    if message.event == "awaiting_approval" and message.team:
+        from orchestrator.gates import approve_command, reject_command
+
+        payload["approve"] = approve_command(message.run_id, message.team)
+        payload["reject"] = reject_command(message.run_id, message.team)
+    return payload
 
 
 # -- delivery -------------------------------------------------------------------------------
@@ -158,6 +172,15 @@ class Notifier:
         return await self.send(
             Message("team_failed", run_id, "failed", self.plan_name, team, (team,), reason,
                     str(report) if report else None, time.time())
+        )  # fmt: skip
+
+    async def awaiting_approval(
+        self, run_id: str, team: str, report: Path | str | None = None
+    ) -> list[Delivery]:
+        """A team has succeeded and waits at its gate (``approval: true``)."""
+        return await self.send(
+            Message("awaiting_approval", run_id, "awaiting_approval", self.plan_name, team, (),
+                    None, str(report) if report else None, time.time())
         )  # fmt: skip
 
     async def run_finished(

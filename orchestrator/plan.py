@@ -126,6 +126,59 @@ class _Model(BaseModel):
     )
 
 
+EXECUTORS: tuple[str, ...] = ("local", "ray")
+"""Where teams run: ``local`` (this machine, the default) or ``ray`` (a Ray cluster's nodes)."""
+
+_LABEL_PART = r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?"
+_LABEL_KEY_RE = re.compile(rf"^({_LABEL_PART}(\.{_LABEL_PART})*/)?{_LABEL_PART}$")
+_LABEL_VALUE_RE = re.compile(rf"^{_LABEL_PART}$")
+
+
+def _check_runs_on(value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    for key, values in value.items():
+        if len(key) > 253 or not _LABEL_KEY_RE.match(key):
+            raise ValueError(f"{key!r} is not a node label name (letters, digits, '-', '_', '.')")
+        if not values:
+            raise ValueError(f"label {key!r}: give at least one value")
+        for v in values:
+            if not _LABEL_VALUE_RE.match(v):
+                raise ValueError(
+                    f"label {key}: {v!r} is not a label value (at most 63 letters, digits, "
+                    "'-', '_', '.')"
+                )
+    return value
+
+
+def _one_or_many(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: (v,) if isinstance(v, str) else v for k, v in value.items()}
+    return value
+
+
+RunsOn = Annotated[
+    dict[str, tuple[str, ...]],
+    BeforeValidator(_one_or_many),
+    AfterValidator(_check_runs_on),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "additionalProperties": {
+                "anyOf": [
+                    {"type": "string"},
+                    {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                ]
+            },
+        }
+    ),
+    Field(
+        description=(
+            "Node labels a team runs on with the ray executor: {label: value} or "
+            "{label: [value, ...]} (any of them); every label must match."
+        )
+    ),
+]
+
+
 def redact_url(url: str) -> str:
     """``https://hooks.example.com/***``: scheme and host only; path, query and userinfo hidden."""
     try:
@@ -138,8 +191,8 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{hidden}"
 
 
-NotifyEvent = Literal["team_failed", "run_finished"]
-NOTIFY_EVENTS: tuple[NotifyEvent, ...] = ("team_failed", "run_finished")
+NotifyEvent = Literal["team_failed", "run_finished", "awaiting_approval"]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = ("team_failed", "run_finished", "awaiting_approval")
 
 
 class Webhook(_Model):
@@ -153,7 +206,8 @@ class Webhook(_Model):
         description="generic: orchestrate's JSON; slack: an incoming-webhook body.",
     )
     events: tuple[NotifyEvent, ...] = Field(
-        default=NOTIFY_EVENTS, description="Which events are posted: team_failed, run_finished."
+        default=NOTIFY_EVENTS,
+        description="Which events are posted: team_failed, run_finished, awaiting_approval.",
     )
 
     @field_validator("url")
@@ -173,10 +227,24 @@ class Webhook(_Model):
 
 
 class Budget(_Model):
-    """Spending limit: once reached, no new team or attempt starts."""
+    """Spending limit: once reached, no new attempt starts and the run pauses to ask for more."""
 
     usd: float | None = Field(default=None, gt=0, description="Dollars, as the agents report them.")
     tokens: int | None = Field(default=None, gt=0, description="Input + output tokens.")
+    hard: bool = Field(
+        default=False,
+        description="Also stop the running agents once reached (default: they finish their "
+        "attempt, then the run pauses until `resume --budget-usd/--budget-tokens`).",
+    )
+
+
+CopyPath = Annotated[
+    str,
+    Field(
+        min_length=1,
+        description="An untracked file (or glob) of the user's checkout, relative to the repo.",
+    ),
+]
 
 
 class AgentConfig(_Model):
@@ -213,6 +281,9 @@ class Defaults(_Model):
     )
     retries: int = Field(default=2, ge=0, le=20, description="Further attempts after the first.")
     check_timeout: Duration = Field(default=10 * 60.0, description="Time limit of each check.")
+    runs_on: RunsOn | None = Field(
+        default=None, description="Node labels every team runs on (ray executor)."
+    )
 
 
 class Team(_Model):
@@ -247,6 +318,26 @@ class Team(_Model):
     prompt_template: str | None = Field(
         default=None,
         description="A Jinja2 template file (relative to the plan) for this team's prompt.",
+    )
+    runs_on: RunsOn | None = Field(
+        default=None,
+        description="Node labels this team runs on (ray executor); overrides defaults.",
+    )
+    approval: bool = Field(
+        default=False,
+        description="When the team has succeeded it waits for `orchestrate approve` (or "
+        "`reject`) before its dependents start.",
+    )
+    setup: tuple[Command, ...] = Field(
+        default=(),
+        description="Commands run in the team's new worktree before its agent starts, after "
+        "the plan's own setup:.",
+    )
+    copy_files: tuple[CopyPath, ...] = Field(
+        default=(),
+        alias="copy",
+        description="Untracked files copied from the user's checkout into the team's worktree "
+        "(after the plan's copy:); never committed, their values redacted.",
     )
 
     @property
@@ -299,10 +390,32 @@ class Plan(_Model):
         default=None,
         description="A Jinja2 template file (relative to the plan) for every team's prompt.",
     )
+    setup: tuple[Command, ...] = Field(
+        default=(),
+        description="Commands run in every new worktree before its agent starts "
+        "(npm ci, uv sync, cp .env.example .env).",
+    )
+    copy_files: tuple[CopyPath, ...] = Field(
+        default=(),
+        alias="copy",
+        description="Untracked files copied from the user's checkout into every worktree "
+        "(.env, .env.local); never committed, their values redacted.",
+    )
     teams: tuple[Team, ...] = Field(min_length=1, description="The teams, in plan order.")
     integration: Integration = Field(default_factory=Integration)
     notify: tuple[Webhook, ...] = Field(
         default=(), description="Webhooks posted on a team failure and at the end of the run."
+    )
+    executor: Literal["local", "ray"] | None = Field(
+        default=None,
+        description="Where teams run: local (default) or ray; --executor overrides it.",
+    )
+    remote: str | None = Field(
+        default=None,
+        description=(
+            "The git remote every node fetches from and pushes to (ray executor): a URL or "
+            "a remote's name in the repository. Default: the repository's origin."
+        ),
     )
 
     # Built once per teams tuple (a model_copy that replaces the teams gets fresh ones):
@@ -342,3 +455,17 @@ class Plan(_Model):
 
     def retries(self, team: Team) -> int:
         return self.defaults.retries if team.retries is None else team.retries
+
+    def runs_on(self, team: Team) -> dict[str, tuple[str, ...]]:
+        """The node labels ``team`` must run on (its own, else ``defaults.runs_on``); {}: any."""
+        if team.runs_on is not None:
+            return team.runs_on
+        return self.defaults.runs_on or {}
+
+    def setup_commands(self, team: Team) -> tuple[Command, ...]:
+        """The set-up of ``team``'s worktree: the plan's commands, then the team's."""
+        return self.setup + team.setup
+
+    def copies(self, team: Team) -> tuple[str, ...]:
+        """The files copied into ``team``'s worktree: the plan's, then the team's (once each)."""
+        return tuple(dict.fromkeys(self.copy_files + team.copy_files))

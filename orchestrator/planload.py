@@ -326,6 +326,7 @@ class _Checker:
             self._check_teams(teams)
         self._check_agents(data)
         self._check_templates(data)
+        self._check_copies(data)
         return plan
 
     # pydantic ----------------------------------------------------------------
@@ -591,6 +592,20 @@ class _Checker:
         for loc, value in places:
             if isinstance(value, str) and not (self.plan_dir / value).is_file():
                 self.add(loc, f"no such template file {value!r} (relative to the plan)")
+
+    def _check_copies(self, data: dict[str, Any]) -> None:
+        """``copy:`` (top level and per team): paths of the user's checkout, inside the repo."""
+        places: list[tuple[Loc, Any]] = [(("copy",), data.get("copy"))]
+        teams = data.get("teams")
+        for i, team in enumerate(teams if isinstance(teams, list) else []):
+            if isinstance(team, dict):
+                places.append((("teams", i, "copy"), team.get("copy")))
+        for loc, items in places:
+            for j, item in enumerate(items if isinstance(items, list) else []):
+                if isinstance(item, str):
+                    problem = _deliverable_problem(item, self.repo_root, self.check_repo)
+                    if problem:
+                        self.add((*loc, j), problem.replace("deliverable", "copied file"))
 
 
 def _deliverable_problem(item: str, root: Path, check_fs: bool) -> str | None:

@@ -12,6 +12,9 @@ not its process management). Its files live in ``.orchestrate/redis/``::
     socket           where the socket is, when its path had to be shortened
     watch.pid        pid of the server's watchdog (:mod:`orchestrator.server_watch`)
     aof-truncated    written when the server loaded a cut-short append-only file
+    listen.json      where it also listens on TCP (``server start --listen``), and its TLS files
+    password         the generated password (0600) of a server that listens on TCP
+    tls.pid          pid of the TLS listener in front of it (:mod:`orchestrator.redis_tls`)
 
 The server is daemonized and outlives the command that started it, so a
 second command (``orchestrate logs`` in another terminal) finds the same
@@ -35,6 +38,15 @@ show an older status than it reached. Then ``aof-truncated`` records it, a
 line on stderr says so when the server starts, and :meth:`EmbeddedServer.damage`
 lets ``runs``/``status`` say so too, until that file is removed.
 
+``orchestrate server start --listen HOST:PORT`` makes the server reachable
+from other machines (the nodes of a Ray cluster): a password is generated once
+(``password``, readable by the user alone; local commands read it from there),
+the server is restarted listening on HOST:PORT with it as ``requirepass``, and
+the URL is printed once. With a certificate and key, valkey stays on its
+socket and a TLS listener (:mod:`orchestrator.redis_tls`) accepts
+``rediss://`` connections on HOST:PORT instead (the wheel's valkey has no TLS
+built in). ``server start`` without ``--listen`` goes back to the socket only.
+
 A unix socket path must fit in ~107 bytes:
 when ``.orchestrate/redis/valkey.sock`` would not, the socket goes to a short
 private folder (0700) under the temp dir named from a hash of the state dir.
@@ -46,10 +58,14 @@ Everything here is blocking (subprocess, flock); async callers wrap it in
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
+import json
 import os
+import secrets
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -104,6 +120,30 @@ def _quote(value: Path | str) -> str:
 
 
 @dataclass(frozen=True)
+class Listen:
+    """Where the embedded server also listens on TCP (``server start --listen``)."""
+
+    host: str
+    port: int
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None
+
+
+_released_tls: list[subprocess.Popen[bytes]] = []
+"""TLS listeners started by this process: they run on; kept so none is reported unreaped."""
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by the user alone (0600), atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    tmp.replace(path)
+
+
+@dataclass(frozen=True)
 class ServerStatus:
     """What ``orchestrate server status`` prints."""
 
@@ -116,6 +156,8 @@ class ServerStatus:
     connected_clients: int | None = None
     used_memory: str | None = None
     appendfsync: str | None = None
+    listen: str | None = None
+    """``HOST:PORT`` (and `` (TLS)``) when it also listens on TCP."""
 
 
 class EmbeddedServer:
@@ -152,6 +194,58 @@ class EmbeddedServer:
         return self.dir / TRUNCATED_FILE
 
     @property
+    def listen_file(self) -> Path:
+        return self.dir / "listen.json"
+
+    @property
+    def password_file(self) -> Path:
+        return self.dir / "password"
+
+    @property
+    def tls_pid_file(self) -> Path:
+        return self.dir / "tls.pid"
+
+    def password(self) -> str | None:
+        """The server's password (a server that listens on TCP has one), or None."""
+        try:
+            return self.password_file.read_text().strip() or None
+        except OSError:
+            return None
+
+    def listening(self) -> Listen | None:
+        """Where the server also listens on TCP, as recorded by :meth:`listen`."""
+        try:
+            data = json.loads(self.listen_file.read_text())
+            return Listen(**data)
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def listen(self, listen: Listen | None) -> str | None:
+        """Restart the server listening on ``listen`` (None: its socket only).
+
+        Returns the URL other machines use, password included: the caller shows
+        it once. The password is generated the first time and kept (URLs handed
+        out stay good across restarts); it lives in :attr:`password_file` (0600).
+        """
+        with self._locked():
+            if self._ping():  # with the password it has now
+                self._shutdown()
+            self._clean_stale()
+            if listen is None:
+                self._remove(self.listen_file)
+                self._remove(self.password_file)
+            else:
+                if self.password() is None:
+                    _write_private(self.password_file, secrets.token_urlsafe(24) + "\n")
+                _write_private(self.listen_file, json.dumps(dataclasses.asdict(listen)))
+            self._start()
+        if listen is None:
+            return None
+        host = listen.host if listen.host not in ("", "0.0.0.0", "::") else socket.getfqdn()
+        scheme = "rediss" if listen.tls_cert else "redis"
+        return f"{scheme}://:{self.password()}@{host}:{listen.port}/0"
+
+    @property
     def socket_path(self) -> Path:
         """The socket: in the data folder if short enough, else in a short private folder."""
         local = self.dir / SOCKET_NAME
@@ -185,22 +279,38 @@ class EmbeddedServer:
             pid = self._read_pid()
             if not self._ping():
                 self._clean_stale()
+                self._remove_socket_folder()
                 return False
-            client = self._client()
-            try:
-                client.shutdown()
-            except redis.exceptions.ConnectionError:
-                pass  # the server closed the connection while exiting: expected
-            except redis.exceptions.RedisError as exc:
-                raise StoreError(f"the embedded Redis refused to stop: {exc}") from exc
-            finally:
-                client.close()
-            if pid is not None:
-                self._wait_gone(pid, timeout)
-            self._wait_watch_gone()
-            self._remove(self.pid_file)
-            self._remove(self.socket_path)
+            self._shutdown(pid, timeout)
+            self._remove_socket_folder()
             return True
+
+    def _shutdown(self, pid: int | None = None, timeout: float = 10.0) -> None:
+        """Stop the answering server (it flushes first), its watchdog and TLS listener."""
+        pid = pid if pid is not None else self._read_pid()
+        client = self._client()
+        try:
+            client.shutdown()
+        except redis.exceptions.ConnectionError:
+            pass  # the server closed the connection while exiting: expected
+        except redis.exceptions.RedisError as exc:
+            raise StoreError(f"the embedded Redis refused to stop: {exc}") from exc
+        finally:
+            client.close()
+        if pid is not None:
+            self._wait_gone(pid, timeout)
+        self._wait_watch_gone()
+        self._stop_tls()
+        self._remove(self.pid_file)
+        self._remove(self.socket_path)
+
+    def _remove_socket_folder(self) -> None:
+        """The short private folder of a deep state folder's socket, once empty: one per
+        state folder ever used would otherwise pile up in /tmp."""
+        folder = self.socket_path.parent
+        if folder != self.dir:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
     def damage(self) -> str | None:
         """What went wrong with the data, to be told on every look at the runs; None: nothing.
@@ -239,7 +349,14 @@ class EmbeddedServer:
             connected_clients=int(info.get("connected_clients", 0)),
             used_memory=str(info.get("used_memory_human", "")),
             appendfsync=fsync,
+            listen=self._listen_text(),
         )
+
+    def _listen_text(self) -> str | None:
+        listen = self.listening()
+        if listen is None:
+            return None
+        return f"{listen.host}:{listen.port}" + (" (TLS)" if listen.tls_cert else "")
 
     # -- internals -----------------------------------------------------------------
 
@@ -272,6 +389,7 @@ class EmbeddedServer:
     def _client(self, timeout: float = 2.0) -> redis.Redis:
         return redis.Redis(
             unix_socket_path=str(self.socket_path),
+            password=self.password(),
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             decode_responses=True,
@@ -304,12 +422,15 @@ class EmbeddedServer:
         """
         import psutil
 
-        mine = {str(self.socket_path), str(self.conf_file)}
-        mine |= {os.path.realpath(p) for p in mine}
+        from orchestrator.server_watch import title_names_socket
+
+        sockets = {str(self.socket_path), os.path.realpath(self.socket_path)}
+        confs = {str(self.conf_file), os.path.realpath(self.conf_file)}
         try:
             proc = psutil.Process(pid)
-            words = [w.removeprefix("unixsocket:") for w in " ".join(proc.cmdline()).split()]
-            if mine.intersection(words) and proc.status() != psutil.STATUS_ZOMBIE:
+            args = proc.cmdline()
+            named = confs.intersection(args) or any(title_names_socket(args, s) for s in sockets)
+            if named and proc.status() != psutil.STATUS_ZOMBIE:
                 return proc
         except (psutil.Error, OSError):
             return None
@@ -356,6 +477,17 @@ class EmbeddedServer:
             "maxmemory-policy noeviction",
             "databases 1",
         ]
+        listen, password = self.listening(), self.password()
+        if listen is not None and password is not None:
+            lines.append(f"requirepass {_quote(password)}")
+            if not listen.tls_cert:  # TLS: valkey stays on its socket, redis_tls listens
+                lines[1] = f"port {listen.port}"
+                lines.append(f"bind {listen.host or '*'}")
+                lines.append("protected-mode no")  # the password protects it
+                # Its title keeps naming the socket (how we and the watchdog know it).
+                lines.append(
+                    'proc-title-template "{title} unixsocket:{unixsocket} {listen-addr}"'
+                )
         self.conf_file.write_text("\n".join(lines) + "\n")
         self.conf_file.chmod(0o600)
         log_start = self._log_size()
@@ -379,6 +511,56 @@ class EmbeddedServer:
         self._wait_ready(self.settings.server_start_timeout, raise_=True)
         self._check_truncation(log_start)
         self._start_watch()
+        self._start_tls()
+
+    def _start_tls(self) -> None:
+        """The TLS listener in front of the socket, when one is configured; waits until it
+        accepts connections (or says why it cannot)."""
+        listen, pid = self.listening(), self._read_pid()
+        if listen is None or not listen.tls_cert or pid is None:
+            return
+        argv = [
+            sys.executable, "-m", "orchestrator.redis_tls",
+            f"--listen={listen.host}:{listen.port}", f"--cert={listen.tls_cert}",
+            f"--key={listen.tls_key}", f"--socket={self.socket_path}", f"--server-pid={pid}",
+            *([f"--ca={listen.tls_ca}"] if listen.tls_ca else []),
+        ]  # fmt: skip
+        errors = self.dir / "tls.err"
+        with errors.open("wb") as err:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                start_new_session=True,
+            )  # fmt: skip
+        _released_tls.append(proc)
+        self.tls_pid_file.write_text(f"{proc.pid}\n")
+        deadline = time.monotonic() + self.settings.server_start_timeout
+        host = listen.host if listen.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                said = errors.read_text(errors="replace").strip().splitlines()
+                self._shutdown()
+                raise StoreError(said[-1] if said else "the TLS listener did not start")
+            with contextlib.suppress(OSError):
+                socket.create_connection((host, listen.port), timeout=0.2).close()
+                return
+            time.sleep(0.05)
+        raise StoreError(f"the TLS listener did not accept connections on {listen.port}")
+
+    def _stop_tls(self) -> None:
+        """Stop the TLS listener (it also exits by itself once the server is gone)."""
+        import psutil
+
+        try:
+            pid = int(self.tls_pid_file.read_text().strip())
+            proc = psutil.Process(pid)
+            if "orchestrator.redis_tls" in " ".join(proc.cmdline()) and str(
+                self.socket_path
+            ) in " ".join(proc.cmdline()):
+                proc.terminate()
+                proc.wait(5)
+        except (OSError, ValueError, psutil.Error):
+            pass
+        self._remove(self.tls_pid_file)
 
     def _log_size(self) -> int:
         try:

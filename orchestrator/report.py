@@ -186,6 +186,7 @@ def _attempt_dict(a: AttemptState, team: TeamState) -> dict[str, Any]:
     return {
         "attempt": a.attempt,
         "agent_id": a.agent_id,
+        "host": a.fields.get("host") or None,  # the node that ran it (ray executor)
         "started": a.started,
         "finished": a.finished,
         "duration": _duration(a.started, a.finished),
@@ -200,9 +201,37 @@ def _attempt_dict(a: AttemptState, team: TeamState) -> dict[str, Any]:
     }
 
 
+_DECIDED = re.compile(r"^(?P<decision>approved|rejected) by (?P<by>\S+)(?:: (?P<text>.*))?$", re.S)
+
+
+async def _reviews(store: Store, run_id: str) -> dict[str, list[dict[str, Any]]]:
+    """Every approval-gate decision of the run, per team, oldest first (from its events)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    after = "0-0"
+    while True:
+        events = await store.read_events(run_id, after=after, count=5000)
+        if not events:
+            return found
+        after = events[-1].id
+        for event in events:
+            m = _DECIDED.match(event.reason or "") if event.type == "gate" else None
+            if m is None or event.team is None:
+                continue
+            found.setdefault(event.team, []).append(
+                {
+                    "attempt": event.attempt,
+                    "decision": m["decision"],
+                    "by": m["by"],
+                    "at": event.ts,
+                    "text": m["text"],
+                }
+            )
+
+
 async def build_report(store: Store, run_id: str) -> dict[str, Any]:
     """The report's facts as a JSON-able dict (secrets redacted). UsageError: unknown run."""
     run = await store.get_run(run_id)
+    reviews = await _reviews(store, run_id)
     plan = _plan_of(run.meta, run_id)
     teams = await store.get_teams(run_id)
     integration = await load_result(store, run_id)
@@ -233,6 +262,7 @@ async def build_report(store: Store, run_id: str) -> dict[str, Any]:
                 "reason": state.reason if state.status != "succeeded" else None,
                 "branch": state.branch,
                 "commit": state.fields.get("commit") or None,
+                "host": state.fields.get("host") or None,
                 "depends_on": list(spec.depends_on) if spec else [],
                 "attempts": rows,
                 "duration": span,
@@ -242,6 +272,7 @@ async def build_report(store: Store, run_id: str) -> dict[str, Any]:
                 "checks": _checks(commands, attempts[-1] if attempts else None, state),
                 "tokens": state.usage.tokens,
                 "cost_usd": round(state.usage.cost_usd, 6),
+                "reviews": reviews.get(tid, []),
             }
         )
     if integration is not None:
@@ -415,7 +446,7 @@ def render_markdown(data: Mapping[str, Any]) -> str:
                 lines.append(
                     _row(
                         a["attempt"],
-                        a["agent_id"],
+                        f"{a['agent_id']} on {a['host']}" if a.get("host") else a["agent_id"],
                         _dur(a["duration"]),
                         a["exit_code"],
                         a["outcome"],
@@ -431,6 +462,15 @@ def render_markdown(data: Mapping[str, Any]) -> str:
                 found = ", ".join(f"`{f}`" for f in d["files"]) or "not found"
                 tail = "" if d["files"] == [d["deliverable"]] else f": {found}"
                 lines.append(f"- [{'x' if d['done'] else ' '}] `{d['deliverable']}`{tail}")
+            lines.append("")
+        if team.get("reviews"):
+            lines.append("Reviews:")
+            for r in team["reviews"]:
+                said = f": {r['text']}" if r.get("text") else ""
+                lines.append(
+                    f"- attempt {r['attempt']} {r['decision']} by {r['by']}"
+                    f" at {_stamp(r['at'])}{said}"
+                )
             lines.append("")
         if team["checks"]:
             lines.append("Checks:")

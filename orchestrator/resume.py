@@ -17,6 +17,10 @@ running, neither            the attempt crashed: the next one starts (not
                             counted against ``retries``), told which files the
                             crashed attempt left in the worktree
 retrying                    its next attempt starts at once
+awaiting_approval           waits at its gate again; a decision taken while no
+                            orchestrator ran is read at once
+paused                      (a usage limit) its next attempt starts once the
+                            provider's recorded pause has ended
 cancelled                   the next attempt starts (not counted)
 failed / blocked            left, unless ``retry_failed``: fresh attempts, and
                             the blocked teams downstream pending again
@@ -50,6 +54,7 @@ import structlog
 
 from orchestrator import forkserver
 from orchestrator.agentproc import AgentProcess, find_supervisor, read_status
+from orchestrator.budgets import effective_budget, raise_budget
 from orchestrator.engine import Engine, RunResult, StartState, first_error
 from orchestrator.errors import (
     IllegalTransitionError,
@@ -57,6 +62,7 @@ from orchestrator.errors import (
     StaleEpochError,
     UsageError,
 )
+from orchestrator.executor import check_executor
 from orchestrator.gitops import Git
 from orchestrator.paths import StateLayout
 from orchestrator.plan import Team
@@ -278,7 +284,7 @@ async def reconcile(
     store, run_id, plan, epoch = ctx.store, ctx.run_id, ctx.plan, ctx.epoch
     run = await store.get_run(run_id)
     teams = await store.get_teams(run_id)
-    ctx.budget = Budget(plan, run.usage)
+    ctx.budget = Budget(plan, run.usage, effective_budget(plan.budget, run.meta))
     for tid, state in teams.items():
         ctx.budget.team_tokens[tid] = state.usage.tokens
         ctx.budget.team_usd[tid] = state.usage.cost_usd
@@ -323,7 +329,9 @@ async def reconcile(
         elif status in ("running", "verifying") and n:
             mine = [a.fields for a in attempts if a.attempt == n]
             rec = _record(ctx.layout, run_id, tid, n, mine[0] if mine else fields)
-            if rec.pid > 0 and (rec.status.exists() or await _running(rec)):
+            # An attempt on a host of the ray executor: that host knows whether it runs.
+            remote = ctx.options.executor != "local" and bool((mine[0] if mine else {}).get("host"))
+            if rec.pid > 0 and (remote or rec.status.exists() or await _running(rec)):
                 keep.add(rec.pid)
                 start.recoveries[tid] = Recovery(n, most, rec, session_id=rec.session_id)
             else:
@@ -336,6 +344,18 @@ async def reconcile(
                 start.recoveries[tid] = Recovery(
                     n + 1, most + 1, None, Feedback(attempt=n, reason=reason), rec.session_id
                 )
+            status = "recover"
+        elif status == "paused" and n:
+            # A usage limit: attempt n did not count; the next starts once the provider's
+            # pause (kept in the store) ends.
+            feedback = Feedback(attempt=n, reason=(st.reason if st else None) or "usage limit")
+            start.recoveries[tid] = Recovery(n + 1, most, None, feedback, fields.get("session_id"))
+            status = "recover"
+        elif status == "awaiting_approval" and n:
+            # Its work is committed; the decision (taken meanwhile, or to come) is read then.
+            start.recoveries[tid] = Recovery(
+                n, most, None, None, fields.get("session_id"), awaiting=True
+            )
             status = "recover"
         elif status == "retrying":
             feedback = Feedback(attempt=n - 1, reason=st.reason or "") if n > 1 and st else None
@@ -353,7 +373,11 @@ async def reconcile(
     if run.status == "integrating":
         await store.run_transition(run_id, "interrupted", epoch=epoch, reason="resumed")
     await store.run_transition(
-        run_id, "running", epoch=epoch, reason="resumed", fields={**plan_fields, "resumed": "1"}
+        run_id,
+        "running",
+        epoch=epoch,
+        reason="resumed",
+        fields={**plan_fields, **ctx.options.run_fields(), "resumed": "1"},
     )
     stopped = await stop_processes(run_id, keep_groups=keep, grace=ctx.options.kill_grace)
     if stopped:
@@ -400,14 +424,20 @@ async def resume_run(
     retry_failed: bool = False,
     plan_file: Path | None = None,
     on_started: Callable[[str], None] | None = None,
+    budget_usd: float | None = None,
+    budget_tokens: int | None = None,
 ) -> RunResult:
     """Resume ``run_id`` (default: the newest run) to its end; see the module docstring.
+
+    ``budget_usd`` / ``budget_tokens`` raise the run's budget first (a run ``paused
+    (budget)`` goes on; :func:`orchestrator.budgets.raise_budget`).
 
     ``on_started`` is called with the run id once the run is taken over and
     reconciled (a live board may follow it from there).
     """
     say = notify or _quiet
     options = options or EngineOptions()
+    check_executor(options.executor)
     if options.executor == "local" and forkserver.enabled():
         forkserver.fork_server().warm()  # its imports go on while the store is read
     run_id = await resolve_run(store, run_id)
@@ -417,7 +447,18 @@ async def resume_run(
         return RunResult(run_id=run_id, status="succeeded", reason="already succeeded")
     teams = await store.get_teams(run_id)
     loaded, notes, fields = choose_plan(run, teams, layout, plan_file)
-    require_agents(loaded)
+    if options.executor == "local":  # elsewhere the hosts look for them
+        require_agents(loaded)
+    if budget_usd is not None or budget_tokens is not None:
+        raised = await raise_budget(
+            store, run_id, loaded.plan.budget, usd=budget_usd, tokens=budget_tokens
+        )
+        limits = [f"${raised.usd:.2f}" if raised.usd is not None else "", ""]
+        if raised.tokens is not None:
+            limits[1] = f"{raised.tokens} tokens"
+        say(
+            Notice(time.time(), None, "budget", "raised to " + " and ".join(x for x in limits if x))
+        )
     for note in notes:
         say(Notice(time.time(), None, "plan", note))
     await take_over_dead_lease(store, run_id)

@@ -29,6 +29,8 @@ from orchestrator.agentrun import LiveAgents
 from orchestrator.executor import AttemptRecord, Executor
 from orchestrator.gitops import Git
 from orchestrator.paths import StateLayout
+from orchestrator.pauses import Pause
+from orchestrator.plan import Budget as PlanBudget
 from orchestrator.plan import Plan, Team
 from orchestrator.planload import LoadedPlan
 from orchestrator.prompts import Feedback
@@ -69,6 +71,15 @@ class EngineOptions:
     """Integrate the teams that succeeded even when others did not (``--integrate-partial``)."""
     executor: str = "local"
     """Where attempts run (:func:`orchestrator.executor.open_executor`)."""
+    ray_address: str = "auto"
+    """The Ray cluster of the ``ray`` executor (``auto``: the one started on this machine)."""
+
+    def run_fields(self) -> dict[str, str]:
+        """What a run records of these, so that a resume goes on the same way."""
+        fields = {"executor": self.executor}
+        if self.executor == "ray":
+            fields["ray_address"] = self.ray_address
+        return fields
 
     def backoff(self, retry_number: int) -> float:
         """Seconds to wait before retry ``retry_number`` (1 for the first retry)."""
@@ -83,8 +94,12 @@ class EngineOptions:
 class Budget:
     """Spending so far against the plan's budgets (run and team level)."""
 
-    def __init__(self, plan: Plan, run_usage: Usage | None = None) -> None:
+    def __init__(
+        self, plan: Plan, run_usage: Usage | None = None, limit: PlanBudget | None = None
+    ) -> None:
         self.plan = plan
+        self.limit = limit if limit is not None else plan.budget
+        """The run's budget: the plan's, or as a person raised it (``resume --budget-usd``)."""
         self.tokens = run_usage.tokens if run_usage else 0
         self.usd = run_usage.cost_usd if run_usage else 0.0
         self.team_tokens: dict[str, int] = {}
@@ -98,7 +113,7 @@ class Budget:
 
     def exhausted(self, team: Team | None) -> str | None:
         """Why nothing more may start (for ``team``, or the run as a whole), or None."""
-        limit = self.plan.budget
+        limit = self.limit
         if limit is not None:
             if limit.tokens is not None and self.tokens >= limit.tokens:
                 return f"the run's budget is spent: {self.tokens} of {limit.tokens} tokens"
@@ -128,6 +143,9 @@ class Recovery:
     attach: AttemptRecord | None = None
     feedback: Feedback | None = None
     session_id: str | None = None
+    awaiting: bool = False
+    """Attempt ``attempt`` passed and waits at the team's approval gate: no agent runs,
+    the decision (made meanwhile, or still to come) is read from the store."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +172,9 @@ class TeamResult:
     reason: str | None = None
     files: list[str] = field(default_factory=list)
     final_message: str | None = None
+    resume: Recovery | None = None
+    """Status ``paused`` (a usage limit): how the team goes on once its provider may start
+    agents again (the scheduler starts it then)."""
 
 
 @dataclass
@@ -188,6 +209,19 @@ class RunContext:
     """The agents followed now: a further signal while stopping SIGKILLs them."""
     executor: Executor | None = None
     """Where the attempts run (:mod:`orchestrator.executor`); the engine sets it."""
+    awaiting: set[str] = field(default_factory=set)
+    """Teams waiting at their approval gate now (the scheduler ends the run, ``paused``,
+    when only these are left)."""
+    budget_stop: str | None = None
+    """A ``hard: true`` budget was reached: why the running attempts are being stopped."""
+    hard_stop: anyio.Event = field(default_factory=anyio.Event)
+    """Set with :attr:`budget_stop`: the engine stops every running attempt."""
+    pauses: dict[str, Pause] = field(default_factory=dict)
+    """Providers whose usage limit was hit, by provider (:mod:`orchestrator.pauses`): no
+    agent of theirs starts before the pause ends. Read from the store at the run's start."""
+    on_awaiting: Callable[[str], None] | None = None
+    """Called with a team id when it starts waiting for approval (the engine posts the
+    ``awaiting_approval`` webhook)."""
     _topo_index: dict[str, int] | None = None
     _teams: dict[str, Team] | None = None
 
@@ -210,6 +244,13 @@ class RunContext:
     @property
     def plan(self) -> Plan:
         return self.loaded.plan
+
+    def provider(self, team: Team) -> str:
+        """Whose quota ``team``'s agent spends (:func:`orchestrator.agents.limits.provider_of`)."""
+        from orchestrator.agents.limits import provider_of
+
+        config = self.plan.agent_config(self.plan.agent_name(team))
+        return provider_of(config.kind or "", team.model or config.model)
 
     @property
     def lost(self) -> bool:

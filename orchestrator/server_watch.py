@@ -41,14 +41,21 @@ KILL_AFTER = 10.0
 """Seconds between SIGTERM and SIGKILL."""
 
 
+def title_names_socket(args: list[str], socket: str) -> bool:
+    """Do a process's arguments name ``socket`` the way valkey titles itself
+    (``valkey-server unixsocket:PATH``, one string)? PATH is matched whole, spaces
+    and all: a folder such as ``My Projects/demo`` is no list of words."""
+    title = " " + " ".join(a for a in args if a).strip() + " "
+    return f" unixsocket:{socket} " in title
+
+
 def names_socket(pid: int, socket: str) -> bool:
     """Does process ``pid``'s command line name ``socket`` (valkey shows ``unixsocket:PATH``)?"""
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-        words = raw.decode(errors="replace").replace("\0", " ").split()
     except OSError:
         return False
-    return any(w.removeprefix("unixsocket:") == socket for w in words)
+    return title_names_socket(raw.decode(errors="replace").split("\0"), socket)
 
 
 def _folder_gone(dir_fd: int) -> bool:

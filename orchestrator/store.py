@@ -146,7 +146,9 @@ class Store:
         from orchestrator.redact import redis_secrets
 
         url = self.settings.redis_url
-        return tuple(redis_secrets(url.get_secret_value() if url is not None else None))
+        found = tuple(redis_secrets(url.get_secret_value() if url is not None else None))
+        password = self._server.password() if self._server is not None else None
+        return (*found, password) if password else found
 
     async def aclose(self) -> None:
         """Close the connections; safe to call twice. The embedded server keeps running."""
@@ -710,6 +712,7 @@ async def open_store(settings: Settings, layout: StateLayout) -> AsyncIterator[S
         sock = await anyio.to_thread.run_sync(server.ensure)
         client = aioredis.Redis(
             unix_socket_path=str(sock),
+            password=server.password(),  # set once it listens on TCP (`server start --listen`)
             decode_responses=True,
             socket_timeout=MAX_BLOCK_MS / 1000 + 5,
             socket_connect_timeout=5,

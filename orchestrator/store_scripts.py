@@ -22,6 +22,8 @@ TEAM_STATES = (
     "failed",
     "blocked",
     "cancelled",
+    "awaiting_approval",
+    "paused",
 )
 RUN_STATES = (
     "pending",
@@ -31,13 +33,18 @@ RUN_STATES = (
     "failed",
     "interrupted",
     "cancelled",
+    "paused",
 )
 
 TEAM_TRANSITIONS: dict[str, tuple[str, ...]] = {
     "pending": ("running", "blocked", "cancelled", "failed"),
-    "running": ("verifying", "retrying", "failed", "cancelled"),
-    "verifying": ("succeeded", "retrying", "failed", "cancelled"),
+    "running": ("verifying", "retrying", "failed", "cancelled", "paused"),
+    "verifying": ("succeeded", "retrying", "failed", "cancelled", "awaiting_approval", "paused"),
     "retrying": ("running", "failed", "cancelled"),
+    # A team with approval: true waits after its work passed; a person decides.
+    "awaiting_approval": ("succeeded", "retrying", "failed", "cancelled"),
+    # A usage limit: the attempt did not count; the next one starts after the reset.
+    "paused": ("running", "retrying", "failed", "cancelled"),
     "failed": ("retrying", "pending"),
     "blocked": ("pending", "failed", "cancelled"),
     "cancelled": ("pending", "retrying", "running"),
@@ -45,11 +52,13 @@ TEAM_TRANSITIONS: dict[str, tuple[str, ...]] = {
 }
 RUN_TRANSITIONS: dict[str, tuple[str, ...]] = {
     "pending": ("running", "failed", "cancelled"),
-    "running": ("integrating", "succeeded", "failed", "interrupted", "cancelled"),
+    "running": ("integrating", "succeeded", "failed", "interrupted", "cancelled", "paused"),
     "integrating": ("succeeded", "failed", "interrupted", "cancelled"),
     "interrupted": ("running", "integrating", "failed", "cancelled"),
     "failed": ("running", "integrating", "cancelled"),
     "cancelled": ("running",),
+    # Waiting for a person: an approval, or a budget raised (`resume --budget-usd`).
+    "paused": ("running", "failed", "cancelled"),
     "succeeded": (),
 }
 TEAM_FINAL = ("succeeded", "failed", "blocked", "cancelled")

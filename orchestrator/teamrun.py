@@ -11,7 +11,8 @@ for a team whose upstream teams succeeded. It asks the run's executor
   backoff with jitter (longer after a rate limit, at least what the service
   asked), until ``retries`` are spent, then ``failed`` with the reason; a fatal
   error (authentication) or a setup error (an upstream merge conflict) fails
-  at once; a spent budget fails before the attempt starts.
+  at once; a spent budget stops it before the attempt starts (it waits, unchanged,
+  for ``resume --budget-usd``).
 
 It is the only writer of the team's transitions, each fenced by the run's
 lease epoch. The executor calls back, as the :class:`AttemptHooks`, for the
@@ -40,7 +41,17 @@ from orchestrator.executor import (
     AttemptStart,
     Executor,
 )
+from orchestrator.gates import (
+    GateAction,
+    approve_command,
+    gate_action,
+    get_gate,
+    reject_command,
+    rejection_feedback,
+    request_gate,
+)
 from orchestrator.gitops import team_branch
+from orchestrator.pauses import active_pauses, pause_provider, pause_until
 from orchestrator.plan import Team
 from orchestrator.prompts import Feedback, UpstreamResult
 from orchestrator.runtypes import Notice, Notify, Recovery, RunContext, TeamResult
@@ -49,6 +60,9 @@ from orchestrator.store import Usage
 __all__ = ["Notice", "Notify", "Recovery", "RunContext", "TeamResult", "TeamRunner"]
 
 log = structlog.get_logger("orchestrate.team")
+
+GATE_POLL = 0.5
+"""Seconds between looks at a waiting gate (a decision comes from another process)."""
 
 
 class TeamRunner:
@@ -70,6 +84,8 @@ class TeamRunner:
         self.session_id: str | None = recovery.session_id if recovery else None
         self._asked = 0
         """The attempt last asked of the executor (its hooks are about that one)."""
+        self._files: list[str] | None = None
+        self._final: str | None = None
         self.log = log.bind(run=ctx.run_id, team=team.id)
 
     @property
@@ -136,11 +152,15 @@ class TeamRunner:
             raise
 
     async def _cancelled(self) -> None:
-        if self.status in ("succeeded", "failed", "cancelled") or self.ctx.leaves_agents:
+        # A team waiting at its gate keeps waiting: its work is done, a resume asks again.
+        done = ("succeeded", "failed", "cancelled", "awaiting_approval")
+        if self.status in done or self.ctx.leaves_agents:
             return
         ctx = self.ctx
         if ctx.cancel_requested.is_set():  # `orchestrate cancel`, not Ctrl-C
             reason = ctx.cancel_reason or "the run was cancelled"
+        elif ctx.budget_stop is not None:  # a hard budget was reached
+            reason = ctx.budget_stop
         else:
             reason = "the run was interrupted"
         try:
@@ -154,11 +174,28 @@ class TeamRunner:
         attempt = rec.attempt if rec else 1
         attach = rec.attach if rec else None
         prepare = True  # the first request sets up the worktree
+        if rec is not None and rec.awaiting:  # a resume: the work waits at the gate
+            self.attempt = attempt
+            self.status = "awaiting_approval"
+            decided = await self._decision()
+            if isinstance(decided, TeamResult):
+                return decided
+            feedback = decided
+            attempt = self.attempt = attempt + 1
+            await self._transition("retrying", reason=feedback.reason)
+            self._notify("retrying", feedback.reason)
         while True:
             spent = self.ctx.budget.exhausted(self.team) if attach is None else None
-            if spent is not None:
-                self.attempt = attempt
-                return await self._fail(spent)
+            if spent is not None:  # it waits, as it is, for a person to raise the budget
+                result = self._result("budget", spent)
+                result.resume = Recovery(
+                    attempt=attempt,
+                    max_attempts=self.max_attempts,
+                    feedback=feedback,
+                    session_id=self.session_id,
+                )
+                self._notify("stopping", spent)
+                return result
             try:
                 outcome = await self.executor.run_attempt(
                     self._request(attempt, feedback, attach, prepare), self
@@ -174,9 +211,21 @@ class TeamRunner:
             self.attempt = attempt
             if outcome.session_id:
                 self.session_id = outcome.session_id
-            if outcome.ok:
+            if outcome.ok and not self.team.approval:
                 return await self._succeed(outcome)
+            if outcome.ok:
+                await self._await_approval(outcome)
+                decided = await self._decision()
+                if isinstance(decided, TeamResult):
+                    return decided
+                feedback = decided
+                attempt = self.attempt = self.attempt + 1
+                await self._transition("retrying", reason=feedback.reason)
+                self._notify("retrying", feedback.reason)
+                continue
             feedback = outcome.feedback
+            if outcome.limit_resets_at is not None:
+                return await self._pause(outcome)
             if outcome.fatal:
                 return await self._fail(f"{outcome.reason} (not retried)")
             if self.attempt >= self.max_attempts:
@@ -229,6 +278,105 @@ class TeamRunner:
                 )
             )
         return out
+
+    # -- usage limits ------------------------------------------------------------------------
+
+    async def _pause(self, outcome: AttemptOutcome) -> TeamResult:
+        """The agent hit a usage limit: the attempt does not count; the team is ``paused``
+        and no agent of its provider starts until the reset (the scheduler restarts it)."""
+        ctx = self.ctx
+        provider = ctx.provider(self.team)
+        until = pause_until(outcome.limit_resets_at)
+        assert until is not None
+        message = outcome.limit_message or "usage limit"
+        await pause_provider(
+            ctx.store, ctx.run_id, provider, until=until, team=self.team.id, message=message
+        )
+        pauses = await active_pauses(ctx.store, ctx.run_id)
+        ctx.pauses.update(pauses)
+        pause = ctx.pauses.get(provider)
+        until = pause.until if pause is not None else until
+        await ctx.store.update_attempt(
+            ctx.run_id, self.team.id, self.attempt, {"uncounted": "usage limit"}, epoch=ctx.epoch
+        )
+        self.max_attempts += 1
+        text = pause.until_text() if pause is not None else repr(until)
+        reason = f"{provider} usage limit: paused until {text} ({message})"
+        await self._transition(
+            "paused",
+            fields={"paused_until": repr(until), "max_attempts": str(self.max_attempts)},
+            reason=reason,
+        )
+        self._notify("paused", reason)
+        feedback = Feedback(
+            attempt=self.attempt,
+            reason=f"the attempt was cut short by a usage limit ({message}); "
+            "go on from where it stopped",
+        )
+        result = self._result("paused", reason)
+        result.resume = Recovery(
+            attempt=self.attempt + 1,
+            max_attempts=self.max_attempts,
+            feedback=feedback,
+            session_id=self.session_id,
+        )
+        return result
+
+    # -- the approval gate ------------------------------------------------------------------
+
+    async def _await_approval(self, outcome: AttemptOutcome) -> None:
+        """The work passed and is committed: wait as ``awaiting_approval`` (gate opened)."""
+        ctx = self.ctx
+        await self._transition(
+            "awaiting_approval",
+            fields={"commit": outcome.commit or ""},
+            deliverables=outcome.deliverables,
+        )
+        self._files, self._final = outcome.files, outcome.final_message
+        await request_gate(ctx.store, ctx.run_id, self.team.id, attempt=self.attempt)
+        self._notify(
+            "awaiting_approval",
+            f"attempt {self.attempt}: `{approve_command(ctx.run_id, self.team.id)}` or "
+            f"`{reject_command(ctx.run_id, self.team.id)}`",
+        )
+
+    async def _decision(self) -> TeamResult | Feedback:
+        """Wait for the gate's decision: the team's end (approved: succeeded; rejected with
+        its retries spent: failed), or the feedback of its next attempt (rejected)."""
+        ctx, tid = self.ctx, self.team.id
+        gate = await request_gate(ctx.store, ctx.run_id, tid, attempt=self.attempt)
+        if not gate.decided and ctx.on_awaiting is not None:
+            ctx.on_awaiting(tid)
+        ctx.awaiting.add(tid)
+        try:
+            while (
+                action := gate_action(gate, attempt=self.attempt, max_attempts=self.max_attempts)
+            ) is GateAction.WAIT:
+                await anyio.sleep(GATE_POLL)
+                gate = await get_gate(ctx.store, ctx.run_id, tid) or gate
+        finally:
+            ctx.awaiting.discard(tid)
+        said = f" by {gate.by}" + (f": {gate.note}" if gate.note else "")
+        if action is GateAction.RELEASE:
+            await self._transition("succeeded", fields={"finished": repr(time.time())})
+            self._notify("succeeded", f"approved{said}  branch {self.branch}")
+            files, final = await self._kept_result()
+            return self._result("succeeded", files=files, final_message=final)
+        reason = rejection_feedback(gate)
+        if action is GateAction.FAIL:
+            return await self._fail(reason)
+        return Feedback(attempt=self.attempt, reason=reason)
+
+    async def _kept_result(self) -> tuple[list[str], str | None]:
+        """The files and summary of the approved attempt (from the store after a resume)."""
+        if self._files is not None:
+            return self._files, self._final
+        ctx = self.ctx
+        state = await ctx.store.get_team(ctx.run_id, self.team.id)
+        files = [p for p, digest in state.deliverables.items() if digest]
+        attempts = await ctx.store.get_attempts(ctx.run_id, self.team.id)
+        last = [a for a in attempts if a.attempt == self.attempt]
+        return files, (last[0].fields.get("final_message") if last else None) or None
 
     async def _succeed(self, outcome: AttemptOutcome) -> TeamResult:
         await self._transition(
@@ -321,6 +469,12 @@ class TeamRunner:
             return
         ctx = self.ctx
         ctx.budget.add(self.team.id, usage)
+        limit = ctx.budget.limit
+        if limit is not None and limit.hard and not ctx.hard_stop.is_set():
+            why = ctx.budget.exhausted(None)
+            if why is not None:  # `hard: true`: the running agents stop now too
+                ctx.budget_stop = f"{why} (hard: the running agents were stopped)"
+                ctx.hard_stop.set()
         await ctx.store.add_usage(
             ctx.run_id, self.team.id, usage, epoch=ctx.epoch, attempt=self.attempt
         )

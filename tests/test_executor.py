@@ -188,3 +188,27 @@ def test_no_module_imports_the_scheduler_for_a_run_wide_type() -> None:
                 if names:
                     offenders.append(f"{path.relative_to(ROOT)}: {sorted(names)}")
     assert offenders == []
+
+
+async def test_an_unknown_executor_is_refused_before_the_run_is_recorded(
+    git_repo: GitRepo, store: Store, tmp_path: Path
+) -> None:
+    """`EngineOptions(executor="nope")`: one usage error (exit 2) naming the known executors,
+    and no run is created (nothing left `running`)."""
+    from orchestrator.engine import EngineOptions, start_run
+    from orchestrator.errors import UsageError
+
+    plan_file = git_repo.path.parent / "plan.yaml"
+    doc = {"version": 1, "name": "demo", "repo": git_repo.path.name,
+           "agents": {"fake": {"kind": "command", "command": ["true"]}},
+           "defaults": {"agent": "fake"}, "teams": [{"id": "db", "task": "x"}]}  # fmt: skip
+    plan_file.write_text(yaml.safe_dump(doc))
+    with pytest.raises(UsageError, match="unknown executor 'nope' \\(known: local, ray\\)") as err:
+        await start_run(
+            load_plan(plan_file),
+            store=store,
+            layout=git_repo.state_layout(),
+            options=EngineOptions(executor="nope"),
+        )
+    assert err.value.exit_code == 2
+    assert await store.list_runs() == []

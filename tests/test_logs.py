@@ -158,6 +158,17 @@ def test_escape_sequences_in_agent_output_are_shown_not_obeyed() -> None:
     assert raw.endswith(HOSTILE)
 
 
+def test_direction_overrides_in_agent_output_are_shown_not_obeyed() -> None:
+    """A right-to-left override (U+202E) or an isolate in an agent's line would make
+    the terminal draw the rest of the line reversed (``exe.txt`` read as ``txt.exe``):
+    `orchestrate logs` shows it as ``\\u202e``, like `status --json` does; --raw keeps it."""
+    line = "wrote \u202etxt.exe \u2066x\u2069 \u200f"
+    text = LineFormatter(["db"], color=False)(LogLine((1, 0, 0), "db", 1, line))
+    assert text.split("| ", 1)[1] == "wrote \\u202etxt.exe \\u2066x\\u2069 \\u200f"
+    raw = LineFormatter(["db"], color=False, raw=True)(LogLine((1, 0, 0), "db", 1, line))
+    assert raw.endswith(line)
+
+
 async def test_follow_gets_every_line_and_returns_when_the_run_ends(
     store: Store, layout: StateLayout
 ) -> None:

@@ -158,7 +158,8 @@ def test_webhooks_read_from_a_plan_without_the_field() -> None:
 
     assert webhooks_of(Bare()) == ()
     (hook,) = webhooks_of(WithHooks())
-    assert hook.format == "slack" and hook.events == ("team_failed", "run_finished")
+    assert hook.format == "slack"
+    assert hook.events == ("team_failed", "run_finished", "awaiting_approval")
 
 
 # -- through `orchestrate run` --------------------------------------------------------------

@@ -398,3 +398,29 @@ def test_run_refuses_a_repository_with_a_branch_named_orchestrate(repo: Path) ->
     assert f"{plan}:1:1: repo: the repository has a ref 'refs/heads/orchestrate'" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (repo / ".orchestrate").exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_import_names_what_a_markdown_plan_that_is_no_file_is(repo: Path, kind: str) -> None:
+    """`import` on a FIFO or a link to /dev/zero says what it is, in one line, exit 2, and
+    writes nothing (it said "no such file" of a file that is there)."""
+    md = repo / "PLAN.md"
+    if kind == "fifo":
+        os.mkfifo(md)
+    else:
+        md.symlink_to("/dev/zero")
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "import", str(md)],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[0] == (
+        f"{md}: is a {'FIFO' if kind == 'fifo' else 'device'}, not a regular file: "
+        "a plan is read from a file"
+    )
+    assert "Traceback" not in proc.stderr and "no such file" not in proc.stderr
+    assert not (repo / "PLAN.yaml").exists()

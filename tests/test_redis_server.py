@@ -9,6 +9,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -139,7 +140,8 @@ def test_a_stale_pid_file_and_socket_are_cleaned_up(tmp_path: Path) -> None:
 
 
 def test_a_deep_state_folder_gets_a_short_private_socket(tmp_path: Path) -> None:
-    """A repository deep in the file system still works (unix socket paths are limited)."""
+    """A repository deep in the file system still works (unix socket paths are limited),
+    and once its server is stopped the short socket folder is gone from /tmp."""
     deep = tmp_path.joinpath(*["a-rather-long-folder-name"] * 5) / ".orchestrate"
     srv = server(StateLayout(deep))
     assert len(os.fsencode(srv.dir / "valkey.sock")) > 107
@@ -151,6 +153,7 @@ def test_a_deep_state_folder_gets_a_short_private_socket(tmp_path: Path) -> None
         assert srv.status().running
     finally:
         srv.stop()
+    assert not sock.parent.exists()  # stopped: its short folder does not pile up in /tmp
 
 
 def test_server_status_and_stop_from_the_command_line(tmp_path: Path) -> None:
@@ -375,3 +378,45 @@ def test_a_server_whose_folder_is_there_or_moved_keeps_running(tmp_path: Path) -
             psutil.Process(pid).terminate()
         if pid is not None:
             wait_gone(pid)
+
+
+def test_a_folder_with_spaces_in_its_path_is_still_recognised(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A repository under a path with spaces ("My Projects/demo"): its server is known as
+    its own, so a server whose socket was deleted is replaced (never a second server on
+    the same data), and the watchdog stops it once the folder is removed."""
+    top = Path(tempfile.mkdtemp(prefix="my projects "))  # short: the socket stays inside
+    repo = top / "the demo"
+    srv = EmbeddedServer(
+        StateLayout(repo / ".orchestrate").redis_dir,
+        embedded_settings(server_watch_interval=0.1),
+    )
+    sock = srv.ensure()
+    assert " " in str(sock) and sock.is_relative_to(repo)
+    old = srv.status().pid
+    assert old is not None
+    pids = [old]
+    try:
+        sock.unlink()
+        srv.ensure()
+        new = srv.status().pid
+        assert new is not None and new != old
+        pids.append(new)
+        wait_gone(old)
+        assert not psutil.pid_exists(old) or psutil.Process(old).status() == "zombie"
+        assert "lost its socket" in capfd.readouterr().err
+        watch_pid = int(srv.watch_pid_file.read_text())
+        pids.append(watch_pid)
+        shutil.rmtree(repo)
+        wait_gone(new)
+        wait_gone(watch_pid)
+        for gone in (new, watch_pid):
+            assert not psutil.pid_exists(gone) or (
+                psutil.Process(gone).status() == psutil.STATUS_ZOMBIE
+            )
+    finally:
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
+        shutil.rmtree(top, ignore_errors=True)

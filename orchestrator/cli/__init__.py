@@ -49,6 +49,8 @@ def _root(
 
 # Registration order is the order of `orchestrate --help`.
 from orchestrator.cli import _plan, _run, _resume, _watch, _report, _clean, _import, _server, _ui  # noqa: E402, F401, I001
+from orchestrator.cli import _hosts  # noqa: E402, F401
+from orchestrator.cli import _gates  # noqa: E402, F401
 
 
 def main() -> None:

@@ -66,8 +66,10 @@ def import_plan(
     from orchestrator.errors import UsageError
     from orchestrator.mdimport import load_markdown_plan, no_edges_message, summary_lines
 
-    if not markdown.is_file():
+    if not markdown.exists() and not markdown.is_symlink():
         raise UsageError(f"no such file: {markdown}")
+    # Anything else that is no regular file (a FIFO, /dev/zero) is refused, named, by the
+    # reader, which never opens it.
     target = output or markdown.with_suffix(".yaml")
     if target.resolve() == markdown.resolve():
         raise UsageError(f"the output would overwrite the Markdown plan {markdown}; give -o")

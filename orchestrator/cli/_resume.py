@@ -15,6 +15,7 @@ import typer
 
 from orchestrator.cli import app
 from orchestrator.cli._common import RedisUrlOpt, StateDirOpt
+from orchestrator.cli._run import ExecutorOpt, RayAddressOpt
 
 if TYPE_CHECKING:
     from orchestrator.paths import StateLayout
@@ -68,15 +69,32 @@ def resume(
         bool,
         typer.Option("--integrate-partial", help="Integrate the teams that succeeded anyway."),
     ] = False,
+    budget_usd: Annotated[
+        float | None,
+        typer.Option(
+            "--budget-usd", min=0.0, help="Raise the run's budget to this many dollars first."
+        ),
+    ] = None,
+    budget_tokens: Annotated[
+        int | None,
+        typer.Option("--budget-tokens", min=1, help="Raise the run's token budget first."),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug log on stderr.")] = False,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
     state_dir: StateDirOpt = None,
     redis_url: RedisUrlOpt = None,
 ) -> None:
     """Finish a run after a crash: re-attach running agents, redo what was cut short.
 
+    A run paused for approval goes on with the decisions taken meanwhile; one paused
+    because its budget is spent goes on with --budget-usd / --budget-tokens.
+
     Teams that succeeded are kept; running agents are followed again; failed
     teams stay failed unless --retry-failed. Exit codes as `run`.
     """
+    import dataclasses
+
     from orchestrator.cli._run import (
         OnStarted,
         Output,
@@ -84,6 +102,8 @@ def resume(
         _echo,
         _summary,
         engine_options,
+        executor_of,
+        join_cluster,
         state_hint,
         terminal_console,
     )
@@ -99,15 +119,23 @@ def resume(
     out = Output(terminal_console(), 12)
 
     async def go(store: Store, on_started: OnStarted | None) -> RunResult:
+        from orchestrator.resume import resolve_run
+
+        rid = await resolve_run(store, run_id)
+        meta = (await store.get_run(rid)).meta  # the run's executor and cluster, unless overridden
+        chosen = executor_of(executor, meta.get("executor"))
+        address = join_cluster(chosen, ray_address or meta.get("ray_address"))
         return await resume_run(
-            run_id,
+            rid,
             store=store,
             layout=layout,
-            options=options,
+            options=dataclasses.replace(options, executor=chosen, ray_address=address),
             notify=out.notice,
             retry_failed=retry_failed,
             plan_file=plan,
             on_started=on_started,
+            budget_usd=budget_usd,
+            budget_tokens=budget_tokens,
         )
 
     result = out.run(settings, layout, go)
@@ -124,16 +152,19 @@ def cancel(
         float,
         typer.Option("--grace", min=0.0, max=300.0, help="Seconds between SIGTERM and SIGKILL."),
     ] = 5.0,
+    ray_address: RayAddressOpt = None,
     state_dir: StateDirOpt = None,
     redis_url: RedisUrlOpt = None,
 ) -> None:
     """Cancel a run: stop its agents (whole process groups) and mark it cancelled.
 
     A live orchestrator of the run notices and stops. `orchestrate resume`
-    continues a cancelled run.
+    continues a cancelled run. A run of the ray executor has its agents stopped
+    on their hosts (its cluster, or --ray-address).
     """
     import anyio
 
+    from orchestrator.board import live_holder
     from orchestrator.cli._run import _echo
     from orchestrator.resume import Cancelled, cancel_run
     from orchestrator.store import open_store
@@ -141,13 +172,33 @@ def cancel(
     settings, layout = _where(state_dir, redis_url)
 
     async def main() -> Cancelled:
-        async with open_store(settings, layout) as store:
-            return await cancel_run(run_id, store=store, grace=grace)
+        from orchestrator.resume import resolve_run
 
+        async with open_store(settings, layout) as store:
+            rid = await resolve_run(store, run_id)
+            meta = (await store.get_run(rid)).meta
+            if meta.get("executor") == "ray" and await live_holder(store, rid) is None:
+                # Its agents run on the cluster's hosts and no orchestrator is there to stop
+                # them (a live one stops them itself once the run is marked): stop them there.
+                from orchestrator.ray_executor import (
+                    connect_cluster,
+                    running_on_hosts,
+                    stop_on_hosts,
+                )
+
+                address = connect_cluster(ray_address or meta.get("ray_address") or "auto")
+                on_hosts[:] = [
+                    await stop_on_hosts(address, await running_on_hosts(store, rid), rid)
+                ]
+            return await cancel_run(rid, store=store, grace=grace)
+
+    on_hosts: list[int] = []
     done = anyio.run(main)
     if done.status == "succeeded":
         _echo(f"run {done.run_id} already succeeded; nothing to cancel")
         return
+    if on_hosts:
+        _echo(f"{on_hosts[0]} agent(s) stopped on their hosts")
     teams = f"; teams cancelled: {', '.join(done.teams)}" if done.teams else ""
     _echo(
         f"run {done.run_id} cancelled: {done.stopped} process(es) stopped{teams}; "

@@ -7,8 +7,11 @@ plain timestamped event lines (:func:`format_notice`). Then a summary.
 
 Exit codes: 0 every team succeeded and the integration's test suite passed
 (or none is configured), 1 a team or the integration failed, 2 a bad plan or
-usage, 130 interrupted (Ctrl-C / SIGTERM / SIGHUP) or cancelled (the run can be
-resumed).
+usage, 3 paused waiting for approval (only teams with ``approval: true`` waiting at
+their gate are left: ``orchestrate approve`` or ``reject`` them, then ``orchestrate
+resume``), 4 paused because the budget is spent (``orchestrate resume RUN
+--budget-usd N``), 130 interrupted (Ctrl-C / SIGTERM / SIGHUP) or cancelled (the run
+can be resumed).
 """
 
 from __future__ import annotations
@@ -148,8 +151,54 @@ class Output:
         return anyio.run(main)
 
 
+ExecutorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--executor",
+        help="Where teams run: local (this machine) or ray (a Ray cluster's nodes). "
+        "Default: the plan's executor, else local (resume: the run's).",
+        show_default=False,
+    ),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="The Ray cluster (HOST:PORT) of --executor ray. Default: auto, the cluster "
+        "started on this machine or $RAY_ADDRESS (resume: the run's).",
+        show_default=False,
+    ),
+]
+
+
+def executor_of(name: str | None, default: str | None) -> str:
+    """The executor to use: ``--executor``, else ``default`` (the plan's, the run's), else local."""
+    from orchestrator.errors import UsageError
+    from orchestrator.executor import EXECUTORS
+
+    chosen = name or default or "local"
+    if chosen not in EXECUTORS:
+        raise UsageError(f"--executor {chosen!r}: expected one of {', '.join(EXECUTORS)}")
+    return chosen
+
+
+def join_cluster(executor: str, address: str | None) -> str:
+    """For the ray executor: join the cluster now (before anything is recorded); its address."""
+    if executor != "ray":
+        return address or "auto"
+    from orchestrator.ray_executor import connect_cluster
+
+    return connect_cluster(address or "auto")
+
+
 def engine_options(
-    *, max_parallel: int | None, backoff: float, integrate_partial: bool, fail_fast: bool = False
+    *,
+    max_parallel: int | None,
+    backoff: float,
+    integrate_partial: bool,
+    fail_fast: bool = False,
+    executor: str = "local",
+    ray_address: str = "auto",
 ) -> EngineOptions:
     """The engine's options from `run`'s and `resume`'s shared flags."""
     from orchestrator.runtypes import EngineOptions
@@ -161,6 +210,8 @@ def engine_options(
         backoff_jitter=backoff,
         handle_signals=True,
         integrate_partial=integrate_partial,
+        executor=executor,
+        ray_address=ray_address,
     )
 
 
@@ -304,7 +355,13 @@ def _summary(result: RunResult, report: Path | None = None, hint: str = "") -> l
         lines.append(f"report:   {_shown_path(report)}")
     if result.base_commit:
         lines.append(f"base:     {result.base_ref} ({result.base_commit[:10]})")
-    if result.status in ("interrupted", "cancelled"):
+    if result.status == "paused" and result.awaiting:
+        from orchestrator.gates import approve_command, reject_command
+
+        for team in result.awaiting:
+            lines.append(f"approve:  {approve_command(result.run_id, team)}{hint}")
+            lines.append(f"reject:   {reject_command(result.run_id, team)}{hint}")
+    if result.status in ("interrupted", "cancelled", "paused"):
         lines.append(f"resume:   orchestrate resume {result.run_id}{hint}")
     if result.status in ("succeeded", "failed") and result.teams:
         lines.append(
@@ -370,6 +427,8 @@ def run(
     ui_port: Annotated[
         int, typer.Option("--ui-port", min=0, max=65535, help="The dashboard's port.")
     ] = 8765,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
     state_dir: StateDirOpt = None,
     redis_url: RedisUrlOpt = None,
     yes: Annotated[
@@ -407,8 +466,15 @@ def run(
 
     for warning in unseen_files(loaded):
         sys.stderr.write(f"warning: {warning}\n")
-    require_agents(loaded)  # before anything is recorded: nothing to resume, nothing half started
+    chosen = executor_of(executor, loaded.plan.executor)
+    if chosen == "local":  # on a cluster each host looks for the agents on its own node
+        require_agents(loaded)  # before anything is recorded: nothing to resume, half started
     settings = load_settings(state_dir=state_dir, redis_url=redis_url)
+    if chosen == "ray":  # the nodes write to the store too: not a local socket
+        from orchestrator.ray_executor import require_network_store
+
+        require_network_store(settings)
+    address = join_cluster(chosen, ray_address)
     root = settings.state_dir or loaded.repo_root / STATE_DIR_NAME
     layout = StateLayout(root.absolute()).ensure()
     options = engine_options(
@@ -416,6 +482,8 @@ def run(
         backoff=backoff,
         integrate_partial=integrate_partial,
         fail_fast=fail_fast,
+        executor=chosen,
+        ray_address=address,
     )
     out = Output(terminal_console(), max(3, *(len(t.id) for t in loaded.plan.teams)))
 
@@ -433,15 +501,20 @@ def run(
             on_started=on_started,
         )
 
+    async def before(store: Store) -> None:
+        if chosen == "ray":  # a team no node can take, no remote, a store nodes cannot reach
+            from orchestrator.ray_executor import prepare_cluster
+
+            await prepare_cluster(loaded, settings, address)
+        await _note_live_runs(store, loaded.plan.name)
+
     runner: Callable[[Store, OnStarted | None], Awaitable[RunResult]] = go
     if ui:  # the dashboard beside the run (orchestrator/cli/_ui.py)
         from orchestrator.cli._ui import beside
 
         runner, announce = beside(go, layout=layout, redis_url=redis_url, port=ui_port)
         announce()
-    result = out.run(
-        settings, layout, runner, before=lambda store: _note_live_runs(store, loaded.plan.name)
-    )
+    result = out.run(settings, layout, runner, before=before)
     for line in _summary(result, layout.report_file(result.run_id, "html"), state_hint(layout)):
         _echo(line)
     raise typer.Exit(result.exit_code)

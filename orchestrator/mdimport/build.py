@@ -313,6 +313,13 @@ def build(found: Findings, *, source: str) -> Draft:
         teams.append(_team(u, i, deps[u.id], note))
     for i, u in enumerate(units):
         for g in found.groups:
+            if u in ends(g) and g.gate and not teams[i].get("approval"):
+                teams[i]["approval"] = True
+                note(
+                    ("teams", i, "approval"),
+                    f"the Go/No-Go criteria of {g.title!r}: a person approves the end of "
+                    "that phase",
+                )
             if u in ends(g) and g.acceptance:
                 teams[i].setdefault("acceptance", [])
                 teams[i]["acceptance"].extend(
@@ -321,6 +328,16 @@ def build(found: Findings, *, source: str) -> Draft:
                 note(
                     ("teams", i, "acceptance"),
                     f"the criteria of {g.title!r} (guess: they end that phase)",
+                )
+
+    if found.reviews:  # reviewed before the merge: a person approves each team merged last
+        needed = {d for t in teams for d in t.get("depends_on", [])}
+        for i, team in enumerate(teams):
+            if team["id"] not in needed and not team.get("approval"):
+                team["approval"] = True
+                note(
+                    ("teams", i, "approval"),
+                    f"guess: {found.reviews[0]!r} before the integration: a person approves it",
                 )
 
     front = found.front
@@ -407,6 +424,9 @@ def _team(u: Unit, i: int, deps: list[str], note: Any) -> dict[str, Any]:
     ]
     if acceptance:
         team["acceptance"] = acceptance
+    if u.gate:
+        team["approval"] = True
+        note(("teams", i, "approval"), "its Go/No-Go criteria: a person approves its work")
     team["depends_on"] = list(deps)
     est_texts = _texts(u.fields.get("estimate", [])) or (
         [u.estimate_text] if u.estimate_text else []

@@ -224,4 +224,18 @@ def summary_lines(result: ImportResult) -> list[str]:
             "--agent KIND):"
         )
         out.extend(f"  {u}" for u in result.unresolved)
-    return out
+    return [_shown(line) for line in out]
+
+
+def _shown(text: str) -> str:
+    """``text`` as it may reach a terminal: the document is someone else's, so a control
+    or format character (ESC of an OSC 52 clipboard write, CR, a right-to-left override)
+    is written escaped (``\\x1b``), never acted on; the commands shown stay those that run."""
+    if text.isprintable():
+        return text
+    return "".join(c if _safe_char(c) else c.encode("unicode_escape").decode() for c in text)
+
+
+def _safe_char(c: str) -> bool:
+    """Printable, or a space or emoji joiner (a title with a no-break space or a joined emoji)."""
+    return c.isprintable() or c in "\u00a0\u200c\u200d\u202f\u3000"

@@ -55,6 +55,7 @@ class Unit:
     group: Group | None = None
     id: str = ""
     lineno: int = 0
+    gate: bool = False  # it has go/no-go criteria: a person approves its work
     number: int | None = None  # its number in an ordered list (the key unless told otherwise)
 
     def add(self, name: str, lines: list[Line]) -> None:
@@ -68,6 +69,7 @@ class Group:
     mode: str | None  # "sequential", "parallel" or None
     units: list[Unit] = field(default_factory=list)
     acceptance: list[str] = field(default_factory=list)
+    gate: bool = False  # go/no-go criteria: a person approves the end of the group
 
     @property
     def key(self) -> str | None:
@@ -106,6 +108,8 @@ class Findings:
     tables: list[tuple[str, Table]] = field(default_factory=list)
     tests: list[str] = field(default_factory=list)
     unplaced: list[str] = field(default_factory=list)
+    reviews: list[str] = field(default_factory=list)
+    """Review steps of the integration section ("Code review (2 reviewers)")."""
     talk: list[tuple[Unit | None, Line]] = field(default_factory=list)
     graphs: list[Code] = field(default_factory=list)
     front: dict[str, str] = field(default_factory=dict)
@@ -359,6 +363,11 @@ class _Walker:
                         f"line {v.lineno}: {label} inside a collapsed <details> block: "
                         + ", ".join(f"`{c}`" for c in v.codes)
                     )
+        if name == "acceptance" and words.GO_NO_GO.match(label):
+            if owner is not None:
+                owner.gate = True
+            elif group is not None:
+                group.gate = True
         if owner is not None:
             owner.add(name, value)
             if name in ("task", "acceptance"):
@@ -614,6 +623,8 @@ class _Walker:
                     self.found.tests.extend(cmds)
                 elif ln.value or not ln.label:
                     self.found.unplaced.append(f"{sec.title}: {ln.text}")
+                    if words.REVIEW.search(ln.text):
+                        self.found.reviews.append(ln.text)
             for child in s.children:
                 visit(child)
 

@@ -56,6 +56,13 @@ PHASE_WORDS = (
     r"phase|stage|wave|round|sprint|milestone|fase|etappe|stufe|welle|\u00e9tape|etape|etapa|"
     r"vague|ola|onda|meilenstein|hito|jalon"
 )
+GO_NO_GO = re.compile(r"^\W*go\s*/\s*no[- ]?go\b", re.IGNORECASE)
+"""A label naming go/no-go criteria: a person decides, so the team gets ``approval: true``."""
+REVIEW = re.compile(
+    r"\b(?:code\s+)?review(?:s|ed)?\b|\breviewers?\b|\bsign[- ]?off\b|\bapprov(?:al|e|ed)\b",
+    re.IGNORECASE,
+)
+"""A review step before the merge ("Code review (2 reviewers)"): people approve the work."""
 PHASE = re.compile(rf"\b(?:{PHASE_WORDS})\s*(?P<key>\d+|[IVX]+\b|[A-Z]\b)", re.IGNORECASE)
 SEQUENTIAL = re.compile(
     r"\bsequential(?:ly)?\b|\bserial(?:ly)?\b|\bin order\b|\bone (?:after|at a time)\b|"

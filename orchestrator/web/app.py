@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -89,7 +90,15 @@ def _env() -> Environment:
     env.filters["duration"] = duration
     env.filters["money"] = lambda v: f"${v:.2f}" if v else ""
     env.filters["tokens"] = _tokens
+    env.filters["clock"] = _clock
     return env
+
+
+def _clock(at: float) -> str:
+    """``14:05`` today (local time), ``Dec 04 14:05`` on another day."""
+    local = time.localtime(at)
+    same_day = time.localtime()[:3] == local[:3]
+    return time.strftime("%H:%M" if same_day else "%b %d %H:%M", local)
 
 
 def _tokens(n: int) -> str:

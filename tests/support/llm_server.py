@@ -69,10 +69,19 @@ class Turn:
     """An HTTP error status answered instead (429, 529, 500, 401, ...)."""
     times: int = 1
     """How many requests get ``status`` before the turn is used up."""
+    resets_at: float | None = None
+    """With ``status`` 429: a usage limit that resets at this epoch second, said the
+    way each provider says it (``Retry-After``, Anthropic's ``ratelimit-unified``
+    headers, OpenAI's ``usage_limit_reached`` body, Google's ``RetryInfo``)."""
 
     @classmethod
     def fail(cls, status: int, times: int = 1) -> Turn:
         return cls(status=status, times=times)
+
+    @classmethod
+    def limit(cls, resets_at: float, times: int = 1) -> Turn:
+        """A usage limit (HTTP 429) lifting at ``resets_at`` (epoch seconds)."""
+        return cls(status=429, times=times, resets_at=resets_at)
 
     @classmethod
     def nothing(cls, text: str = "I looked around and did nothing.") -> Turn:
@@ -200,7 +209,7 @@ class LLMServer:
             turn.times -= 1
             if turn.times <= 0:
                 self._advance(script)
-            return script.marker, Turn(status=turn.status), False
+            return script.marker, Turn(status=turn.status, resets_at=turn.resets_at), False
         self._advance(script)
         script.active = turn
         return script.marker, turn, False
@@ -524,7 +533,7 @@ class _Handler(BaseHTTPRequestHandler):
         if turn is not None and turn.status is not None:
             rec.status = turn.status
             self.llm._record(rec)
-            self._error(api, turn.status)
+            self._error(api, turn.status, turn.resets_at)
             return
         self.llm._record(rec)
         if turn is None:
@@ -560,7 +569,10 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(200, _chat_message(rid, calls, text, usage_in))
 
-    def _error(self, api: str, status: int) -> None:
+    def _error(self, api: str, status: int, resets_at: float | None = None) -> None:
+        if resets_at is not None:
+            self._limit(api, resets_at)
+            return
         kind, message = _ERRORS.get(status, ("api_error", f"HTTP {status} (scripted)"))
         headers = {"retry-after": "0"} if status in (429, 529, 503) else {}
         if api == "anthropic":
@@ -578,6 +590,77 @@ class _Handler(BaseHTTPRequestHandler):
             code = {429: "rate_limit_exceeded", 401: "invalid_api_key"}.get(status, "server_error")
             payload = {"error": {"message": message, "type": kind, "code": code, "param": None}}
         self._json(status, payload, headers)
+
+    def _limit(self, api: str, resets_at: float) -> None:
+        """A usage limit lifting at ``resets_at``, in the words and headers of its provider."""
+        wait = max(1, round(resets_at - time.time()))
+        headers = {"retry-after": str(wait)}
+        if api == "anthropic":
+            # A subscription's limit: the unified rate-limit headers Claude Code reads.
+            headers |= {
+                "anthropic-ratelimit-unified-status": "rejected",
+                "anthropic-ratelimit-unified-reset": str(int(resets_at)),
+                "anthropic-ratelimit-unified-representative-claim": "five_hour",
+                "anthropic-ratelimit-unified-5h-status": "rejected",
+                "anthropic-ratelimit-unified-5h-reset": str(int(resets_at)),
+                "anthropic-ratelimit-unified-5h-utilization": "1.0",
+            }
+            payload: Any = {
+                "type": "error",
+                "error": {"type": "rate_limit_error", "message": "usage limit reached (scripted)"},
+            }
+        elif api == "gemini":
+            payload = {
+                "error": {
+                    "code": 429,
+                    "message": "You exceeded your current quota, please check your plan and "
+                    f"billing details. Please retry in {wait}s. (scripted)",
+                    "status": "RESOURCE_EXHAUSTED",
+                    "details": [
+                        {
+                            "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                            "violations": [
+                                {
+                                    "quotaMetric": "generativelanguage.googleapis.com/"
+                                    "generate_content_paid_tier_input_token_count",
+                                    "quotaId": "GenerateContentPaidTierInputTokens"
+                                    "PerModelPerMinute",
+                                }
+                            ],
+                        },
+                        {
+                            "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                            "retryDelay": f"{wait}s",
+                        },
+                    ],
+                }
+            }
+        elif api == "responses":
+            # A ChatGPT plan's limit, as the Codex backend answers it.
+            payload = {
+                "error": {
+                    "type": "usage_limit_reached",
+                    "message": "The usage limit has been reached",
+                    "plan_type": "plus",
+                    "resets_at": int(resets_at),
+                    "resets_in_seconds": wait,
+                }
+            }
+        else:
+            headers |= {
+                "x-ratelimit-reset-requests": f"{wait}s",
+                "x-ratelimit-remaining-requests": "0",
+            }
+            payload = {
+                "error": {
+                    "message": "Rate limit reached for requests. "
+                    f"Please try again in {wait}s. (scripted)",
+                    "type": "requests",
+                    "code": "rate_limit_exceeded",
+                    "param": None,
+                }
+            }
+        self._json(429, payload, headers)
 
 
 # -- wire formats ----------------------------------------------------------------------------
