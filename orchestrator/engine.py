@@ -356,14 +356,25 @@ class Engine:
         order = graph.topo_order(plan)
         deps = {t.id: t.depends_on for t in plan.teams}
         status = {t.id: start.status.get(t.id, TeamStatus.PENDING) for t in plan.teams}
-        waiting = {t for t, s in status.items() if s is TeamStatus.PENDING}
-        waiting |= {t for t, r in start.recoveries.items() if r.attach is None}
-        # waiting: the teams the scheduler may start (pending, or going on from a resume)
+        startable = {t for t, s in status.items() if s is TeamStatus.PENDING}
+        startable |= {t for t, r in start.recoveries.items() if r.attach is None}
+        # startable: the teams the scheduler may start (pending, or going on from a resume)
         running: set[str] = set()
         limit = self.options.max_parallel or plan.max_parallel
         providers = {t.id: ctx.provider(t) for t in plan.teams}
+        # Per result, only the teams it concerns: ``waiting`` counts each team's upstream
+        # teams that have not succeeded (a success is final), ``ready`` holds the teams
+        # none of whose upstream teams is waited for and that have not been started.
+        index = {t.id: i for i, t in enumerate(plan.teams)}
+        below: dict[str, list[str]] = {t.id: [] for t in plan.teams}
+        for t in plan.teams:
+            for d in t.depends_on:
+                below[d].append(t.id)
+        succeeded = TeamStatus.SUCCEEDED
+        waiting = {t: sum(status[d] is not succeeded for d in ds) for t, ds in deps.items()}
+        ready = {t for t, n in waiting.items() if n == 0 and status[t] is not succeeded}
         send, receive = anyio.create_memory_object_stream[TeamResult](max_buffer_size=math.inf)
-        self.control.attach(send, status, start.recoveries, waiting)
+        self.control.attach(send, status, start.recoveries, startable)
         async with send, receive:
             # Re-attached agents are running already: they do not wait for a slot.
             for team in plan.teams:
@@ -371,12 +382,18 @@ class Engine:
                 if rec is not None and rec.attach is not None:
                     status[team.id] = TeamStatus.RUNNING
                     running.add(team.id)
+                    ready.discard(team.id)
                     tg.start_soon(self._run_team, ctx, team, send.clone(), rec)
+            rescan = True  # for blocked teams: at first, then after each result but a success
             while True:
-                await self._block(ctx, order, deps, status, waiting)
+                if rescan:
+                    await self._block(ctx, order, deps, status, startable)
+                    rescan = False
                 if self.stop_reason is None:
-                    failed = [t for t, s in status.items() if s is TeamStatus.FAILED]
-                    if self.options.fail_fast and failed:
+                    failed = []
+                    if self.options.fail_fast:
+                        failed = [t for t, s in status.items() if s is TeamStatus.FAILED]
+                    if failed:
                         self.stop_reason = f"--fail-fast: team {failed[0]} failed"
                     else:
                         self.stop_reason = ctx.budget.exhausted(None)
@@ -385,21 +402,21 @@ class Engine:
                     if self.stop_reason is not None:
                         self._say("stopping", f"no new team starts: {self.stop_reason}")
                 held: list[str] = []  # ready, but their provider's usage limit holds them
-                if self.stop_reason is None:
-                    for team in plan.teams:
+                if self.stop_reason is None and ready:
+                    for tid in sorted(ready, key=index.__getitem__):  # in plan order
                         if len(running - ctx.awaiting) >= limit:  # a waiting gate holds no slot
                             break
-                        ready = all(status[d] is TeamStatus.SUCCEEDED for d in deps[team.id])
-                        if team.id not in waiting or not ready:
+                        if tid not in startable:
                             continue
-                        if seconds_left(providers[team.id], ctx.pauses) is not None:
-                            held.append(team.id)
+                        if seconds_left(providers[tid], ctx.pauses) is not None:
+                            held.append(tid)
                             continue
-                        waiting.discard(team.id)
-                        status[team.id] = TeamStatus.RUNNING
-                        running.add(team.id)
-                        rec = start.recoveries.get(team.id)
-                        tg.start_soon(self._run_team, ctx, team, send.clone(), rec)
+                        startable.discard(tid)
+                        status[tid] = TeamStatus.RUNNING
+                        running.add(tid)
+                        ready.discard(tid)
+                        rec = start.recoveries.get(tid)
+                        tg.start_soon(self._run_team, ctx, plan.team(tid), send.clone(), rec)
                 if not running and not held:
                     self.control.detach()
                     return
@@ -415,8 +432,9 @@ class Engine:
                 running.discard(result.team)
                 if result.status is TeamStatus.PAUSED and result.resume is not None:
                     status[result.team] = TeamStatus.PAUSED
-                    waiting.add(result.team)  # started again once its provider may
+                    startable.add(result.team)  # started again once its provider may
                     start.recoveries[result.team] = result.resume
+                    ready.add(result.team)
                     continue
                 if result.budget_spent:  # its budget (or the run's) is spent: it waits
                     self.paused_for = "budget"
@@ -424,6 +442,14 @@ class Engine:
                     continue
                 status[result.team] = result.status
                 self.results[result.team] = result
+                rescan = result.status is not TeamStatus.SUCCEEDED
+                if result.status is TeamStatus.SUCCEEDED:
+                    for tid in below[result.team]:
+                        waiting[tid] -= 1
+                        if waiting[tid] == 0:
+                            ready.add(tid)
+                elif result.team in startable and waiting[result.team] == 0:
+                    ready.add(result.team)  # retried on request
                 if result.status is TeamStatus.FAILED and self._posts is not None:
                     # Posted in the background: a slow webhook never holds the run up.
                     self._posts.start_soon(
@@ -440,18 +466,18 @@ class Engine:
         order: list[str],
         deps: dict[str, tuple[str, ...]],
         status: dict[str, TeamStatus],
-        waiting: set[str],
+        startable: set[str],
     ) -> None:
-        """Mark ``blocked`` every waiting team with an unsuccessful upstream team (cascading)."""
+        """Mark ``blocked`` every startable team with an unsuccessful upstream team (cascading)."""
         for tid in order:
             bad = [d for d in deps[tid] if status[d] in TeamStatus.UNSUCCESSFUL]
-            if tid not in waiting or not bad:
+            if tid not in startable or not bad:
                 continue
             reason = f"upstream team {bad[0]} {status[bad[0]]}"
             await self.store.team_transition(
                 ctx.run_id, tid, TeamStatus.BLOCKED, epoch=ctx.epoch, attempt=0, reason=reason
             )
-            waiting.discard(tid)
+            startable.discard(tid)
             status[tid] = TeamStatus.BLOCKED
             self.results[tid] = TeamResult(team=tid, status=TeamStatus.BLOCKED, reason=reason)
             self._say(TeamStatus.BLOCKED, reason, tid)

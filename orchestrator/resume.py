@@ -34,6 +34,7 @@ import anyio
 import psutil
 import structlog
 
+from orchestrator import forkserver
 from orchestrator.agentproc import AgentProcess, find_supervisor, read_status
 from orchestrator.budgets import effective_budget, raise_budget
 from orchestrator.engine import Engine, RunResult, StartState, first_error
@@ -394,7 +395,10 @@ async def resume_run(
     reconciled (a live board may follow it from there).
     """
     say = notify or _quiet
-    check_executor((options or EngineOptions()).executor)
+    options = options or EngineOptions()
+    check_executor(options.executor)
+    if options.executor == "local" and forkserver.enabled():
+        forkserver.fork_server().warm()  # its imports go on while the store is read
     run_id = await store.resolve_run(run_id)
     run = await store.get_run(run_id)
     if run.status is RunStatus.SUCCEEDED:
@@ -402,7 +406,7 @@ async def resume_run(
         return RunResult(run_id=run_id, status=run.status, reason="already succeeded")
     teams = await store.get_teams(run_id)
     loaded, notes, fields = choose_plan(run, teams, layout, plan_file)
-    if (options or EngineOptions()).executor == "local":  # elsewhere the hosts look for them
+    if options.executor == "local":  # elsewhere the hosts look for them
         require_agents(loaded)
     if budget_usd is not None or budget_tokens is not None:
         raised = await raise_budget(
@@ -425,7 +429,7 @@ async def resume_run(
         store=store,
         layout=layout,
         git=Git(loaded.repo_root),
-        options=options or EngineOptions(),
+        options=options,
         notify=say,
         setup=functools.partial(reconcile, retry_failed=retry_failed, plan_fields=fields),
         on_started=on_started,

@@ -227,6 +227,16 @@ class RunContext:
     """Called with a team id when it starts waiting for approval (the engine posts the
     ``awaiting_approval`` webhook)."""
     _topo_index: dict[str, int] | None = None
+    _teams: dict[str, Team] | None = None
+
+    def team(self, team_id: str) -> Team:
+        """The plan's team ``team_id``, from an index built once per run (cheaper than
+        :meth:`Plan.team` when asked for every upstream team of every team)."""
+        if self._teams is None:
+            self._teams = {}
+            for t in self.plan.teams:
+                self._teams.setdefault(t.id, t)
+        return self._teams[team_id]
 
     def upstream(self, team_id: str) -> list[str]:
         """Every team ``team_id`` depends on, directly or not, in dependency order

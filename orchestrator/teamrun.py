@@ -270,7 +270,7 @@ class TeamRunner:
         out = []
         for tid in self.ctx.upstream(self.team.id):
             res = self.ctx.results.get(tid)
-            up = self.plan.team(tid)
+            up = self.ctx.team(tid)
             out.append(
                 UpstreamResult(
                     team=tid,

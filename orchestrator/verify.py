@@ -21,7 +21,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,6 +167,57 @@ def _kill_group(pid: int, sig: int) -> None:
         pass
 
 
+async def run_in_group(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str] | None,
+    time_limit: float,
+    on_output: Callable[[bytes], Awaitable[None]],
+    grace: float = 2.0,
+) -> tuple[int | None, bool]:
+    """Run ``argv`` in a session of its own, handing its merged output to ``on_output``.
+
+    Returns ``(exit code, timed out)``. Past ``time_limit`` its whole process group
+    gets SIGTERM, then SIGKILL after ``grace`` seconds; when it is done, anything it
+    left running in its group is killed; when we are cancelled, the group is killed
+    before the cancellation goes on. Raises OSError when it cannot start. Checks and
+    worktree set-up commands both run this way.
+    """
+    process = await anyio.open_process(
+        list(argv),
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    timed_out = False
+    async with process:
+        try:
+            with anyio.move_on_after(time_limit) as scope:
+                assert process.stdout is not None
+                async for chunk in process.stdout:
+                    await on_output(chunk)
+                await process.wait()
+            if scope.cancelled_caught:
+                timed_out = True
+                _kill_group(process.pid, signal.SIGTERM)
+                with anyio.move_on_after(grace):
+                    await process.wait()
+                _kill_group(process.pid, signal.SIGKILL)
+                with anyio.CancelScope(shield=True):
+                    await process.wait()
+            else:
+                # The command is done; anything it left behind in its group goes too.
+                _kill_group(process.pid, signal.SIGKILL)
+        except BaseException:  # cancelled (the run stops): nothing of it stays behind
+            _kill_group(process.pid, signal.SIGKILL)
+            raise
+    return (None if timed_out else process.returncode), timed_out
+
+
 async def run_check(
     worktree: Path,
     command: str | Sequence[str],
@@ -184,16 +235,17 @@ async def run_check(
     text = command_text(command)
     started = time.monotonic()
     tail = bytearray()
+
+    async def keep_tail(chunk: bytes) -> None:
+        tail.extend(chunk)
+        if len(tail) > tail_bytes * 2:
+            del tail[: len(tail) - tail_bytes]
+
     try:
-        process = await anyio.open_process(
-            _argv(command),
-            cwd=worktree,
-            env=dict(env) if env is not None else None,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        code, timed_out = await run_in_group(
+            _argv(command), cwd=worktree, env=env, time_limit=time_limit,
+            on_output=keep_tail, grace=grace,
+        )  # fmt: skip
     except OSError as exc:
         return CheckResult(
             command=text,
@@ -203,36 +255,11 @@ async def run_check(
             duration=time.monotonic() - started,
             error=exc.strerror or str(exc),
         )
-    timed_out = False
-    async with process:
-        try:
-            with anyio.move_on_after(time_limit) as scope:
-                assert process.stdout is not None
-                async for chunk in process.stdout:
-                    tail.extend(chunk)
-                    if len(tail) > tail_bytes * 2:
-                        del tail[: len(tail) - tail_bytes]
-                await process.wait()
-            if scope.cancelled_caught:
-                timed_out = True
-                _kill_group(process.pid, signal.SIGTERM)
-                with anyio.move_on_after(grace):
-                    await process.wait()
-                _kill_group(process.pid, signal.SIGKILL)
-                with anyio.CancelScope(shield=True):
-                    await process.wait()
-            else:
-                # The check is done; anything it left behind in its group goes too.
-                _kill_group(process.pid, signal.SIGKILL)
-        except BaseException:  # cancelled (the run stops): nothing of the check stays behind
-            _kill_group(process.pid, signal.SIGKILL)
-            raise
     output = bytes(tail[-tail_bytes:]).decode("utf-8", errors="replace")
-    code = process.returncode
     return CheckResult(
         command=text,
         passed=not timed_out and code == 0,
-        exit_code=None if timed_out else code,
+        exit_code=code,
         output_tail=output,
         duration=time.monotonic() - started,
         timed_out=timed_out,

@@ -29,9 +29,7 @@ Nothing here raises for the user's mistakes: a failed preparation is a value.
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -42,6 +40,7 @@ from secrets import token_hex
 import anyio
 
 from orchestrator.redact import SECRET_MIN_LEN, Redactor
+from orchestrator.verify import command_text, run_in_group
 
 __all__ = [
     "DEFAULT_SETUP_TIMEOUT",
@@ -279,18 +278,6 @@ async def copy_untracked(source_root: Path, worktree: Path, patterns: Sequence[s
 # -- set-up commands -----------------------------------------------------------------------
 
 
-def command_text(command: Command) -> str:
-    """A command as one readable line."""
-    return command if isinstance(command, str) else shlex.join(command)
-
-
-def _kill_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 async def _run_one(
     worktree: Path,
     command: Command,
@@ -305,20 +292,6 @@ async def _run_one(
     argv = ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
     started = time.monotonic()
     await on_lines([redactor.redact(f"$ {text}")])
-    try:
-        process = await anyio.open_process(
-            argv,
-            cwd=worktree,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        error = exc.strerror or str(exc)
-        await on_lines([redactor.redact(f"set-up: {text}: {error}")])
-        return SetupCommandResult(text, None, time.monotonic() - started, error=error)
     tail: list[str] = []
     buffer = bytearray()
 
@@ -335,27 +308,21 @@ async def _run_one(
             del tail[:-TAIL_LINES]
             await on_lines(lines)
 
-    timed_out = False
-    async with process:
-        with anyio.move_on_after(time_limit) as scope:
-            assert process.stdout is not None
-            async for chunk in process.stdout:
-                buffer.extend(chunk)
-                await emit(False)
-            await process.wait()
-        if scope.cancelled_caught:
-            timed_out = True
-            _kill_group(process.pid, signal.SIGTERM)
-            with anyio.move_on_after(grace):
-                await process.wait()
-            _kill_group(process.pid, signal.SIGKILL)
-            with anyio.CancelScope(shield=True):
-                await process.wait()
-        else:
-            _kill_group(process.pid, signal.SIGKILL)  # whatever it left running in its group
+    async def take(chunk: bytes) -> None:
+        buffer.extend(chunk)
+        await emit(False)
+
+    try:
+        code, timed_out = await run_in_group(
+            argv, cwd=worktree, env=env, time_limit=time_limit, on_output=take, grace=grace
+        )
+    except OSError as exc:
+        error = exc.strerror or str(exc)
+        await on_lines([redactor.redact(f"set-up: {text}: {error}")])
+        return SetupCommandResult(text, None, time.monotonic() - started, error=error)
+    finally:
         with anyio.CancelScope(shield=True):
             await emit(True)
-    code = None if timed_out else process.returncode
     return SetupCommandResult(
         text, code, time.monotonic() - started, tail=tuple(tail), timed_out=timed_out
     )

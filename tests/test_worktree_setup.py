@@ -20,6 +20,7 @@ from orchestrator.worktree_setup import (
     Prepared,
     file_secrets,
     prepare_worktree,
+    run_setup,
 )
 from tests.support.gitrepo import GitRepo
 
@@ -221,3 +222,40 @@ def test_file_secrets_reads_dotenv_values() -> None:
     assert "with spaces inside" in found
     assert "value-here" in found
     assert "1" not in found and "TOKEN_A" not in found
+
+
+def test_a_cancelled_setup_leaves_no_process_behind(tmp_path: Path) -> None:
+    """A run stopped (Ctrl-C) while a set-up command runs (`npm ci` spawning workers): the
+    command's whole process group goes, its child included, and the lines it printed so far
+    still reach the team's log."""
+    pidfile = tmp_path / "pid"
+    script = (
+        "import subprocess, sys, time;"
+        "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
+        f"open({str(pidfile)!r}, 'w').write(str(c.pid));"
+        "print('installing', flush=True);"
+        "time.sleep(60)"
+    )
+    logged: list[str] = []
+
+    async def on_lines(lines: list[str]) -> None:
+        logged.extend(lines)
+
+    async def stopped_midway() -> None:
+        with anyio.move_on_after(1.5):
+            await run_setup(
+                tmp_path, [[sys.executable, "-c", script]], env=dict(os.environ), on_lines=on_lines
+            )
+
+    anyio.run(stopped_midway)
+    assert "installing" in logged
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the cancelled set-up command's child process survived")
