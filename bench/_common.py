@@ -327,7 +327,7 @@ def event_times(repo: Path, run_id: str) -> dict[str, dict[str, float]]:
 
     from orchestrator.paths import StateLayout
     from orchestrator.settings import Settings
-    from orchestrator.store import open_store
+    from orchestrator.state.store import open_store
 
     async def go() -> dict[str, dict[str, float]]:
         out: dict[str, dict[str, float]] = {}

@@ -145,8 +145,8 @@ def main() -> int:
         )
         make = run_make(work, n)
         results.append(Result("chain", "make per team", make / n * 1000, "ms", note=note))
-        from orchestrator.redis_server import EmbeddedServer  # where its socket is (a long
         from orchestrator.settings import Settings  # path puts it in a short folder)
+        from orchestrator.state.server import EmbeddedServer  # where its socket is (a long
 
         sock = EmbeddedServer(repo / ".orchestrate" / "redis", Settings()).socket_path
         bare = run_bare_loop(sock, n)

@@ -89,7 +89,7 @@ def team_done_at(repo: Path, run_id: str, team: str) -> float:
 
     from orchestrator.paths import StateLayout
     from orchestrator.settings import Settings
-    from orchestrator.store import open_store
+    from orchestrator.state.store import open_store
 
     async def go() -> float:
         layout = StateLayout(repo / ".orchestrate")

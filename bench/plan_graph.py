@@ -4,7 +4,7 @@ A chain is the worst shape for the dependency analysis (every team is upstream o
 all the later ones); each team delivers its own glob (``src/<i>/*.py``), and a last
 team waits for all of them (a wide fan-in). Measured: the whole ``orchestrate
 validate`` and ``orchestrate plan`` processes (wall clock, output to a pipe), and
-in-process the loader and each function of ``orchestrator.graph``.
+in-process the loader and each function of ``orchestrator.plan.graph``.
 
 Targets: `plan` of 4,000 chained teams under 5 s, 20,000 under 30 s (it took 55 s
 and more than 2 minutes before the graph functions were made near-linear).
@@ -56,8 +56,8 @@ def wall(argv: list[str], cwd: Path) -> float:
 
 def in_process(plan_path: Path) -> list[tuple[str, float]]:
     """Seconds of the loader and of each graph function, in this process."""
-    from orchestrator import graph
-    from orchestrator.planload import load_plan
+    from orchestrator.plan import graph
+    from orchestrator.plan.load import load_plan
 
     start = time.perf_counter()
     plan = load_plan(plan_path).plan

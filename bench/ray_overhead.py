@@ -62,7 +62,7 @@ def free_port() -> int:
 
 
 def start_valkey(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    from orchestrator.redis_server import server_binary
+    from orchestrator.state.server import server_binary
 
     port, password = free_port(), "bench-" + os.urandom(8).hex()
     proc = subprocess.Popen(
@@ -100,7 +100,13 @@ def main() -> None:
         from ray.cluster_utils import Cluster
     except ImportError:
         sys.exit("this bench needs Ray: pip install -e '.[dev]' (or '.[ray]')")
-    from orchestrator.ray_cluster import HostOptions, connect, disconnect, host_actor, list_nodes
+    from orchestrator.run.ray_cluster import (
+        HostOptions,
+        connect,
+        disconnect,
+        host_actor,
+        list_nodes,
+    )
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-ray-"))
     repo = git_repo(tmp / "repo")

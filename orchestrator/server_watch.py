@@ -5,7 +5,7 @@
     python -m orchestrator.server_watch --pid PID --dir DIR --socket SOCKET [--interval S]
 
 Started in the background beside each embedded valkey-server (see
-:mod:`orchestrator.redis_server`, which starts it through ``sh -c '... &'`` so
+:mod:`orchestrator.state.server`, which starts it through ``sh -c '... &'`` so
 that nothing waits for it).
 A server is daemonized and outlives every command, so one whose state folder
 was deleted (``rm -rf`` of a demo repository) would otherwise run forever.

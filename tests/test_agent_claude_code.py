@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.agentproc import Outcome
-from orchestrator.plan import AgentConfig
+from orchestrator.agents.process import Outcome
+from orchestrator.plan.models import AgentConfig
 from tests.support.recordings import Recorded
 
 REC = Recorded("claude-code")

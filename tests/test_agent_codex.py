@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.plan import AgentConfig
+from orchestrator.plan.models import AgentConfig
 from tests.support.recordings import Recorded
 
 REC = Recorded("codex")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator.agents.gemini import http_status
-from orchestrator.plan import AgentConfig
+from orchestrator.plan.models import AgentConfig
 from tests.support.recordings import Recorded
 
 REC = Recorded("gemini")

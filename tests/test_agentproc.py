@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from orchestrator import forkserver
-from orchestrator.agentproc import MAX_BATCH, AgentProcess, Launch, Outcome
+from orchestrator.agents.process import MAX_BATCH, AgentProcess, Launch, Outcome
 from tests.support.agents import FakeAgent, python_agent
 
 pytestmark = pytest.mark.anyio
@@ -289,7 +289,7 @@ async def test_attach_never_signals_a_reused_pid(tmp_path: Path) -> None:
 STARTER = """
 import anyio, json, os, sys
 from pathlib import Path
-from orchestrator.agentproc import AgentProcess, Launch
+from orchestrator.agents.process import AgentProcess, Launch
 
 async def main():
     spec = Launch(argv=sys.argv[2:], cwd=Path.cwd(), env=os.environ,
@@ -420,7 +420,7 @@ def test_a_supervisor_of_an_older_version_is_found_by_its_command_line(tmp_path:
     """A resume after an upgrade still finds a supervisor started before identity records
     existed (its command line names it and its status file, relative to its folder), and
     never takes a process whose command line names another status file."""
-    from orchestrator.agentproc import find_supervisor
+    from orchestrator.agents.process import find_supervisor
 
     (tmp_path / "run").mkdir()
     sleep = "import time; time.sleep(30)"

@@ -11,7 +11,9 @@ import anyio
 import pytest
 from rich.console import Console
 
-from orchestrator.board import (
+from orchestrator.state.status import RunStatus
+from orchestrator.state.store import Store, Usage
+from orchestrator.views.board import (
     STATUS_SCHEMA,
     BoardSnapshot,
     build_snapshot,
@@ -20,8 +22,6 @@ from orchestrator.board import (
     render_board,
     snapshot_json,
 )
-from orchestrator.status import RunStatus
-from orchestrator.store import Store, Usage
 
 pytestmark = pytest.mark.anyio
 

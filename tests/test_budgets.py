@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.budgets import BudgetError, effective_budget, raise_budget, spent_reason
-from orchestrator.plan import Budget
-from orchestrator.state import Usage
-from orchestrator.store import Store
+from orchestrator.plan.models import Budget
+from orchestrator.state.budgets import BudgetError, effective_budget, raise_budget, spent_reason
+from orchestrator.state.models import Usage
+from orchestrator.state.store import Store
 from tests.support.redis import make_run
 
 pytestmark = pytest.mark.anyio

@@ -20,7 +20,7 @@ import pytest
 
 from orchestrator.paths import StateLayout
 from orchestrator.settings import Settings
-from orchestrator.store import open_store
+from orchestrator.state.store import open_store
 from tests.support.engine import files_for, plan_yaml, write_agent
 from tests.support.gitrepo import GitRepo
 from tests.support.redis import make_run
@@ -148,7 +148,7 @@ def test_the_resume_hint_names_the_state_folder_when_typed_elsewhere(
     carries `--state-dir`, so it works from the folder where `run` was typed; typed in
     the repository it is the short form."""
     from orchestrator.cli._run import _summary, state_hint
-    from orchestrator.engine import RunResult
+    from orchestrator.run.engine import RunResult
 
     layout = git_repo.state_layout()
     result = RunResult("demo-1", "interrupted", reason="interrupted")

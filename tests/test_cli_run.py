@@ -231,8 +231,8 @@ def test_summary_lines_up_short_ids_and_names_branches_once(tmp_path: Path) -> N
     pattern (each row shows only its team part, nothing wraps at 100 columns), and the
     report's path is printed."""
     from orchestrator.cli._run import _summary
-    from orchestrator.engine import RunResult
-    from orchestrator.teamrun import TeamResult
+    from orchestrator.run.engine import RunResult
+    from orchestrator.run.teamrun import TeamResult
 
     run_id = "a-rather-long-plan-name-20261122-151010-abcd"
     teams = {

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.agentproc import AgentProcess, Launch, Outcome
 from orchestrator.agents import adapter_for, executable, missing_executable
 from orchestrator.agents.base import AgentContext, AgentEvent, summarize
 from orchestrator.agents.command import CommandAdapter
+from orchestrator.agents.process import AgentProcess, Launch, Outcome
 from orchestrator.errors import AgentError
-from orchestrator.plan import AgentConfig
+from orchestrator.plan.models import AgentConfig
 from tests.support.agents import FakeAgent
 
 

@@ -12,12 +12,12 @@ from typing import Any
 import anyio
 import pytest
 
-from orchestrator.engine import EngineOptions, RunResult, Spending, start_run
-from orchestrator.plan import Plan
-from orchestrator.planload import load_plan
-from orchestrator.runs import new_run_id, plan_of_run
-from orchestrator.store import Store, Usage
-from orchestrator.teamrun import Notice
+from orchestrator.plan.load import load_plan
+from orchestrator.plan.models import Plan
+from orchestrator.run.engine import EngineOptions, RunResult, Spending, start_run
+from orchestrator.run.teamrun import Notice
+from orchestrator.state.runs import new_run_id, plan_of_run
+from orchestrator.state.store import Store, Usage
 from tests.support.engine import (
     SEVEN,
     files_for,

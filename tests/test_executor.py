@@ -14,21 +14,21 @@ import anyio
 import pytest
 import yaml
 
-from orchestrator.agentrun import LiveAgents
-from orchestrator.attempt import RunSite
-from orchestrator.executor import (
+from orchestrator.agents.prompts import Feedback, UpstreamResult
+from orchestrator.agents.runner import LiveAgents
+from orchestrator.gitops import Git
+from orchestrator.plan.load import load_plan
+from orchestrator.run.attempt import RunSite
+from orchestrator.run.executor import (
     AgentEnd,
     AttemptOutcome,
     AttemptRecord,
     AttemptRequest,
     AttemptStart,
 )
-from orchestrator.gitops import Git
-from orchestrator.local_executor import LocalExecutor
-from orchestrator.planload import load_plan
-from orchestrator.prompts import Feedback, UpstreamResult
-from orchestrator.runs import create_run
-from orchestrator.store import Store
+from orchestrator.run.local_executor import LocalExecutor
+from orchestrator.state.runs import create_run
+from orchestrator.state.store import Store
 from orchestrator.verify import CheckResult
 from tests.support.agents import python_agent
 from tests.support.gitrepo import GitRepo
@@ -181,8 +181,8 @@ def test_no_module_imports_the_scheduler_for_a_run_wide_type() -> None:
     for path in ROOT.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module in (
-                "orchestrator.teamrun",
-                "orchestrator.engine",
+                "orchestrator.run.teamrun",
+                "orchestrator.run.engine",
             ):
                 names = {a.name for a in node.names} & TYPES
                 if names:
@@ -195,8 +195,8 @@ async def test_an_unknown_executor_is_refused_before_the_run_is_recorded(
 ) -> None:
     """`EngineOptions(executor="nope")`: one usage error (exit 2) naming the known executors,
     and no run is created (nothing left `running`)."""
-    from orchestrator.engine import EngineOptions, start_run
     from orchestrator.errors import UsageError
+    from orchestrator.run.engine import EngineOptions, start_run
 
     plan_file = git_repo.path.parent / "plan.yaml"
     doc = {"version": 1, "name": "demo", "repo": git_repo.path.name,

@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from orchestrator import forkserver
-from orchestrator.agentproc import AgentProcess, Launch, find_supervisor
+from orchestrator.agents.process import AgentProcess, Launch, find_supervisor
 from orchestrator.errors import AgentError
 from orchestrator.supervisor import identity_file
 from tests.support.agents import python_agent

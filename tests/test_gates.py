@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.gates import (
+from orchestrator.settings import Settings
+from orchestrator.state.gates import (
     Decision,
     GateError,
     GateStatus,
@@ -21,8 +22,7 @@ from orchestrator.gates import (
     get_gates,
     request_gate,
 )
-from orchestrator.settings import Settings
-from orchestrator.store import Store
+from orchestrator.state.store import Store
 from tests.support.redis import make_run
 
 pytestmark = pytest.mark.anyio
@@ -183,7 +183,7 @@ def test_gate_action(
     status: str | None, gate_attempt: int, attempt: int, max_attempts: int, action: str
 ) -> None:
     """Approve releases the dependents; reject retries while attempts are left, then fails."""
-    from orchestrator.gates import GateState, gate_action
+    from orchestrator.state.gates import GateState, gate_action
 
     gate = (
         None
@@ -197,7 +197,7 @@ def test_gate_action(
 
 def test_rejection_feedback_names_the_reviewer_and_reason() -> None:
     """The next attempt's prompt is told who rejected which attempt, and why."""
-    from orchestrator.gates import GateState, rejection_feedback
+    from orchestrator.state.gates import GateState, rejection_feedback
 
     gate = GateState(
         team="db", status=GateStatus.REJECTED, attempt=2, requested=1.0, by="ana@h", reason="no"

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator import graph
-from orchestrator.plan import Plan
+from orchestrator.plan import graph
+from orchestrator.plan.models import Plan
 
 
 def make_plan(*teams: dict[str, Any], max_parallel: int = 4) -> Plan:

@@ -21,7 +21,7 @@ import yaml
 
 from orchestrator.errors import UsageError
 from orchestrator.mdimport import ImportResult, import_markdown, load_markdown_plan, summary_lines
-from orchestrator.plan import Plan, parse_duration
+from orchestrator.plan.models import Plan, parse_duration
 
 FIXTURES = Path(__file__).parent / "fixtures" / "markdown"
 EXAMPLES = ["payments-teams", "search-matrix", "mobile-phases"]
@@ -284,7 +284,7 @@ def test_cli_refuses_a_document_without_teams_with_exit_2(tmp_path: Path) -> Non
 def test_cli_writes_a_valid_plan_and_never_overwrites_without_force(tmp_path: Path) -> None:
     """`orchestrate import PLAN.md -o plan.yaml` writes a plan that loads cleanly; running it
     again refuses (exit 2) to overwrite plan.yaml unless --force is given."""
-    from orchestrator.planload import load_plan
+    from orchestrator.plan.load import load_plan
 
     src = tmp_path / "PLAN.md"
     src.write_text((FIXTURES / "payments-teams.md").read_text())

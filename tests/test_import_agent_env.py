@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.mdimport.agentconvert import convert_async
-from orchestrator.plan import AgentConfig
+from orchestrator.plan.models import AgentConfig
 
 pytestmark = pytest.mark.anyio
 

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from orchestrator.mdimport import import_markdown, load_markdown_plan, summary_lines
-from orchestrator.plan import Plan
+from orchestrator.plan.models import Plan
 from tests.support.gitrepo import GitRepo
 
 FIXTURES = Path(__file__).parent / "fixtures" / "markdown"

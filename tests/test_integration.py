@@ -2,7 +2,7 @@
 
 Each test builds team branches ``orchestrate/<run>/<team>`` by hand (as the
 engine would have left them), creates the run in the store and calls
-:func:`orchestrator.integration.integrate`.
+:func:`orchestrator.run.integration.phase.integrate`.
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ import pytest
 import yaml
 
 from orchestrator.gitops import integration_branch, shared_branch, team_branch
-from orchestrator.integration import (
+from orchestrator.plan.load import load_plan
+from orchestrator.run.integration.phase import (
     INTEGRATION,
     STORE_NAME,
     IntegrationResult,
     integrate,
     load_result,
 )
-from orchestrator.planload import load_plan
-from orchestrator.store import Store
-from orchestrator.teamrun import Notice
+from orchestrator.run.teamrun import Notice
+from orchestrator.state.store import Store
 from tests.support.agents import python_agent
 from tests.support.gitrepo import GitRepo
 

@@ -11,7 +11,11 @@ import anyio
 import pytest
 
 from orchestrator.agents import adapter_for
-from orchestrator.logs import (
+from orchestrator.paths import StateLayout
+from orchestrator.redact import Redactor
+from orchestrator.settings import Settings
+from orchestrator.state.store import Store, open_store
+from orchestrator.views.logs import (
     FileTail,
     LineFormatter,
     LogLine,
@@ -20,10 +24,6 @@ from orchestrator.logs import (
     history,
     raw_history,
 )
-from orchestrator.paths import StateLayout
-from orchestrator.redact import Redactor
-from orchestrator.settings import Settings
-from orchestrator.store import Store, open_store
 from tests.support.redis import make_run
 
 pytestmark = pytest.mark.anyio
@@ -312,9 +312,10 @@ def test_the_logs_command_does_not_load_what_it_never_uses() -> None:
     no psutil (they load where used, if ever)."""
     code = (
         "import sys\n"
-        "import orchestrator.cli._watch, orchestrator.logs, orchestrator.store\n"
-        "heavy = ('orchestrator.board', 'orchestrator.integration_procs', 'orchestrator.agents',"
-        " 'orchestrator.redis_server', 'rich', 'jinja2', 'tenacity', 'psutil', 'yaml')\n"
+        "import orchestrator.cli._watch, orchestrator.views.logs, orchestrator.state.store\n"
+        "heavy = ('orchestrator.views.board', 'orchestrator.run.integration.procs',"
+        " 'orchestrator.agents',"
+        " 'orchestrator.state.server', 'rich', 'jinja2', 'tenacity', 'psutil', 'yaml')\n"
         "print(' '.join(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run(
@@ -327,8 +328,8 @@ def test_run_event_lines_and_summary_show_escape_sequences_as_text() -> None:
     """`orchestrate run`'s event lines and end summary quote agents' words (a failure
     reason the agent reported): an escape sequence in them is shown, never obeyed."""
     from orchestrator.cli._run import _summary, format_notice
-    from orchestrator.engine import RunResult
-    from orchestrator.teamrun import Notice, TeamResult
+    from orchestrator.run.engine import RunResult
+    from orchestrator.run.teamrun import Notice, TeamResult
 
     line = format_notice(Notice(0.0, "db", "failed", f"agent said {HOSTILE}"), 4)
     assert "\x1b" not in line and "\\x1b]52;" in line

@@ -17,7 +17,7 @@ import pytest
 from pydantic import ValidationError
 from structlog.testing import capture_logs
 
-from orchestrator.notify import Notifier, Webhook, mask_webhook_url, webhooks_of
+from orchestrator.run.notify import Notifier, Webhook, mask_webhook_url, webhooks_of
 from tests.support.engine import SEVEN, files_for, plan_yaml, write_agent
 from tests.support.gitrepo import GitRepo
 from tests.test_cli_run import _env as cli_env

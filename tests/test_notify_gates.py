@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.notify import Notifier, Webhook
-from orchestrator.plan import Plan
+from orchestrator.plan.models import Plan
+from orchestrator.run.notify import Notifier, Webhook
 from tests.test_notify import Hooked, server  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.anyio

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.paths import StateLayout
-from orchestrator.pauses import Pause, active_pauses, all_pauses, clear_pause, pause_provider
 from orchestrator.settings import Settings
-from orchestrator.store import Store, open_store
+from orchestrator.state.pauses import Pause, active_pauses, all_pauses, clear_pause, pause_provider
+from orchestrator.state.store import Store, open_store
 from tests.support.redis import make_run
 
 pytestmark = pytest.mark.anyio
@@ -79,7 +79,7 @@ def test_until_text_is_the_wall_clock_and_a_date_on_another_day() -> None:
 
 def test_a_pause_never_ends_at_once_nor_after_a_week() -> None:
     """A reset already past still pauses a little; an absurd one is capped; none: no pause."""
-    from orchestrator.pauses import MAX_PAUSE, MIN_PAUSE, pause_until
+    from orchestrator.state.pauses import MAX_PAUSE, MIN_PAUSE, pause_until
 
     now = 1_800_000_000.0
     assert pause_until(now - 30, now=now) == now + MIN_PAUSE
@@ -90,7 +90,7 @@ def test_a_pause_never_ends_at_once_nor_after_a_week() -> None:
 
 def test_seconds_left_for_a_provider() -> None:
     """Only the paused provider waits, and only until its reset."""
-    from orchestrator.pauses import seconds_left
+    from orchestrator.state.pauses import seconds_left
 
     now = 1_800_000_000.0
     pauses = {"anthropic": Pause(provider="anthropic", until=now + 60, team="db")}

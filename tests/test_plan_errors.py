@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import PlanError, Problem
-from orchestrator.planload import LoadedPlan, load_plan, load_plan_text
+from orchestrator.plan.load import LoadedPlan, load_plan, load_plan_text
 
 GIT_ENV = {
     **os.environ,

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.errors import PlanError
-from orchestrator.planload import load_plan_text
+from orchestrator.plan.load import load_plan_text
 
 GIT_ENV = {
     **os.environ,

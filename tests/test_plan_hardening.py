@@ -19,7 +19,7 @@ import pytest
 
 from orchestrator.errors import PlanError, Problem
 from orchestrator.gitops import integration_branch, shared_branch
-from orchestrator.planload import (
+from orchestrator.plan.load import (
     MAX_NODES,
     MAX_PLAN_BYTES,
     RESERVED_TEAM_IDS,

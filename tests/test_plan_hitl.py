@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import PlanError, Problem
-from orchestrator.planload import load_plan_text
+from orchestrator.plan.load import load_plan_text
 
 PLAN = """\
 version: 1
@@ -68,7 +68,7 @@ def test_fields_load_and_combine_plan_then_team(repo: Path) -> None:
 
 def test_budget_is_soft_unless_said() -> None:
     """Without hard:, a budget asks (pauses) instead of killing agents."""
-    from orchestrator.plan import Budget
+    from orchestrator.plan.models import Budget
 
     assert Budget(usd=5).hard is False
 

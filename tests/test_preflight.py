@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import PlanError
-from orchestrator.planload import load_plan
-from orchestrator.preflight import missing_agents, require_agents, unseen_files
+from orchestrator.plan.load import load_plan
+from orchestrator.run.preflight import missing_agents, require_agents, unseen_files
 from tests.support.gitrepo import GitRepo
 
 PLAN = f"""\

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.agentrun import AgentJob, prepare, run_secrets
-from orchestrator.engine import EngineOptions, start_run
-from orchestrator.plan import AgentConfig
-from orchestrator.planload import load_plan
-from orchestrator.store import Store
+from orchestrator.agents.runner import AgentJob, prepare, run_secrets
+from orchestrator.plan.load import load_plan
+from orchestrator.plan.models import AgentConfig
+from orchestrator.run.engine import EngineOptions, start_run
+from orchestrator.state.store import Store
 from tests.support.gitrepo import GitRepo
 
 pytestmark = pytest.mark.anyio

@@ -6,9 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import PlanError
-from orchestrator.plan import Plan
-from orchestrator.prompts import (
+from orchestrator.agents.prompts import (
     Feedback,
     PromptInput,
     UpstreamResult,
@@ -16,6 +14,8 @@ from orchestrator.prompts import (
     render_feedback,
     render_prompt,
 )
+from orchestrator.errors import PlanError
+from orchestrator.plan.models import Plan
 from orchestrator.verify import CheckResult
 
 
@@ -154,7 +154,7 @@ def test_broken_template_is_a_plan_error(tmp_path: Path) -> None:
 def test_bundled_template_renders_by_name_and_misspelt_variables_fail() -> None:
     """`render_template` renders a bundled template (the integration's fixer prompt) with the
     given variables; a missing variable is a plan error, not a silent blank."""
-    from orchestrator.prompts import render_template
+    from orchestrator.agents.prompts import render_template
     from orchestrator.resources import prompts_dir
 
     names = sorted(p.name for p in prompts_dir().iterdir() if p.name.endswith(".j2"))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.planload import load_plan
+from orchestrator.plan.load import load_plan
 
 
 def orchestrate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -78,7 +78,7 @@ def test_scripted_agent_builds_everything_and_fails_once(
     subprocess.run(["git", "clone", "-q", str(root), str(work)], check=True)
     plan = load_plan(root / "plan.yaml").plan
     env = {**os.environ, "QUICKSTART_AGENT_PAUSE": "0"}
-    from orchestrator.graph import topo_order
+    from orchestrator.plan.graph import topo_order
 
     failures = []
     for team in topo_order(plan):

@@ -20,25 +20,25 @@ import anyio
 import psutil
 import pytest
 
-from orchestrator.executor import (
+from orchestrator.gitops import Git
+from orchestrator.plan.load import load_plan
+from orchestrator.run.executor import (
     AgentEnd,
     AttemptOutcome,
     AttemptRecord,
     AttemptRequest,
     AttemptStart,
 )
-from orchestrator.gitops import Git
-from orchestrator.planload import load_plan
-from orchestrator.runs import create_run
 from orchestrator.settings import Settings
-from orchestrator.store import Store, open_store
+from orchestrator.state.runs import create_run
+from orchestrator.state.store import Store, open_store
 from tests.support.agents import python_agent
 from tests.support.gitrepo import GitRepo
 from tests.support.ray import MACHINES, RayTestCluster
 from tests.support.redis import PasswordRedis
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[dev]')")
-from orchestrator.ray_executor import RayCluster, RayExecutor  # noqa: E402
+from orchestrator.run.ray_executor import RayCluster, RayExecutor  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.anyio, pytest.mark.timeout(180)]
 
@@ -310,7 +310,7 @@ async def test_a_remote_or_redis_the_node_cannot_reach_fails_the_attempt_in_its_
     """A remote the node cannot fetch: the attempt cannot begin, with git's own message
     and the host's name; a Redis the node cannot reach: it cannot begin either, saying so
     with the password hidden. Neither starts an agent nor calls a hook."""
-    from orchestrator.ray_records import HostRequest
+    from orchestrator.run.ray_records import HostRequest
 
     s = setup
     ex = s.executor

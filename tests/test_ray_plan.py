@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import PlanError
-from orchestrator.plan import Plan
-from orchestrator.planload import load_plan_text
-from orchestrator.ray_cluster import check_placement, eligible, nodes_from
-from orchestrator.store import Store
+from orchestrator.plan.load import load_plan_text
+from orchestrator.plan.models import Plan
+from orchestrator.run.ray_cluster import check_placement, eligible, nodes_from
+from orchestrator.state.store import Store
 
 
 def _plan(**extra: object) -> Plan:
@@ -119,7 +119,7 @@ def test_a_cluster_without_agent_slots_is_refused_saying_how_to_offer_them() -> 
 def test_importing_the_cli_and_the_plan_does_not_import_ray() -> None:
     """``orchestrate --help`` and local runs stay as fast: Ray is imported only when asked."""
     code = (
-        "import sys, orchestrator.cli, orchestrator.plan, orchestrator.engine;"
+        "import sys, orchestrator.cli, orchestrator.plan.models, orchestrator.run.engine;"
         "print('ray' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -147,8 +147,8 @@ async def test_board_status_and_report_say_which_host_ran_an_attempt(store: Stor
 
     from rich.console import Console
 
-    from orchestrator.board import build_snapshot, render_board, snapshot_json
-    from orchestrator.report import build_report, render_markdown
+    from orchestrator.views.board import build_snapshot, render_board, snapshot_json
+    from orchestrator.views.report import build_report, render_markdown
 
     meta = {"plan_text": PLAN_TEXT, "plan_path": "/nowhere/plan.yaml", "plan_name": "shop"}
     await store.create_run("shop-1", meta=meta, team_ids=["db", "web"])

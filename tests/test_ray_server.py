@@ -20,7 +20,7 @@ import redis
 
 from orchestrator.paths import StateLayout
 from orchestrator.settings import Settings
-from orchestrator.store import open_store
+from orchestrator.state.store import open_store
 
 ORCHESTRATE = [sys.executable, "-m", "orchestrator"]
 

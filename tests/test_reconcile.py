@@ -1,4 +1,4 @@
-"""What `orchestrate resume` does with each team (orchestrator.reconcile): a table, no Redis."""
+"""What `orchestrate resume` does with each team (orchestrator.run.reconcile): a table, no Redis."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from orchestrator.reconcile import STEPS, Action, TeamFacts, decide, start_status
-from orchestrator.status import TEAM_TRANSITIONS, TeamStatus
+from orchestrator.run.reconcile import STEPS, Action, TeamFacts, decide, start_status
+from orchestrator.state.status import TEAM_TRANSITIONS, TeamStatus
 
 S = TeamStatus
 A = Action

@@ -19,8 +19,8 @@ import pytest
 import redis
 
 from orchestrator.paths import StateLayout
-from orchestrator.redis_server import EmbeddedServer, server_binary
-from orchestrator.store import open_store
+from orchestrator.state.server import EmbeddedServer, server_binary
+from orchestrator.state.store import open_store
 from tests.support.leaks import find_leaks
 from tests.support.redis import embedded_settings, make_run, stop_embedded
 
@@ -71,7 +71,7 @@ def test_concurrent_starts_make_exactly_one_server(tmp_path: Path) -> None:
     redis_dir = tmp_path / ".orchestrate" / "redis"
     code = (
         "import sys; from pathlib import Path;"
-        "from orchestrator.redis_server import EmbeddedServer;"
+        "from orchestrator.state.server import EmbeddedServer;"
         "s = EmbeddedServer(Path(sys.argv[1])); s.ensure(); print(s.status().pid)"
     )
     procs = [

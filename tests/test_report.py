@@ -14,14 +14,14 @@ from typing import Any
 import anyio
 import pytest
 
-from orchestrator.engine import EngineOptions, start_run
 from orchestrator.gitops import team_branch
-from orchestrator.integration import integrate
-from orchestrator.planload import load_plan
-from orchestrator.report import build_report, write_reports
+from orchestrator.plan.load import load_plan
+from orchestrator.run.engine import EngineOptions, start_run
+from orchestrator.run.integration.phase import integrate
 from orchestrator.settings import Settings
-from orchestrator.store import Store
-from orchestrator.timeline import COLOURS
+from orchestrator.state.store import Store
+from orchestrator.views.report import build_report, write_reports
+from orchestrator.views.timeline import COLOURS
 from tests.support.engine import files_for, plan_yaml, write_agent
 from tests.support.gitrepo import GitRepo
 
@@ -74,7 +74,7 @@ async def _store_driven_run(git_repo: GitRepo, store: Store) -> str:
         await store.team_transition(run_id, "db", "running", epoch=e, attempt=2,
                                     fields={"agent_id": "bbbbbb2"})  # fmt: skip
         await store.update_attempt(run_id, "db", 2, {"exit_code": "0"}, epoch=e)
-        from orchestrator.store import Usage
+        from orchestrator.state.store import Usage
 
         await store.add_usage(run_id, "db", Usage(input_tokens=100, output_tokens=20, cost_usd=0.5),
                               epoch=e, attempt=2)  # fmt: skip

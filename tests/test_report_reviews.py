@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.gates import Decision, decide, request_gate
-from orchestrator.report import build_report, render_markdown
-from orchestrator.store import Store
+from orchestrator.state.gates import Decision, decide, request_gate
+from orchestrator.state.store import Store
+from orchestrator.views.report import build_report, render_markdown
 from tests.support.redis import make_run
 
 pytestmark = pytest.mark.anyio

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.plan.roles import RoleError, builtin_roles, parse_profile, resolve_role
 from orchestrator.resources import roles_dir
-from orchestrator.roles import RoleError, builtin_roles, parse_profile, resolve_role
 
 REQUIRED = {
     "backend-architect",

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.engine import EngineOptions, start_run
 from orchestrator.errors import GitError, UsageError
 from orchestrator.paths import StateLayout
-from orchestrator.planload import load_plan
-from orchestrator.runs import RunInfo
-from orchestrator.store import Store
+from orchestrator.plan.load import load_plan
+from orchestrator.run.engine import EngineOptions, start_run
+from orchestrator.state.runs import RunInfo
+from orchestrator.state.store import Store
 from tests.support.engine import files_for, plan_yaml, write_agent
 from tests.support.gitrepo import GitRepo
 

@@ -1,4 +1,4 @@
-"""The two state machines (orchestrator.status): stored values, Redis refusals, no stray literal."""
+"""The state machines (orchestrator.state.status): stored values, Redis refusals, no literal."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import IllegalTransitionError
-from orchestrator.status import (
+from orchestrator.state.status import (
     RUN_TRANSITIONS,
     TEAM_TRANSITIONS,
     IntegrationStatus,
     RunStatus,
     TeamStatus,
 )
-from orchestrator.store import Store
+from orchestrator.state.store import Store
 from tests.support.redis import make_run
 
 pytestmark = pytest.mark.anyio
@@ -122,7 +122,7 @@ _NOT_A_STATUS = {
     ("teamrun.py", "running"),  # "(running)" or "(ended)" after an attached agent
     ("timeline.py", "failed"),  # a suite run's tooltip: passed or failed
     ("notify.py", "awaiting_approval"),  # the webhook event of that name
-    ("plan.py", "awaiting_approval"),  # the webhook event of that name (`notify: events:`)
+    ("models.py", "awaiting_approval"),  # the webhook event of that name (`notify: events:`)
     ("_hosts.py", "running"),  # `orchestrate hosts`: a node's attempts that run now (a key)
     ("ray_host.py", "running"),  # a host's info: its attempts that run now (a key)
 }
@@ -130,7 +130,7 @@ _NOT_A_STATUS = {
 
 def test_no_status_is_spelled_outside_the_status_module() -> None:
     """A status is named by its member, so a new state (or a renamed one) is found by the type
-    checker everywhere it matters; the stored strings live in orchestrator/status.py only."""
+    checker everywhere it matters; the stored strings live in orchestrator/state/status.py only."""
     values = {s.value for enum in (TeamStatus, RunStatus, IntegrationStatus) for s in enum}
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):
@@ -153,4 +153,4 @@ def test_no_status_is_spelled_outside_the_status_module() -> None:
                 and (path.name, node.value) not in _NOT_A_STATUS
             ):
                 found.append(f"{rel}:{node.lineno}: {node.value!r}")
-    assert not found, "name the member of orchestrator.status instead:\n" + "\n".join(found)
+    assert not found, "name the member of orchestrator.state.status instead:\n" + "\n".join(found)

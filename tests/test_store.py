@@ -12,7 +12,7 @@ import pytest
 from orchestrator.errors import IllegalTransitionError, StaleEpochError, UsageError
 from orchestrator.paths import StateLayout
 from orchestrator.settings import Settings
-from orchestrator.store import TEAM_TRANSITIONS, Store, Usage, new_agent_id, open_store
+from orchestrator.state.store import TEAM_TRANSITIONS, Store, Usage, new_agent_id, open_store
 from tests.support.redis import make_run
 
 pytestmark = pytest.mark.anyio

@@ -12,7 +12,7 @@ import pytest
 from orchestrator.errors import LeaseHeldError, StaleEpochError
 from orchestrator.paths import StateLayout
 from orchestrator.settings import Settings
-from orchestrator.store import Store, open_store
+from orchestrator.state.store import Store, open_store
 from tests.support.redis import make_run
 
 pytestmark = pytest.mark.anyio
@@ -114,8 +114,8 @@ def test_a_lease_holder_is_alive_while_its_process_is() -> None:
     import sys
     import time
 
-    from orchestrator.lease import holder_alive
-    from orchestrator.state import LeaseHolder
+    from orchestrator.state.lease import holder_alive
+    from orchestrator.state.models import LeaseHolder
 
     here = socket.gethostname()
     me = LeaseHolder(host=here, pid=os.getpid(), since=time.time(), token="t")

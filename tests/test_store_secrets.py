@@ -12,7 +12,7 @@ import pytest
 from orchestrator.errors import StoreError
 from orchestrator.paths import StateLayout
 from orchestrator.settings import Settings
-from orchestrator.store import open_store, run_with_store
+from orchestrator.state.store import open_store, run_with_store
 from tests.support.redis import PasswordRedis, _free_port, make_run
 
 pytestmark = pytest.mark.anyio
@@ -63,7 +63,7 @@ def test_an_unreachable_server_ends_the_command_with_one_line(
         "from orchestrator.errors import StoreError\n"
         "from orchestrator.paths import StateLayout\n"
         "from orchestrator.settings import Settings\n"
-        "from orchestrator.store import run_with_store\n"
+        "from orchestrator.state.store import run_with_store\n"
         "async def go(store):\n"
         "    return await store.list_runs()\n"
         "try:\n"

@@ -13,7 +13,7 @@ from typing import Any
 
 import psutil
 
-from orchestrator.agentproc import _SUPERVISOR
+from orchestrator.agents.process import _SUPERVISOR
 from orchestrator.supervisor import MAX_LINE, QUIET_FLUSH, LogWriter, unsafe_tail
 from tests.support.agents import FakeAgent, python_agent
 

@@ -1,11 +1,11 @@
-"""How a run ends (orchestrator.verdict): a table of facts -> status and reason, no Redis."""
+"""How a run ends (orchestrator.run.verdict): a table of facts -> status and reason, no Redis."""
 
 from __future__ import annotations
 
 import pytest
 
-from orchestrator.status import IntegrationStatus, RunStatus, TeamStatus
-from orchestrator.verdict import RunFacts, run_verdict
+from orchestrator.run.verdict import RunFacts, run_verdict
+from orchestrator.state.status import IntegrationStatus, RunStatus, TeamStatus
 
 S = TeamStatus
 I = IntegrationStatus  # noqa: E741

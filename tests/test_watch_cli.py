@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from orchestrator.board import BoardSnapshot
+from orchestrator.views.board import BoardSnapshot
 from tests.support.redis import PasswordRedis
 
 AGENT = """\

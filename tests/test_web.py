@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from orchestrator.paths import StateLayout
-from orchestrator.store import Store
+from orchestrator.state.store import Store
 from orchestrator.web.app import WebConfig
 from orchestrator.web.security import Access
 from orchestrator.web.server import UiServer, address, bind
@@ -304,8 +304,8 @@ async def test_team_page_shows_checks_with_their_output_and_the_retry_feedback(
     """A team whose check fails, then passes on the retry: its page shows each attempt's
     checks with their output (secrets redacted), the reason the first attempt did not
     pass, and the prompt of attempt 2 carrying that feedback."""
-    from orchestrator.engine import EngineOptions, start_run
-    from orchestrator.planload import load_plan
+    from orchestrator.plan.load import load_plan
+    from orchestrator.run.engine import EngineOptions, start_run
     from tests.support.engine import files_for, plan_yaml, write_agent
 
     teams = [("db", [])]
@@ -445,7 +445,7 @@ async def test_team_stream_reads_back_from_the_files_what_the_capped_stream_drop
     """A reader that comes back after the capped log stream dropped lines it had not seen
     (a long disconnection) gets them from the attempt's log file, in order, with a note
     saying so: no gap."""
-    from orchestrator.store import open_store
+    from orchestrator.state.store import open_store
 
     small = settings.model_copy(update={"log_stream_cap": 100})
     layout = StateLayout(tmp_path / ".orchestrate")

@@ -19,13 +19,13 @@ from typing import Any
 import anyio
 import pytest
 
-from orchestrator import control
-from orchestrator.engine import EngineOptions, RunResult, start_run
 from orchestrator.errors import UsageError
-from orchestrator.planload import load_plan
-from orchestrator.resume import resume_run
+from orchestrator.plan.load import load_plan
+from orchestrator.run import control
+from orchestrator.run.engine import EngineOptions, RunResult, start_run
+from orchestrator.run.resume import resume_run
 from orchestrator.settings import Settings
-from orchestrator.store import Store
+from orchestrator.state.store import Store
 from tests.support.engine import files_for, plan_yaml, write_agent
 from tests.support.gitrepo import GitRepo
 

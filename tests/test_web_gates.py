@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from orchestrator.gates import request_gate
+from orchestrator.state.gates import request_gate
 from tests.support.redis import make_run
 from tests.test_web import Web, web  # noqa: F401 - the dashboard fixture
 

@@ -15,7 +15,7 @@ import anyio
 import pytest
 
 from orchestrator.gitops import Git
-from orchestrator.worktree_setup import (
+from orchestrator.run.worktree_setup import (
     EXCLUDE_HEADER,
     Prepared,
     file_secrets,

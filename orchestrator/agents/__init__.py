@@ -3,7 +3,7 @@
 The adapter of kind ``claude-code`` lives in ``orchestrator/agents/claude_code.py``
 and defines ``Adapter`` (a subclass of :class:`~orchestrator.agents.base.AgentAdapter`
 whose ``kind`` is ``"claude-code"``). Adding a kind is adding its module; only
-kinds listed in :data:`orchestrator.plan.BUILTIN_AGENT_KINDS` are looked up.
+kinds listed in :data:`orchestrator.plan.models.BUILTIN_AGENT_KINDS` are looked up.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from orchestrator.agents.base import AgentAdapter
 from orchestrator.errors import AgentError
-from orchestrator.plan import BUILTIN_AGENT_KINDS, AgentConfig
+from orchestrator.plan.models import BUILTIN_AGENT_KINDS, AgentConfig
 
 __all__ = ["adapter_for", "executable", "missing_executable"]
 

@@ -41,9 +41,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import ClassVar
 
-from orchestrator.agentproc import Outcome
 from orchestrator.agents._jsonl import error_event
 from orchestrator.agents.base import AgentAdapter, AgentContext, AgentEvent, Verdict, summarize
+from orchestrator.agents.process import Outcome
 
 SESSION = "aider-chat-history"
 """The pseudo session id: the chat history file Aider keeps in the worktree."""

@@ -7,7 +7,7 @@ An adapter is one small module per kind (``orchestrator/agents/<kind>.py``,
   (continuing ``ctx.resume_session_id`` where the CLI can);
 - :meth:`AgentAdapter.parse` turns one output line into zero or more common
   :class:`AgentEvent` s (session id, messages, tool calls, usage, result, error);
-- :meth:`AgentAdapter.judge` turns the process :class:`~orchestrator.agentproc.Outcome`
+- :meth:`AgentAdapter.judge` turns the process :class:`~orchestrator.agents.process.Outcome`
   and the events into a :class:`Verdict`.
 
 The base class gives a plain-text ``parse`` and a ``judge`` that a JSON-speaking
@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from orchestrator.agentproc import Outcome
-from orchestrator.plan import AgentConfig, format_duration
+from orchestrator.agents.process import Outcome
+from orchestrator.plan.models import AgentConfig, format_duration
 
 EventType = Literal["session", "message", "tool", "usage", "result", "error", "text"]
 

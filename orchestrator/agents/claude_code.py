@@ -24,7 +24,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from orchestrator.agentproc import Outcome
 from orchestrator.agents._jsonl import (
     as_float,
     as_int,
@@ -34,6 +33,7 @@ from orchestrator.agents._jsonl import (
     tool_line,
 )
 from orchestrator.agents.base import AgentAdapter, AgentContext, AgentEvent, Verdict, summarize
+from orchestrator.agents.process import Outcome
 
 ROOT_REFUSAL = "cannot be used with root/sudo privileges"
 ROOT_HINT = (

@@ -18,7 +18,7 @@ from typing import ClassVar
 
 from orchestrator.agents.base import AgentAdapter, AgentContext
 from orchestrator.errors import AgentError
-from orchestrator.plan import AgentConfig
+from orchestrator.plan.models import AgentConfig
 
 SHELL = "/bin/sh"
 

@@ -32,7 +32,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from orchestrator.agentproc import Outcome
 from orchestrator.agents._jsonl import (
     as_int,
     classify_error,
@@ -42,6 +41,7 @@ from orchestrator.agents._jsonl import (
     tool_line,
 )
 from orchestrator.agents.base import AgentAdapter, AgentContext, AgentEvent, Verdict, summarize
+from orchestrator.agents.process import Outcome
 
 EXIT_CODES = {
     41: "authentication failed (exit 41): log in with `gemini` or set GEMINI_API_KEY",

@@ -44,10 +44,10 @@ def clean(
     from orchestrator.cli._resume import _where
     from orchestrator.cli._run import _echo
     from orchestrator.errors import UsageError
-    from orchestrator.keys import check_name
-    from orchestrator.runs import Cleaned, clean_run
-    from orchestrator.status import RunStatus
-    from orchestrator.store import Store, run_with_store
+    from orchestrator.state.keys import check_name
+    from orchestrator.state.runs import Cleaned, clean_run
+    from orchestrator.state.status import RunStatus
+    from orchestrator.state.store import Store, run_with_store
 
     if run_id is not None:
         try:

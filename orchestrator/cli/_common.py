@@ -77,7 +77,7 @@ def warn_damage(settings: Settings, layout: StateLayout) -> None:
     append-only file was loaded): every look at the runs says it, not just the first."""
     if settings.redis_url is not None:
         return
-    from orchestrator.redis_server import EmbeddedServer
+    from orchestrator.state.server import EmbeddedServer
 
     damage = EmbeddedServer(layout.redis_dir, settings).damage()
     if damage is not None:

@@ -20,8 +20,8 @@ from orchestrator.cli import app
 from orchestrator.cli._common import RedisUrlOpt, StateDirOpt
 
 if TYPE_CHECKING:
-    from orchestrator.gates import Decision, GateState
-    from orchestrator.store import Store
+    from orchestrator.state.gates import Decision, GateState
+    from orchestrator.state.store import Store
 
 RunArg = Annotated[str, typer.Argument(help="The run id.", metavar="RUN", show_default=False)]
 TeamArg = Annotated[
@@ -42,10 +42,10 @@ def _decide(
 
     from orchestrator.cli._resume import _where
     from orchestrator.errors import UsageError
-    from orchestrator.gates import decide, decider
-    from orchestrator.keys import check_name
-    from orchestrator.lease import live_holder
-    from orchestrator.store import run_with_store
+    from orchestrator.state.gates import decide, decider
+    from orchestrator.state.keys import check_name
+    from orchestrator.state.lease import live_holder
+    from orchestrator.state.store import run_with_store
 
     check_name("run", run_id)
     check_name("team", team)
@@ -82,7 +82,7 @@ def approve(
 ) -> None:
     """Approve a team waiting for approval: the teams that depend on it may start."""
     from orchestrator.cli._run import _echo
-    from orchestrator.gates import Decision
+    from orchestrator.state.gates import Decision
 
     gate, live = _decide(run_id, team, Decision.APPROVE, note, state_dir, redis_url)
     said = f": {gate.note}" if gate.note else ""
@@ -106,7 +106,7 @@ def reject(
     """Reject a team waiting for approval: it gets another attempt with the reason as
     feedback, or fails when its retries are spent."""
     from orchestrator.cli._run import _echo
-    from orchestrator.gates import Decision
+    from orchestrator.state.gates import Decision
 
     gate, live = _decide(run_id, team, Decision.REJECT, reason, state_dir, redis_url)
     _echo(f"rejected {team} (attempt {gate.attempt}) of run {run_id} as {gate.by}: {gate.reason}")

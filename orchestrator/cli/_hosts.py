@@ -20,7 +20,7 @@ from orchestrator.cli._run import RayAddressOpt
 
 async def host_rows(address: str) -> list[dict[str, Any]]:
     """What ``orchestrate hosts`` shows, one dict per node (joins the cluster first)."""
-    from orchestrator.ray_executor import RayCluster
+    from orchestrator.run.ray_executor import RayCluster
 
     cluster = RayCluster.connect(address)
     rows = []
@@ -78,7 +78,7 @@ def hosts(
     """
     import anyio
 
-    from orchestrator.ray_executor import connect_cluster
+    from orchestrator.run.ray_executor import connect_cluster
 
     address = connect_cluster(ray_address or "auto")
     rows = anyio.run(host_rows, address)

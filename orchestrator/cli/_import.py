@@ -77,7 +77,7 @@ def import_plan(
         raise UsageError(f"{target} exists; pass --force to overwrite it")
     if agent is not None:
         from orchestrator.mdimport.agentconvert import convert_with_agent
-        from orchestrator.plan import BUILTIN_AGENT_KINDS
+        from orchestrator.plan.models import BUILTIN_AGENT_KINDS
 
         if agent not in BUILTIN_AGENT_KINDS:
             raise UsageError(f"--agent: unknown kind {agent!r} ({', '.join(BUILTIN_AGENT_KINDS)})")

@@ -17,7 +17,7 @@ from orchestrator.cli import app
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from orchestrator.plan import Plan
+    from orchestrator.plan.models import Plan
 
 PlanArg = Annotated[
     Path,
@@ -30,8 +30,8 @@ PlanArg = Annotated[
 @app.command()
 def validate(plan_file: PlanArg) -> None:
     """Check a plan without running it: every problem, one line each (exit 2), or a summary."""
-    from orchestrator.graph import waves
-    from orchestrator.planload import load_plan
+    from orchestrator.plan.graph import waves
+    from orchestrator.plan.load import load_plan
 
     loaded = load_plan(plan_file)
     plan = loaded.plan
@@ -42,7 +42,7 @@ def validate(plan_file: PlanArg) -> None:
         f"max_parallel {plan.max_parallel}, isolation {plan.isolation}, "
         f"repo {loaded.repo_root} (from {base})"
     )
-    from orchestrator.preflight import unseen_files
+    from orchestrator.run.preflight import unseen_files
 
     for warning in unseen_files(loaded):  # stderr: the summary line stays alone on stdout
         typer.echo(f"warning: {warning}", err=True)
@@ -62,9 +62,9 @@ def show_plan(plan_file: PlanArg) -> None:
     """Show the schedule before anything runs: waves, critical path, timeline, warnings."""
     from rich.console import Console
 
-    from orchestrator import graph
-    from orchestrator.plan import format_duration
-    from orchestrator.planload import load_plan
+    from orchestrator.plan import graph
+    from orchestrator.plan.load import load_plan
+    from orchestrator.plan.models import format_duration
 
     loaded = load_plan(plan_file)
     plan = loaded.plan
@@ -117,7 +117,7 @@ def show_plan(plan_file: PlanArg) -> None:
             + ("" if o.deliverable_a == o.deliverable_b else f" / {o.deliverable_b!r}")
             + ": a merge conflict waiting to happen (make one depend on the other?)"
         )
-    from orchestrator.preflight import missing_agents, unseen_files
+    from orchestrator.run.preflight import missing_agents, unseen_files
 
     for m in missing_agents(loaded, guess_shell=True):
         warnings.append(f"agent {m.agent!r}: {m}")
@@ -136,8 +136,8 @@ def _waves_table(console: Console, plan: Plan) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from orchestrator import graph
-    from orchestrator.plan import format_duration
+    from orchestrator.plan import graph
+    from orchestrator.plan.models import format_duration
 
     table = Table()
     table.add_column("wave", justify="right")
@@ -196,7 +196,7 @@ def init(
     if target.exists() and not force:
         raise UsageError(f"init: {target} already exists; not overwriting it (--force to replace)")
     from orchestrator.agents import executable
-    from orchestrator.plan import AgentConfig
+    from orchestrator.plan.models import AgentConfig
 
     programs = {kind: executable(AgentConfig(kind=kind)) for kind in _AGENT_CLIS}
     found = [kind for kind in _AGENT_CLIS if shutil.which(programs[kind])]
@@ -231,7 +231,7 @@ def schema() -> None:
     """Print the JSON Schema of plan.yaml (for yaml-language-server and other editors)."""
     import json
 
-    from orchestrator.plan import Plan
+    from orchestrator.plan.models import Plan
 
     typer.echo(json.dumps(Plan.model_json_schema(), indent=2))
 
@@ -252,7 +252,7 @@ def quickstart(
     import subprocess
 
     from orchestrator.errors import UsageError
-    from orchestrator.planload import load_plan
+    from orchestrator.plan.load import load_plan
     from orchestrator.resources import configs_dir
 
     target = directory.absolute()

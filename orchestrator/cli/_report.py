@@ -38,8 +38,8 @@ def report(
     from orchestrator.cli._common import load_settings
     from orchestrator.errors import UsageError
     from orchestrator.paths import StateLayout, default_state_dir, find_state_dir
-    from orchestrator.report import FORMATS, build_report, render, write_reports
-    from orchestrator.store import Store, run_with_store
+    from orchestrator.state.store import Store, run_with_store
+    from orchestrator.views.report import FORMATS, build_report, render, write_reports
 
     formats = list(dict.fromkeys(f.lower() for f in (fmt or FORMATS)))
     bad = [f for f in formats if f not in FORMATS]

@@ -107,9 +107,9 @@ def resume(
         state_hint,
         terminal_console,
     )
-    from orchestrator.engine import RunResult
-    from orchestrator.resume import resume_run
-    from orchestrator.store import Store
+    from orchestrator.run.engine import RunResult
+    from orchestrator.run.resume import resume_run
+    from orchestrator.state.store import Store
 
     _configure_logging(verbose)
     settings, layout = _where(state_dir, redis_url)
@@ -163,10 +163,10 @@ def cancel(
     import anyio
 
     from orchestrator.cli._run import _echo
-    from orchestrator.lease import live_holder
-    from orchestrator.resume import Cancelled, cancel_run
-    from orchestrator.status import RunStatus
-    from orchestrator.store import open_store
+    from orchestrator.run.resume import Cancelled, cancel_run
+    from orchestrator.state.lease import live_holder
+    from orchestrator.state.status import RunStatus
+    from orchestrator.state.store import open_store
 
     settings, layout = _where(state_dir, redis_url)
 
@@ -177,7 +177,7 @@ def cancel(
             if meta.get("executor") == "ray" and await live_holder(store, rid) is None:
                 # Its agents run on the cluster's hosts and no orchestrator is there to stop
                 # them (a live one stops them itself once the run is marked): stop them there.
-                from orchestrator.ray_executor import (
+                from orchestrator.run.ray_executor import (
                     connect_cluster,
                     running_on_hosts,
                     stop_on_hosts,

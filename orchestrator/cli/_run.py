@@ -1,6 +1,6 @@
 """``orchestrate run PLAN``: run a plan to its end.
 
-On a terminal the user sees the live board (:func:`orchestrator.board.live_board`)
+On a terminal the user sees the live board (:func:`orchestrator.views.board.live_board`)
 from the moment the run is running until it ends; elsewhere (CI logs, pipes)
 plain timestamped event lines (:func:`format_notice`). Then a summary.
 ``-v`` adds the structured debug log (run, team, agent id) on stderr.
@@ -29,12 +29,12 @@ from orchestrator.cli._common import RedisUrlOpt, StateDirOpt
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from orchestrator.engine import RunResult
     from orchestrator.paths import StateLayout
-    from orchestrator.planload import LoadedPlan
-    from orchestrator.runtypes import EngineOptions, Notice
+    from orchestrator.plan.load import LoadedPlan
+    from orchestrator.run.engine import RunResult
+    from orchestrator.run.runtypes import EngineOptions, Notice
     from orchestrator.settings import Settings
-    from orchestrator.store import Store
+    from orchestrator.state.store import Store
 
 OnStarted = Callable[[str], None]
 BOARD_GRACE = 5.0
@@ -45,7 +45,7 @@ def format_notice(notice: Notice, width: int) -> str:
     """``14:02:11 db        running    attempt 1/3  agent 3f9c2e1``."""
     import time
 
-    from orchestrator.logs import printable
+    from orchestrator.views.logs import printable
 
     clock = time.strftime("%H:%M:%S", time.localtime(notice.at))
     who = (notice.team or "run").ljust(width)
@@ -93,9 +93,9 @@ class Output:
             return await go(None)
         import anyio
 
-        from orchestrator.board import live_board
-        from orchestrator.engine import first_error
         from orchestrator.errors import OrchestrateError
+        from orchestrator.run.engine import first_error
+        from orchestrator.views.board import live_board
 
         started: list[str] = []
         is_started, board_ended = anyio.Event(), anyio.Event()
@@ -139,7 +139,7 @@ class Output:
         import anyio
 
         from orchestrator.cli._common import warn_damage
-        from orchestrator.store import open_store
+        from orchestrator.state.store import open_store
 
         async def main() -> RunResult:
             async with open_store(settings, layout) as store:
@@ -174,7 +174,7 @@ RayAddressOpt = Annotated[
 def executor_of(name: str | None, default: str | None) -> str:
     """The executor to use: ``--executor``, else ``default`` (the plan's, the run's), else local."""
     from orchestrator.errors import UsageError
-    from orchestrator.executor import EXECUTORS
+    from orchestrator.run.executor import EXECUTORS
 
     chosen = name or default or "local"
     if chosen not in EXECUTORS:
@@ -186,7 +186,7 @@ def join_cluster(executor: str, address: str | None) -> str:
     """For the ray executor: join the cluster now (before anything is recorded); its address."""
     if executor != "ray":
         return address or "auto"
-    from orchestrator.ray_executor import connect_cluster
+    from orchestrator.run.ray_executor import connect_cluster
 
     return connect_cluster(address or "auto")
 
@@ -201,7 +201,7 @@ def engine_options(
     ray_address: str = "auto",
 ) -> EngineOptions:
     """The engine's options from `run`'s and `resume`'s shared flags."""
-    from orchestrator.runtypes import EngineOptions
+    from orchestrator.run.runtypes import EngineOptions
 
     return EngineOptions(
         max_parallel=max_parallel,
@@ -244,7 +244,7 @@ def _load(plan_file: Path, *, yes: bool = False, no_deps_ok: bool = False) -> Lo
     ``--no-deps-ok``.
     """
     from orchestrator.errors import UsageError
-    from orchestrator.planload import load_plan, load_plan_text
+    from orchestrator.plan.load import load_plan, load_plan_text
 
     if plan_file.suffix.lower() not in (".md", ".markdown"):
         return load_plan(plan_file)
@@ -325,8 +325,8 @@ def _summary(result: RunResult, report: Path | None = None, hint: str = "") -> l
     shows only its part after ``orchestrate/<run>/`` (a long run id would wrap
     every row otherwise).
     """
-    from orchestrator.logs import printable  # an agent's words: shown, never obeyed
-    from orchestrator.status import RunStatus, TeamStatus
+    from orchestrator.state.status import RunStatus, TeamStatus
+    from orchestrator.views.logs import printable  # an agent's words: shown, never obeyed
 
     lines = [""]
     reason = printable(result.reason or "")
@@ -358,7 +358,7 @@ def _summary(result: RunResult, report: Path | None = None, hint: str = "") -> l
     if result.base_commit:
         lines.append(f"base:     {result.base_ref} ({result.base_commit[:10]})")
     if result.status is RunStatus.PAUSED and result.awaiting:
-        from orchestrator.gates import approve_command, reject_command
+        from orchestrator.state.gates import approve_command, reject_command
 
         for team in result.awaiting:
             lines.append(f"approve:  {approve_command(result.run_id, team)}{hint}")
@@ -377,7 +377,7 @@ async def _note_live_runs(store: Store, plan_name: str) -> None:
     (two runs at once are allowed; starting one by mistake should not go unnoticed)."""
     import socket
 
-    from orchestrator.board import live_runs_of
+    from orchestrator.views.board import live_runs_of
 
     for run_id, holder in await live_runs_of(store, plan_name):
         where = f"pid {holder.pid}"
@@ -459,12 +459,12 @@ def run(
     """
 
     from orchestrator.cli._common import load_settings
-    from orchestrator.engine import start_run
     from orchestrator.paths import STATE_DIR_NAME, StateLayout
+    from orchestrator.run.engine import start_run
 
     _configure_logging(verbose)
     loaded = _load(plan_file, yes=yes, no_deps_ok=no_deps_ok)
-    from orchestrator.preflight import require_agents, unseen_files
+    from orchestrator.run.preflight import require_agents, unseen_files
 
     for warning in unseen_files(loaded):
         sys.stderr.write(f"warning: {warning}\n")
@@ -473,7 +473,7 @@ def run(
         require_agents(loaded)  # before anything is recorded: nothing to resume, half started
     settings = load_settings(state_dir=state_dir, redis_url=redis_url)
     if chosen == "ray":  # the nodes write to the store too: not a local socket
-        from orchestrator.ray_executor import require_network_store
+        from orchestrator.run.ray_executor import require_network_store
 
         require_network_store(settings)
     address = join_cluster(chosen, ray_address)
@@ -505,7 +505,7 @@ def run(
 
     async def before(store: Store) -> None:
         if chosen == "ray":  # a team no node can take, no remote, a store nodes cannot reach
-            from orchestrator.ray_executor import prepare_cluster
+            from orchestrator.run.ray_executor import prepare_cluster
 
             await prepare_cluster(loaded, settings, address)
         await _note_live_runs(store, loaded.plan.name)

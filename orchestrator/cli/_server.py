@@ -32,7 +32,7 @@ def _server(state_dir: StateDirOpt) -> object:
     """The state folder's server; looking at it or stopping it creates nothing."""
     from orchestrator.cli._common import load_settings
     from orchestrator.paths import StateLayout, default_state_dir
-    from orchestrator.redis_server import EmbeddedServer
+    from orchestrator.state.server import EmbeddedServer
 
     settings = load_settings(state_dir=state_dir)
     root = settings.state_dir or default_state_dir()
@@ -41,7 +41,7 @@ def _server(state_dir: StateDirOpt) -> object:
 
 def _listen_of(listen: str, cert: Path | None, key: Path | None, ca: Path | None) -> object:
     from orchestrator.errors import UsageError
-    from orchestrator.redis_server import Listen
+    from orchestrator.state.server import Listen
 
     host, _, port = listen.rpartition(":")
     if not port.isdigit() or not 0 < int(port) < 65536:
@@ -90,7 +90,7 @@ def start(
     Without --listen the server goes back to its local socket only.
     """
     from orchestrator.errors import UsageError
-    from orchestrator.redis_server import EmbeddedServer, Listen
+    from orchestrator.state.server import EmbeddedServer, Listen
 
     if listen is None and (tls_cert or tls_key or tls_ca):
         raise UsageError("--tls-cert, --tls-key and --tls-ca go with --listen")
@@ -114,7 +114,7 @@ def start(
 @server_app.command("status")
 def status(state_dir: StateDirOpt = None) -> None:
     """Say whether the embedded server runs, where, and how big its data is."""
-    from orchestrator.redis_server import EmbeddedServer
+    from orchestrator.state.server import EmbeddedServer
 
     srv = _server(state_dir)
     assert isinstance(srv, EmbeddedServer)
@@ -138,7 +138,7 @@ def status(state_dir: StateDirOpt = None) -> None:
 @server_app.command("stop")
 def stop(state_dir: StateDirOpt = None) -> None:
     """Stop the embedded server (data flushed to disk first; the next command restarts it)."""
-    from orchestrator.redis_server import EmbeddedServer
+    from orchestrator.state.server import EmbeddedServer
 
     srv = _server(state_dir)
     assert isinstance(srv, EmbeddedServer)

@@ -6,7 +6,7 @@ this repository's state folder until Ctrl-C. Starlette and uvicorn are the
 :func:`beside` starts the same server beside a run (``orchestrate run --ui``).
 
 ``cancel-team`` and ``retry-team`` are the dashboard's team actions
-(:mod:`orchestrator.control`). Exit codes: 0 done, 2 bad usage (unknown run
+(:mod:`orchestrator.run.control`). Exit codes: 0 done, 2 bad usage (unknown run
 or team, a team in the wrong state, a port in use).
 """
 
@@ -22,9 +22,9 @@ from orchestrator.cli import app
 from orchestrator.cli._common import RedisUrlOpt, StateDirOpt
 
 if TYPE_CHECKING:
-    from orchestrator.engine import RunResult
     from orchestrator.paths import StateLayout
-    from orchestrator.store import Store
+    from orchestrator.run.engine import RunResult
+    from orchestrator.state.store import Store
 
 OnStarted = Callable[[str], None]
 Go = Callable[["Store", OnStarted | None], Coroutine[Any, Any, "RunResult"]]
@@ -87,7 +87,7 @@ def ui(
     import anyio
 
     from orchestrator.cli._resume import _where
-    from orchestrator.store import open_store
+    from orchestrator.state.store import open_store
 
     server = _web()
     from orchestrator.web.app import WebConfig
@@ -125,7 +125,7 @@ def beside(
     import anyio
 
     server = _web()
-    from orchestrator.engine import first_error
+    from orchestrator.run.engine import first_error
     from orchestrator.web.app import WebConfig
     from orchestrator.web.security import Access
 
@@ -159,10 +159,10 @@ def _team_action(
 ) -> Any:
     import anyio
 
-    from orchestrator import control
     from orchestrator.cli._resume import _where
-    from orchestrator.keys import check_name
-    from orchestrator.store import open_store
+    from orchestrator.run import control
+    from orchestrator.state.keys import check_name
+    from orchestrator.state.store import open_store
 
     check_name("run", run_id)
     check_name("team", team)

@@ -20,7 +20,7 @@ from orchestrator.cli._common import RedisUrlOpt, StateDirOpt
 if TYPE_CHECKING:
     from orchestrator.paths import StateLayout
     from orchestrator.settings import Settings
-    from orchestrator.store import Store
+    from orchestrator.state.store import Store
 
 RunArg = Annotated[
     str | None,
@@ -74,7 +74,7 @@ def _run(state_dir: Path | None, redis_url: str | None, fn: Any) -> Any:
     import anyio
 
     from orchestrator.cli._common import warn_damage
-    from orchestrator.store import open_store
+    from orchestrator.state.store import open_store
 
     async def main() -> Any:
         async with open_store(settings, layout) as store:
@@ -125,7 +125,9 @@ def logs(
     import time
 
     from orchestrator.errors import UsageError
-    from orchestrator.logs import (
+    from orchestrator.paths import INTEGRATION
+    from orchestrator.redact import Redactor
+    from orchestrator.views.logs import (
         FileTail,
         LineFormatter,
         LogLine,
@@ -134,15 +136,13 @@ def logs(
         raw_history,
         use_color,
     )
-    from orchestrator.logs import (
+    from orchestrator.views.logs import (
         follow as follow_logs,
     )
-    from orchestrator.paths import INTEGRATION
-    from orchestrator.redact import Redactor
 
     cutoff = None
     if since is not None:
-        from orchestrator.plan import parse_duration
+        from orchestrator.plan.models import parse_duration
 
         try:
             cutoff = time.time() - parse_duration(since)
@@ -180,7 +180,7 @@ def logs(
                 got, tails[t] = raw_history(layout, run_id, t, attempt=attempt)
                 lines += got
         else:
-            from orchestrator.runs import recorded_plan
+            from orchestrator.state.runs import recorded_plan
 
             plan = recorded_plan(state)
             for t in teams:
@@ -240,7 +240,7 @@ def status(
 
     from rich.console import Console
 
-    from orchestrator.board import build_snapshot, render_board, snapshot_json
+    from orchestrator.views.board import build_snapshot, render_board, snapshot_json
 
     async def go(store: Store, layout: StateLayout) -> Any:
         return await build_snapshot(store, await store.resolve_run(run))
@@ -264,7 +264,7 @@ def watch(
     """
     from rich.console import Console
 
-    from orchestrator.board import live_board, plain_events
+    from orchestrator.views.board import live_board, plain_events
 
     console = Console(highlight=False)
 
@@ -289,8 +289,8 @@ def runs(
     """The runs, newest first: status, start, duration, teams succeeded / failed."""
     import time
 
-    from orchestrator.board import BoardSnapshot, build_snapshot
-    from orchestrator.plan import format_duration
+    from orchestrator.plan.models import format_duration
+    from orchestrator.views.board import BoardSnapshot, build_snapshot
 
     async def go(store: Store, layout: StateLayout) -> list[BoardSnapshot]:
         ids = await store.list_runs()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from orchestrator.errors import AgentError, PlanError
 from orchestrator.mdimport.convert import ImportResult, validate_text
-from orchestrator.plan import AgentConfig, Plan
+from orchestrator.plan.models import AgentConfig, Plan
 
 MAX_TRIES = 3
 DEFAULT_TIMEOUT = 15 * 60.0
@@ -82,11 +82,11 @@ async def _one_try(
 ) -> tuple[str, list[str]]:
     """Run the agent once; (its answer file's text or '', its output lines).
 
-    It runs as every agent does (:func:`orchestrator.agentrun.run_agent`): the
+    It runs as every agent does (:func:`orchestrator.agents.runner.run_agent`): the
     user's environment without orchestrate's own (no ``ORCHESTRATE_*``, so no
     Redis URL), its ``env:`` on top, the prompt redacted and never on argv.
     """
-    from orchestrator.agentrun import AgentJob, run_agent, run_secrets
+    from orchestrator.agents.runner import AgentJob, run_agent, run_secrets
     from orchestrator.envs import work_env
 
     kind = config.kind or "command"
@@ -170,7 +170,7 @@ def convert_with_agent(
         config = AgentConfig.model_validate({"kind": kind, "command": command})
     except ValidationError as exc:
         raise UsageError(f"--agent {kind}: not an agent kind") from exc
-    from orchestrator.planload import read_plan_file  # regular files only, size-limited
+    from orchestrator.plan.load import read_plan_file  # regular files only, size-limited
 
     try:
         text = read_plan_file(markdown).decode("utf-8-sig")

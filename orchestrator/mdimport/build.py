@@ -435,7 +435,7 @@ def _team(u: Unit, i: int, deps: list[str], note: Any) -> dict[str, Any]:
         seconds = words.estimate_seconds(text)
         if seconds is None:
             continue
-        from orchestrator.plan import format_duration
+        from orchestrator.plan.models import format_duration
 
         why = []
         if words.ESTIMATE.search(text) and re.search(r"\d\s*(?:-|\u2013|\u2014|to)\s*\d", text):

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.errors import OrchestrateError, UsageError
-from orchestrator.plan import AgentConfig, Plan, format_duration
-from orchestrator.planload import load_plan_text
+from orchestrator.plan.load import load_plan_text
+from orchestrator.plan.models import AgentConfig, Plan, format_duration
 
 READER_FAILED = "the offline reader could not read this document"
 
@@ -84,7 +84,7 @@ def import_markdown(
 
 def load_markdown_plan(path: Path) -> ImportResult:
     """Read and convert a Markdown plan file (for ``orchestrate run PLAN.md``)."""
-    from orchestrator.planload import read_plan_file  # regular files only, size-limited
+    from orchestrator.plan.load import read_plan_file  # regular files only, size-limited
 
     try:
         text = read_plan_file(path).decode("utf-8-sig")
@@ -121,7 +121,7 @@ def commands(plan: Plan) -> list[str]:
     """Every command a run of ``plan`` starts, one line each: each agent's program (and
     who uses it), each team's checks, the integration's test command."""
     from orchestrator.agents import executable
-    from orchestrator.preflight import agents_in_use
+    from orchestrator.run.preflight import agents_in_use
 
     out: list[str] = []
     for name, users in agents_in_use(plan).items():

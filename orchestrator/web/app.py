@@ -48,7 +48,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from orchestrator.errors import OrchestrateError, StoreError, UsageError
 from orchestrator.paths import StateLayout
 from orchestrator.redact import Redactor
-from orchestrator.store import Store
+from orchestrator.state.store import Store
 from orchestrator.web import streams
 from orchestrator.web.dag import dag_svg
 from orchestrator.web.security import COOKIE, Access
@@ -176,7 +176,7 @@ def create_app(config: WebConfig) -> Starlette:
     def board_payload(board: Board) -> dict[str, Any]:
         if board.payload is not None:
             return board.payload
-        from orchestrator.timeline import timeline_svg
+        from orchestrator.views.timeline import timeline_svg
 
         s = board.snapshot
         data = board.report
@@ -230,13 +230,13 @@ def create_app(config: WebConfig) -> Starlette:
         return _sse(streams.run_stream(views, run_id, board_payload, last))
 
     async def report(request: Request) -> Response:
-        from orchestrator.report_html import render_html
+        from orchestrator.views.report_html import render_html
 
         board = await views.board(request.path_params["run"])
         return HTMLResponse(render_html(board.report))
 
     async def team(request: Request) -> Response:
-        from orchestrator.logs import adapter_of, history
+        from orchestrator.views.logs import adapter_of, history
 
         run_id, tid = request.path_params["run"], request.path_params["team"]
         data = await views.team(run_id, tid)
@@ -268,7 +268,7 @@ def create_app(config: WebConfig) -> Starlette:
         run_state = await views.run(run_id)
         if tid not in run_state.team_ids:
             raise NotFound(f"run {run_id} has no team {tid!r}")
-        from orchestrator.logs import adapter_of
+        from orchestrator.views.logs import adapter_of
 
         start = streams.parse_position(
             request.headers.get("last-event-id") or request.query_params.get("from")
@@ -288,7 +288,7 @@ def create_app(config: WebConfig) -> Starlette:
         return page("file.html", run_id=run_id, team=tid, path=path, branch=branch, text=text)
 
     async def cancel(request: Request) -> Response:
-        from orchestrator.resume import cancel_run
+        from orchestrator.run.resume import cancel_run
 
         run_id = request.path_params["run"]
         await views.run(run_id)
@@ -297,12 +297,12 @@ def create_app(config: WebConfig) -> Starlette:
         return JSONResponse({"run": run_id, "status": done.status, "teams": done.teams})
 
     async def cancel_team(request: Request) -> Response:
-        from orchestrator.control import cancel_team as cancel
+        from orchestrator.run.control import cancel_team as cancel
 
         return await _act(request, cancel)
 
     async def retry_team(request: Request) -> Response:
-        from orchestrator.control import retry_team as retry
+        from orchestrator.run.control import retry_team as retry
 
         async def go(store: Store, run_id: str, tid: str) -> Any:
             done = await retry(store, run_id, tid)
@@ -382,7 +382,7 @@ def _integration(report: dict[str, Any]) -> list[str]:
     """The integration section as HTML sentences (the report's, Markdown rendered)."""
     from markdown_it import MarkdownIt
 
-    from orchestrator.report import integration_lines
+    from orchestrator.views.report import integration_lines
 
     md = MarkdownIt("commonmark", {"html": False})
     return [md.renderInline(line) for line in integration_lines(report)]

@@ -12,9 +12,9 @@ import itertools
 from collections.abc import Mapping
 from html import escape
 
-from orchestrator import graph
-from orchestrator.plan import Plan
-from orchestrator.status import TeamStatus
+from orchestrator.plan import graph
+from orchestrator.plan.models import Plan
+from orchestrator.state.status import TeamStatus
 
 NODE_W = 150
 NODE_H = 34

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from orchestrator.board import format_event
 from orchestrator.errors import StoreError
+from orchestrator.views.board import format_event
 from orchestrator.web.views import Board, Views, clean
 
 if TYPE_CHECKING:
@@ -187,7 +187,7 @@ async def team_stream(
     """The team page's stream from ``start``: see the module docstring. Lines the reader
     missed because the capped stream dropped them meanwhile (a long disconnection) are
     read back from the log files, as ``orchestrate logs -f`` does."""
-    from orchestrator.logs import _GapFiller
+    from orchestrator.views.logs import _GapFiller
 
     store = views.store
     yield f"retry: {RETRY_MS}\n\n"

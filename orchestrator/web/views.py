@@ -17,15 +17,15 @@ from typing import Any
 
 import anyio
 
-from orchestrator.board import BoardSnapshot, build_snapshot
 from orchestrator.errors import UsageError
-from orchestrator.keys import check_name
 from orchestrator.paths import StateLayout
-from orchestrator.plan import Plan, format_duration
+from orchestrator.plan.models import Plan, format_duration
 from orchestrator.redact import Redactor
-from orchestrator.runs import recorded_plan
-from orchestrator.status import TeamStatus
-from orchestrator.store import Event, RunState, Store
+from orchestrator.state.keys import check_name
+from orchestrator.state.runs import recorded_plan
+from orchestrator.state.status import TeamStatus
+from orchestrator.state.store import Event, RunState, Store
+from orchestrator.views.board import BoardSnapshot, build_snapshot
 
 BOARD_TTL = 0.5
 """Seconds one built board serves every viewer of the run."""
@@ -121,7 +121,7 @@ class Views:
             got = self._boards.get(run_id)
             if got is not None and time.monotonic() - got.at < BOARD_TTL:
                 return got
-            from orchestrator.report import build_report
+            from orchestrator.views.report import build_report
 
             run = await self.run(run_id)
             plan = await self.plan(run)
@@ -135,7 +135,7 @@ class Views:
 
     async def events(self, run_id: str, last: int = 100) -> list[str]:
         """The run's newest events as lines, newest first."""
-        from orchestrator.board import format_event
+        from orchestrator.views.board import format_event
 
         got: list[Event] = []
         after = "0-0"
@@ -160,7 +160,7 @@ class Views:
         spec = None
         if plan is not None and team in {t.id for t in plan.teams}:
             spec = plan.team(team)
-        from orchestrator.report import _outcome
+        from orchestrator.views.report import _outcome
 
         state = await self.store.get_team(run_id, team)
         attempts = []

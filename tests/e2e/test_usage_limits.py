@@ -22,7 +22,7 @@ import yaml
 from orchestrator.agents import adapter_for
 from orchestrator.agents.base import AgentContext
 from orchestrator.agents.limits import detect_limit
-from orchestrator.plan import AgentConfig
+from orchestrator.plan.models import AgentConfig
 from tests.e2e.clis import prepare
 from tests.e2e.test_real_clis import orchestrate, repo, require  # noqa: F401 - repo: a fixture
 from tests.support.llm_server import LLMServer, Turn

@@ -27,7 +27,7 @@ import psutil
 import redis
 import yaml
 
-from orchestrator.keys import Keys
+from orchestrator.state.keys import Keys
 from tests.support.gitrepo import GitRepo
 
 ORCHESTRATE = [sys.executable, "-m", "orchestrator"]
@@ -86,8 +86,8 @@ class Fixture:
         url = self.env.get("ORCHESTRATE_REDIS_URL")
         if url:
             return redis.Redis.from_url(url, decode_responses=True)
-        from orchestrator.redis_server import EmbeddedServer
         from orchestrator.settings import Settings
+        from orchestrator.state.server import EmbeddedServer
 
         server = EmbeddedServer(self.repo.path / ".orchestrate" / "redis", Settings())
         return redis.Redis(unix_socket_path=str(server.socket_path), decode_responses=True)

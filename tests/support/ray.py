@@ -50,7 +50,7 @@ class RayTestCluster:
 
     @property
     def host_options(self) -> Any:
-        from orchestrator.ray_cluster import HostOptions
+        from orchestrator.run.ray_cluster import HostOptions
 
         return HostOptions(root=str(self.roots / "{host}"))
 
@@ -63,7 +63,7 @@ class RayTestCluster:
     def ensure_hosts(self) -> None:
         """Every live node's host actor, made now with its own root (an ``orchestrate``
         process started by a test finds them by name)."""
-        from orchestrator.ray_cluster import host_actor, list_nodes
+        from orchestrator.run.ray_cluster import host_actor, list_nodes
 
         for node in list_nodes():
             if node.alive and node.slots:
@@ -80,7 +80,7 @@ class RayTestCluster:
     def kill_hosts(self) -> None:
         import ray
 
-        from orchestrator.ray_cluster import list_nodes
+        from orchestrator.run.ray_cluster import list_nodes
 
         for node in list_nodes():
             with contextlib.suppress(ValueError):
@@ -92,7 +92,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayTestClu
     pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[dev]')")
     from ray.cluster_utils import Cluster
 
-    from orchestrator.ray_cluster import connect, disconnect
+    from orchestrator.run.ray_cluster import connect, disconnect
 
     cluster = Cluster(
         initialize_head=True,

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.agentproc import Outcome
 from orchestrator.agents import adapter_for
 from orchestrator.agents.base import AgentContext, AgentEvent, Verdict
-from orchestrator.plan import AgentConfig
+from orchestrator.agents.process import Outcome
+from orchestrator.plan.models import AgentConfig
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "agent-output"
 

@@ -23,7 +23,7 @@ What you get:
     retries (fast failures).
 
 ``store`` (function, async) -> Store
-    An open :class:`~orchestrator.store.Store` on ``settings``; closed after
+    An open :class:`~orchestrator.state.store.Store` on ``settings``; closed after
     the test. Needs an anyio test (``pytestmark = pytest.mark.anyio``).
 
 ``embedded_state_dir`` (module) -> StateLayout
@@ -59,9 +59,9 @@ import pytest
 import redis
 
 from orchestrator.paths import StateLayout
-from orchestrator.redis_server import EmbeddedServer
 from orchestrator.settings import Settings
-from orchestrator.store import Store, open_store
+from orchestrator.state.server import EmbeddedServer
+from orchestrator.state.store import Store, open_store
 
 __all__ = [
     "PasswordRedis",

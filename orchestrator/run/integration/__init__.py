@@ -1,0 +1,1 @@
+"""The integration phase: merge, resolve, test, fix, bisect."""
