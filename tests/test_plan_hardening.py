@@ -424,3 +424,41 @@ def test_import_names_what_a_markdown_plan_that_is_no_file_is(repo: Path, kind: 
     )
     assert "Traceback" not in proc.stderr and "no such file" not in proc.stderr
     assert not (repo / "PLAN.yaml").exists()
+
+
+# --- prompt templates: what may reach the model -----------------------------------
+
+
+def _with_template(name: str) -> str:
+    return GOOD + f"prompt_template: {name}\n"
+
+
+def test_a_template_outside_the_plan_and_repository_is_refused(repo: Path, tmp_path: Path) -> None:
+    """A shared plan naming `../../secret` or an absolute path as its prompt template would
+    send that file to the agent's model in every prompt: refused at validate, with where."""
+    outside = tmp_path / "id_rsa"
+    outside.write_text("PRIVATE KEY\n")
+    for name in [str(outside), "../id_rsa"]:
+        found = problems(repo, _with_template(name))
+        assert any(
+            p.where == "prompt_template"
+            and p.line is not None
+            and "outside the plan's folder" in p.message
+            for p in found
+        ), found
+
+
+def test_a_template_that_is_no_regular_file_or_too_large_is_refused(repo: Path) -> None:
+    """A FIFO as the template would block every prompt; a huge one is read whole into
+    each: both refused up front with one line each."""
+    os.mkfifo(repo / "fifo.j2")
+    (repo / "huge.j2").write_bytes(b"x" * (1024 * 1024))
+    assert any("not a regular file" in p.message for p in problems(repo, _with_template("fifo.j2")))
+    assert any("larger than" in p.message for p in problems(repo, _with_template("huge.j2")))
+
+
+def test_a_template_inside_the_repository_is_used(repo: Path) -> None:
+    """The ordinary case still validates: a template beside the plan."""
+    (repo / "mine.md.j2").write_text("{{ task }}\n")
+    loaded = load_plan_text(_with_template("mine.md.j2"), path=repo / "plan.yaml")
+    assert loaded.plan.prompt_template == "mine.md.j2"

@@ -590,8 +590,10 @@ class _Checker:
             if isinstance(team, dict):
                 places.append((("teams", i, "prompt_template"), team.get("prompt_template")))
         for loc, value in places:
-            if isinstance(value, str) and not (self.plan_dir / value).is_file():
-                self.add(loc, f"no such template file {value!r} (relative to the plan)")
+            if isinstance(value, str):
+                problem = _template_problem(value, self.plan_dir, self.repo_root)
+                if problem:
+                    self.add(loc, problem)
 
     def _check_copies(self, data: dict[str, Any]) -> None:
         """``copy:`` (top level and per team): paths of the user's checkout, inside the repo."""
@@ -606,6 +608,35 @@ class _Checker:
                     problem = _deliverable_problem(item, self.repo_root, self.check_repo)
                     if problem:
                         self.add((*loc, j), problem.replace("deliverable", "copied file"))
+
+
+MAX_TEMPLATE_BYTES = 256 * 1024
+"""A prompt template larger than this is refused: it is read whole into every prompt."""
+
+
+def _template_problem(value: str, plan_dir: Path, repo_root: Path | None) -> str | None:
+    """Why ``prompt_template`` ``value`` cannot be used, or ``None``.
+
+    Its text goes to the agent's LLM in every prompt, so it must be a regular file of a
+    sane size inside the plan's folder or the repository: a plan from someone else must
+    not send ``~/.ssh/id_rsa`` or ``/etc/passwd`` to a model, nor block on a FIFO.
+    """
+    path = (plan_dir / value).resolve()
+    roots = [plan_dir.resolve(), *([repo_root.resolve()] if repo_root is not None else [])]
+    if not any(path == root or root in path.parents for root in roots):
+        return (
+            f"template {_short(value)} is outside the plan's folder and the repository: "
+            "its text would be sent to the agent's model"
+        )
+    try:
+        info = path.stat()
+    except OSError:
+        return f"no such template file {value!r} (relative to the plan)"
+    if not stat.S_ISREG(info.st_mode):
+        return f"template {_short(value)} is not a regular file"
+    if info.st_size > MAX_TEMPLATE_BYTES:
+        return f"template {_short(value)} is larger than {MAX_TEMPLATE_BYTES} bytes"
+    return None
 
 
 def _deliverable_problem(item: str, root: Path, check_fs: bool) -> str | None:
