@@ -630,16 +630,7 @@ class HostActor:
             retryable=verdict.retryable,
             retry_after=verdict.retry_after,
             deliverables=dict(report.found),
-            checks=[
-                CheckOutcome(
-                    command=c.command,
-                    passed=c.passed,
-                    exit_code=c.exit_code,
-                    duration=round(c.duration, 3),
-                    timed_out=c.timed_out,
-                )
-                for c in checks
-            ],
+            checks=[CheckOutcome.of(c) for c in checks],
             usage=usage_of(verdict),
             session_id=verdict.session_id,
             final_message=kept,

@@ -542,16 +542,7 @@ class Attempt:
             retryable=judged.retryable,
             retry_after=judged.retry_after,
             deliverables=report.found,
-            checks=[
-                CheckOutcome(
-                    command=c.command,
-                    passed=c.passed,
-                    exit_code=c.exit_code,
-                    duration=c.duration,
-                    timed_out=c.timed_out,
-                )
-                for c in checks
-            ],
+            checks=[CheckOutcome.of(c) for c in checks],
             usage=judged.usage or Usage(),
             session_id=self.session_id,
             final_message=final,

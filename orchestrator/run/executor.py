@@ -72,6 +72,7 @@ from orchestrator.state.models import Usage
 
 if TYPE_CHECKING:
     from orchestrator.run.runtypes import RunContext
+    from orchestrator.verify import CheckResult
 
 EXECUTORS = ("local", "ray")
 """The executors ``--executor`` may name (``local``: this machine, the default; ``ray``: the
@@ -163,6 +164,17 @@ class CheckOutcome(_Model):
     exit_code: int | None
     duration: float
     timed_out: bool = False
+
+    @classmethod
+    def of(cls, check: CheckResult) -> CheckOutcome:
+        """The outcome of a check as :func:`orchestrator.verify.run_check` returned it."""
+        return cls(
+            command=check.command,
+            passed=check.passed,
+            exit_code=check.exit_code,
+            duration=round(check.duration, 3),
+            timed_out=check.timed_out,
+        )
 
 
 class AttemptOutcome(_Model):
